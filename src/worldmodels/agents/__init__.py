@@ -1,0 +1,11 @@
+"""Agents: one algorithm per file. Importing this package fills every registry."""
+
+import worldmodels.decoders  # noqa: F401
+import worldmodels.dynamics  # noqa: F401
+import worldmodels.encoders  # noqa: F401
+import worldmodels.heads  # noqa: F401
+import worldmodels.representations  # noqa: F401
+from worldmodels.agents.base import Agent
+from worldmodels.agents.latent_mlp import LatentMLPAgent
+
+__all__ = ["Agent", "LatentMLPAgent"]

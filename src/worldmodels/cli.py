@@ -1,0 +1,129 @@
+"""`wm`: list components, train, evaluate, dream and benchmark.
+
+Exit codes: 0 ok, 2 bad usage or config (one clear line, no traceback), 1 failure at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from worldmodels.errors import WMError
+
+
+def _list(args: argparse.Namespace) -> None:
+    from worldmodels.config import preset_names
+    from worldmodels.errors import ConfigError, closest
+    from worldmodels.registry import REGISTRIES, load_all
+
+    load_all()
+    if args.kind and args.kind not in REGISTRIES and args.kind != "preset":
+        raise ConfigError(
+            f"unknown kind '{args.kind}'{closest(args.kind, REGISTRIES)}; kinds: {', '.join(REGISTRIES)}, preset"
+        )
+    for kind, registry in REGISTRIES.items():
+        if args.kind in (None, kind):
+            print(f"{kind:<15} {', '.join(registry.names()) or '-'}")
+    if args.kind in (None, "preset"):
+        print(f"{'preset':<15} {', '.join(preset_names())}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from worldmodels.api import default_run_dir
+    from worldmodels.config import load_config, read_preset
+    from worldmodels.errors import ConfigError
+    from worldmodels.train import Trainer
+
+    overrides = list(args.overrides)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.preset and "=" in args.preset:
+            overrides.insert(0, args.preset)
+        elif args.preset:
+            raise ConfigError("with --resume the preset comes from the run folder; pass only key=value overrides")
+        if not (run_dir / "config.yaml").exists():
+            raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a run folder?)")
+        cfg = load_config(read_preset(str(run_dir / "config.yaml")), overrides)
+    else:
+        if not args.preset or "=" in args.preset:
+            raise ConfigError("wm train needs a preset first, e.g. `wm train latent_mlp env.id=Pendulum-v1`")
+        cfg = load_config(args.preset, overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(Path(args.preset).stem, cfg.env.id)
+    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
+    try:
+        summary = trainer.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: wm train --resume {run_dir}", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        trainer.close()
+    print(json.dumps({k: v for k, v in summary.items() if k != "run_dir"}))
+    print(f"run folder   {run_dir}")
+    print(f"curve        {run_dir / 'curve.png'}")
+    print(f"metrics      {run_dir / 'metrics.jsonl'}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
+    print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir} train.steps=N)")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from worldmodels.api import load_agent
+
+    agent = load_agent(args.run_dir)
+    result = agent.evaluate(args.episodes, seed=args.seed)
+    if args.video:
+        path, ret = agent.record_video(Path(args.run_dir) / "eval.gif", seed=args.seed)
+        print(f"video: {path} (return {ret:.1f})", file=sys.stderr)
+    print(json.dumps(result))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from worldmodels.train.bench import run_bench
+
+    run_bench(args.tasks, seeds=args.seeds, jobs=args.jobs, out_root=Path(args.out), report_only=args.report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wm", description="World models for reinforcement learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="print the registered components by kind")
+    p.add_argument("kind", nargs="?", help="only this kind (encoder, dynamics, policy, agent, preset, ...)")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("train", help="train an agent from a preset with key=value overrides")
+    p.add_argument("preset", nargs="?", help="a preset name in configs/ or a YAML path")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. env.id=Pendulum-v1 train.steps=5000")
+    p.add_argument("--run-dir", help="where the run is written (default: runs/PRESET-ENV-TIME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint; prints one JSON line")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--video", action="store_true", help="also write RUN_DIR/eval.gif of one episode")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("bench", help="run learning benchmarks and regenerate BENCHMARKS.md")
+    p.add_argument("tasks", nargs="*", help="task names in benchmarks/ (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", help="override the tasks' seeds")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets cores/jobs threads)")
+    p.add_argument("--out", default="bench_runs", help="folder for the benchmark runs")
+    p.add_argument("--report", action="store_true", help="only regenerate BENCHMARKS.md from stored results")
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except WMError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

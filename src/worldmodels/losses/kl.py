@@ -1,0 +1,29 @@
+"""KL terms of latent world models: dynamics/representation split with free bits (DreamerV3 eq. 5)."""
+
+from __future__ import annotations
+
+import torch
+from torch import distributions as D
+
+
+def detach_dist(dist: D.Distribution) -> D.Distribution:
+    """The same distribution with gradients stopped at its parameters."""
+    if isinstance(dist, D.Independent):
+        return D.Independent(detach_dist(dist.base_dist), dist.reinterpreted_batch_ndims)
+    if isinstance(dist, D.Normal):
+        return D.Normal(dist.loc.detach(), dist.scale.detach())
+    raise TypeError(f"detach_dist does not know {type(dist).__name__}")
+
+
+def kl_split(
+    post: D.Distribution, prior: D.Distribution, free_bits: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two halves of KL(post ‖ prior), each clipped below at `free_bits` nats.
+
+    dynamics loss = max(free, KL(sg(post) ‖ prior))   trains the prior towards the posterior;
+    representation loss = max(free, KL(post ‖ sg(prior)))   keeps the posterior predictable.
+    Returns (dyn, rep, raw KL), each `[...]` over the distributions' batch shape.
+    """
+    dyn = D.kl_divergence(detach_dist(post), prior)
+    rep = D.kl_divergence(post, detach_dist(prior))
+    return dyn.clamp(min=free_bits), rep.clamp(min=free_bits), dyn.detach()

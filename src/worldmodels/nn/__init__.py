@@ -1,0 +1,16 @@
+"""Building blocks with no RL knowledge."""
+
+from worldmodels.nn.dists import ClippedNormal, OneHotDist, SymlogMSE, TanhNormal, symexp, symlog
+from worldmodels.nn.mlp import MLP, MLPConfig, activation
+
+__all__ = [
+    "MLP",
+    "ClippedNormal",
+    "MLPConfig",
+    "OneHotDist",
+    "SymlogMSE",
+    "TanhNormal",
+    "activation",
+    "symexp",
+    "symlog",
+]

@@ -1,0 +1,127 @@
+"""Distributions and transforms used by the heads: symlog, one-hot categorical with straight-through
+gradients, and tanh-squashed Normal."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import distributions as D
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) · ln(|x| + 1): compresses large magnitudes, identity-like near 0."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `symlog`."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+class SymlogMSE:
+    """A point prediction made in symlog space: loss is MSE there, the mean is symexp of the output."""
+
+    def __init__(self, pred: torch.Tensor, use_symlog: bool = True):
+        self.pred = pred
+        self.use_symlog = use_symlog
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return symexp(self.pred) if self.use_symlog else self.pred
+
+    def loss(self, target: torch.Tensor) -> torch.Tensor:
+        """Squared error per element, summed over no dims: `[...]` like `target`."""
+        target = symlog(target) if self.use_symlog else target
+        return (self.pred - target) ** 2
+
+
+class OneHotDist:
+    """Categorical over `[..., n]` logits with one-hot samples; `rsample` passes straight-through gradients.
+
+    `unimix` mixes that fraction of the uniform distribution into the probabilities (DreamerV2/V3).
+    """
+
+    def __init__(self, logits: torch.Tensor, unimix: float = 0.0):
+        if unimix > 0:
+            probs = F.softmax(logits, -1)
+            probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+            logits = torch.log(probs)
+        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+        self.probs = self.logits.exp()
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.logits.dtype)
+
+    def sample(self) -> torch.Tensor:
+        index = torch.multinomial(self.probs.reshape(-1, self.probs.shape[-1]), 1).reshape(self.probs.shape[:-1])
+        return F.one_hot(index, self.logits.shape[-1]).to(self.logits.dtype)
+
+    def rsample(self) -> torch.Tensor:
+        sample = self.sample()
+        return sample + self.probs - self.probs.detach()
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return (value * self.logits).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.probs * self.logits).sum(-1)
+
+
+class TanhNormal:
+    """A diagonal Normal squashed by tanh into (-1, 1), with the change-of-variables log-probability."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        self.base = D.Normal(mean, std)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.tanh(self.base.mean)
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample()
+
+    def rsample(self) -> torch.Tensor:
+        return torch.tanh(self.base.rsample())
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        value = value.clamp(-1 + 1e-6, 1 - 1e-6)
+        pre = torch.atanh(value)
+        return (self.base.log_prob(pre) - self._log_det(pre)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        # No closed form; a one-sample estimate is unbiased and what actor losses need.
+        pre = self.base.rsample()
+        return (self.base.entropy() + self._log_det(pre)).sum(-1)
+
+    @staticmethod
+    def _log_det(pre: torch.Tensor) -> torch.Tensor:
+        return 2 * (math.log(2) - pre - F.softplus(-2 * pre))
+
+
+class ClippedNormal:
+    """DreamerV3's continuous policy: Normal with tanh mean and bounded std; samples clipped to [-1, 1]."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        self.base = D.Normal(mean, std)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.base.mean
+
+    def sample(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.base.sample().clamp(-1, 1)
+
+    def rsample(self) -> torch.Tensor:
+        raw = self.base.rsample()
+        return raw + (raw.clamp(-1, 1) - raw).detach()  # clip the value, keep the gradient
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(value).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return self.base.entropy().sum(-1)

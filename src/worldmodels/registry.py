@@ -1,0 +1,82 @@
+"""One registry per component kind. Components register by decorator and are built from their own config.
+
+@ENCODERS.register("mlp")
+class MLPEncoder(nn.Module):
+    @dataclass
+    class Config: ...
+    def __init__(self, cfg: Config, obs_shape: tuple[int, ...]): ...
+
+encoder = ENCODERS.build("mlp", {"hidden": 128}, obs_shape=(4,))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from worldmodels.errors import ConfigError, closest
+
+T = TypeVar("T", bound=type)
+
+
+class Registry:
+    """Named constructors of one kind of component; every entry has a `Config` dataclass."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorate(cls: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
+                raise TypeError(f"{self.kind} '{name}' ({cls.__name__}) needs a `Config` dataclass")
+            self._entries[name] = cls
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> type:
+        if name not in self._entries:
+            valid = ", ".join(self.names()) or "none registered"
+            raise ConfigError(f"unknown {self.kind} '{name}'{closest(name, self._entries)}; valid: {valid}")
+        return self._entries[name]
+
+    def build(self, name: str, cfg: Any = None, **kwargs: Any) -> Any:
+        """Build entry `name` from its config (None for defaults, a dict, or a `Config` instance)."""
+        cls = self.get(name)
+        if cfg is None or isinstance(cfg, dict):
+            from worldmodels.config import parse  # config builds on the registry, not the reverse
+
+            cfg = parse(cls.Config, cfg or {}, f"{self.kind}.{name}")
+        return cls(cfg, **kwargs)
+
+
+ENCODERS = Registry("encoder")
+DECODERS = Registry("decoder")
+DYNAMICS = Registry("dynamics")
+REPRESENTATIONS = Registry("representation")
+REWARDS = Registry("reward")
+CONTINUES = Registry("continue")
+VALUES = Registry("value")
+POLICIES = Registry("policy")
+PLANNERS = Registry("planner")
+AGENTS = Registry("agent")
+
+REGISTRIES: dict[str, Registry] = {
+    r.kind: r
+    for r in (ENCODERS, DECODERS, DYNAMICS, REPRESENTATIONS, REWARDS, CONTINUES, VALUES, POLICIES, PLANNERS, AGENTS)
+}
+
+
+def load_all() -> None:
+    """Import every component package so that all registries are filled."""
+    import worldmodels.agents  # noqa: F401  (imports every component package it builds on)

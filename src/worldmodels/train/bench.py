@@ -1,0 +1,192 @@
+"""`wm bench`: learning tasks with budgets and reference scores, results as JSON and `BENCHMARKS.md`.
+
+A task is a YAML file in `benchmarks/`:
+
+    preset: latent_mlp            # a preset name or path
+    overrides: {env.id: Pendulum-v1}
+    steps: 20000                  # env-step budget
+    seeds: [0, 1, 2]
+    goal: -200                    # optional: the score that counts as learned
+    reference: {score: -150, source: "where the number comes from"}
+    description: one line shown in the report
+
+Each seed trains in its own process under `bench_runs/TASK/seedN`; the final evaluation of each seed,
+its curve and its wall-clock time go to `benchmarks/results/TASK.json`, and `BENCHMARKS.md` is rebuilt
+from all stored results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from worldmodels.config import parse
+from worldmodels.errors import ConfigError, TrainingError, closest
+from worldmodels.train.logger import plt, read_metrics
+
+
+@dataclass
+class Reference:
+    score: float | None = None
+    source: str = ""
+
+
+@dataclass
+class Task:
+    preset: str = "latent_mlp"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    steps: int = 10_000
+    seeds: list[int] = field(default_factory=lambda: [0])
+    goal: float | None = None
+    reference: Reference = field(default_factory=Reference)
+    description: str = ""
+
+
+def bench_dir() -> Path:
+    return Path(os.environ.get("WM_BENCHMARKS", Path(__file__).resolve().parents[3] / "benchmarks"))
+
+
+def load_tasks(names: list[str]) -> dict[str, Task]:
+    available = {p.stem: p for p in sorted(bench_dir().glob("*.yaml"))}
+    for name in names:
+        if name not in available:
+            raise ConfigError(
+                f"unknown benchmark task '{name}'{closest(name, available)}; tasks: {', '.join(available)}"
+            )
+    chosen = names or list(available)
+    return {n: parse(Task, yaml.safe_load(available[n].read_text()) or {}, f"benchmarks/{n}") for n in chosen}
+
+
+def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) -> dict[str, Any]:
+    run_dir = out_root / name / f"seed{seed}"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in task.overrides.items()]
+    overrides += [f"train.steps={task.steps}", f"train.seed={seed}", f"train.threads={threads}"]
+    cmd = [sys.executable, "-m", "worldmodels.cli", "train", task.preset, *overrides, "--run-dir", str(run_dir)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise TrainingError(f"benchmark {name} seed {seed} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    rows = read_metrics(run_dir)
+    curve = [[r["step"], r["eval/return"]] for r in rows if "eval/return" in r]
+    perf = [r["perf/updates_per_s"] for r in rows if r.get("perf/updates_per_s")]
+    return {
+        "seed": seed,
+        "final": curve[-1][1],
+        "curve": curve,
+        "wall_s": round(wall, 1),
+        "updates_per_s": round(float(np.median(perf)), 2) if perf else None,
+    }
+
+
+def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Path, report_only: bool) -> None:
+    tasks = load_tasks(names)
+    results_dir = bench_dir() / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if not report_only:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        for name, task in tasks.items():
+            task_seeds = seeds or task.seeds
+            print(f"[bench] {name}: {len(task_seeds)} seed(s) x {task.steps} steps, {jobs} at a time", flush=True)
+            with ThreadPoolExecutor(jobs) as pool:
+                runs = list(pool.map(lambda s, n=name, t=task: _run_seed(n, t, s, out_root, threads), task_seeds))
+            finals = [r["final"] for r in runs]
+            result = {
+                "task": name,
+                "preset": task.preset,
+                "overrides": task.overrides,
+                "steps": task.steps,
+                "goal": task.goal,
+                "reference": vars(task.reference),
+                "description": task.description,
+                "mean": float(np.mean(finals)),
+                "std": float(np.std(finals)),
+                "runs": runs,
+                "command": f"wm bench {name}" + (f" --seeds {' '.join(map(str, seeds))}" if seeds else ""),
+                "jobs": jobs,
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+            }
+            (results_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+            print(f"[bench] {name}: final eval {result['mean']:.1f} ± {result['std']:.1f}", flush=True)
+    write_report(results_dir)
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for run in result["runs"]:
+        steps, values = zip(*run["curve"])
+        ax.plot(steps, values, lw=1.2, alpha=0.8, label=f"seed {run['seed']}")
+    if result.get("goal") is not None:
+        ax.axhline(result["goal"], color="k", ls="--", lw=1, label="goal")
+    if result["reference"].get("score") is not None:
+        ax.axhline(result["reference"]["score"], color="tab:green", ls=":", lw=1.5, label="reference")
+    ax.set_title(result["task"])
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("eval return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(results_dir: Path) -> Path:
+    """Rebuild `BENCHMARKS.md` (beside `benchmarks/`) from every stored result, with a curve per task."""
+    results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `wm bench` from `benchmarks/results/*.json`; every number below was measured by the",
+        "command in its row. Final eval = mean return of `train.eval_episodes` deterministic episodes at the",
+        "end of the budget, averaged over seeds (± std across seeds).",
+        "",
+        "| task | preset | env steps | seeds | final eval | per seed | goal | reference | wall-clock/seed | command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        _plot(r, results_dir / f"{r['task']}.png")
+        ref = r["reference"]
+        ref_text = "–" if ref.get("score") is None else f"{ref['score']:g} ({ref['source']})"
+        goal = "–" if r["goal"] is None else f"{r['goal']:g}"
+        per_seed = ", ".join(f"{run['final']:.0f}" for run in r["runs"])
+        wall = ", ".join(f"{run['wall_s'] / 60:.1f} min" for run in r["runs"])
+        lines.append(
+            f"| {r['task']} | {r['preset']} | {r['steps']:,} | {len(r['runs'])} | {r['mean']:.1f} ± {r['std']:.1f} "
+            f"| {per_seed} | {goal} | {ref_text} | {wall} "
+            f"| `{r['command']}` |"
+        )
+    lines.append("")
+    for r in results:
+        lines += [
+            f"## {r['task']}",
+            "",
+            r.get("description", ""),
+            "",
+            f"Measured {r['date']} on {r['machine']}, {r['jobs']} run(s) at a time.",
+            "",
+            f"![{r['task']}](benchmarks/results/{r['task']}.png)",
+            "",
+        ]
+    notes = bench_dir() / "NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text().rstrip(), ""]
+    out = bench_dir().parent / "BENCHMARKS.md"
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,73 @@
+"""Metrics to the console, `metrics.jsonl` and TensorBoard; `curve.png` from the JSON lines."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+
+
+class Logger:
+    """Appends `{"step": ..., name: value}` lines. On resume from step S, lines after S are dropped first,
+    so the log matches the run that continues from the checkpoint."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        self.file = self.path.open("a")
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        self.file.write(json.dumps({"step": step, **clean}) + "\n")
+        self.file.flush()
+        for key, value in clean.items():
+            self.tb.add_scalar(key, value, step)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def plot_curve(run_dir: Path, title: str = "") -> Path:
+    """Plot episode returns (thin) and evaluation returns ± std (bold) against env steps."""
+    rows = read_metrics(run_dir)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    train = [(r["step"], r["episode/return"]) for r in rows if "episode/return" in r]
+    evals = [(r["step"], r["eval/return"], r.get("eval/return_std", 0.0)) for r in rows if "eval/return" in r]
+    if train:
+        ax.plot(*zip(*train), color="tab:blue", alpha=0.35, lw=1, label="training episodes")
+    if evals:
+        steps, mean, std = (list(x) for x in zip(*evals))
+        ax.plot(steps, mean, color="tab:red", lw=2, marker="o", ms=3, label="evaluation (mean ± std)")
+        ax.fill_between(
+            steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color="tab:red", alpha=0.15
+        )
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return")
+    ax.set_title(title or run_dir.name)
+    ax.grid(alpha=0.3)
+    if train or evals:
+        ax.legend(loc="best")
+    fig.tight_layout()
+    out = run_dir / "curve.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out

@@ -1,0 +1,255 @@
+"""The training loop: collect with the current policy → store → update at `train.ratio` → evaluate →
+log → checkpoint, with a progress bar. A run can be resumed exactly from its latest checkpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodels.agents.base import Agent
+from worldmodels.config import Config, save_config
+from worldmodels.data import Replay
+from worldmodels.envs import EnvPool
+from worldmodels.errors import CheckpointError, ConfigError
+from worldmodels.registry import AGENTS
+from worldmodels.train.checkpoint import Payload, latest_checkpoint, load_checkpoint, save_checkpoint
+from worldmodels.train.evaluate import evaluate
+from worldmodels.train.logger import Logger, plot_curve
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_agent(cfg: Config, obs_spec, act_spec) -> Agent:
+    """The agent named by `cfg.agent`, on the configured device."""
+    agent = AGENTS.build(cfg.agent.name, cfg.agent.cfg, obs_spec=obs_spec, act_spec=act_spec)
+    return agent.to(resolve_device(cfg.device))
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after]."""
+    return every > 0 and before // every != after // every
+
+
+def _seed(seed: int, *stream: int) -> int:
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1)[0])
+
+
+class Trainer:
+    """Owns one run directory: its config, environments, agent, replay, logs and checkpoints."""
+
+    def __init__(self, cfg: Config, run_dir: Path, resume: bool = False):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
+        if resume and ckpt is None:
+            raise CheckpointError(f"cannot resume: '{self.run_dir}' holds no complete checkpoint")
+        if not resume and ckpt is not None:
+            raise ConfigError(
+                f"'{self.run_dir}' already holds a run; continue it with --resume or pick another --run-dir"
+            )
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        random.seed(t.seed)
+        torch.manual_seed(t.seed)
+        self.rng = np.random.default_rng(_seed(t.seed, 1))  # random prefill actions
+        self.pool = EnvPool(cfg.env, _seed(t.seed, 2))
+        self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the environment and agent are known good
+        save_config(cfg, self.run_dir / "config.yaml")
+        self.device = self.agent.device
+        self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3))
+        self.state = self.agent.initial_state(self.pool.num_envs)
+        self.is_first = np.ones(self.pool.num_envs, bool)
+        self.step = 0  # env steps, action repeat included
+        self.update_credit = 0.0
+        self.episodes = 0
+        self.last_eval_step = -1
+        self.last_return: float | None = None
+        if resume:
+            self._restore(ckpt)
+        else:
+            first = self.pool.first_records()
+            self.replay.add(first.records, first.streams)
+        self.logger = Logger(self.run_dir, resume_step=self.step if resume else None)
+        self._window = {"time": time.perf_counter(), "step": self.step, "updates": self.agent.updates}
+        self._recent: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> dict[str, Any]:
+        t = self.cfg.train
+        bar = tqdm(
+            total=t.steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            desc="train",
+            disable=None,
+            smoothing=0.05,
+        )
+        try:
+            while self.step < t.steps:
+                before = self.step
+                self._collect()
+                self._train()
+                bar.update(self.step - before)
+                if crossed(before, self.step, t.eval_every):
+                    self._evaluate(bar)
+                if crossed(before, self.step, t.log_every):
+                    bar.set_postfix_str(self._log(), refresh=False)
+                if crossed(before, self.step, t.checkpoint_every):
+                    self.save()
+            if self.last_eval_step != self.step:
+                self._evaluate(bar)
+            if self._recent:
+                self._log()
+            self.save()
+        finally:
+            bar.close()
+            self.logger.flush()
+            plot_curve(self.run_dir, f"{self.cfg.agent.name} on {self.cfg.env.id}")
+        return self.summary()
+
+    def close(self) -> None:
+        self.logger.close()
+        self.pool.close()
+
+    def _collect(self) -> None:
+        if self.step < self.cfg.train.prefill:
+            action = self.pool.act_spec.random(self.pool.num_envs, self.rng)
+        else:
+            obs = torch.as_tensor(self.pool.obs, device=self.device)
+            is_first = torch.as_tensor(self.is_first, device=self.device)
+            action, self.state = self.agent.act(obs, is_first, self.state, explore=True)
+            action = action.cpu().numpy()
+        out = self.pool.step(action)
+        self.replay.add(out.records, out.streams)
+        self.is_first = out.is_first
+        self.step += self.pool.num_envs * self.cfg.env.action_repeat
+        for _, ret, length in out.finished:
+            self.episodes += 1
+            self.last_return = ret
+            self._note("episode/return", ret)
+            self._note("episode/length", length)
+        if self.step >= self.cfg.train.prefill:
+            t = self.cfg.train
+            self.update_credit += self.pool.num_envs * t.ratio / (t.batch_size * t.seq_len)
+
+    def _train(self) -> None:
+        t = self.cfg.train
+        if not self.replay.can_sample(t.seq_len):
+            return
+        while self.update_credit >= 1.0:
+            self.update_credit -= 1.0
+            batch = self.replay.sample(t.batch_size, t.seq_len)
+            batch = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+            for key, value in self.agent.update(batch).items():
+                self._note(key, value)
+
+    def _evaluate(self, bar: tqdm) -> None:
+        t = self.cfg.train
+        returns = evaluate(self.agent, self.cfg.env, t.eval_episodes, _seed(t.seed, 4, self.step))
+        self.last_eval_step = self.step
+        metrics = {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std())}
+        self.logger.log(self.step, metrics)
+        self.last_eval = metrics
+        bar.write(
+            f"step {self.step:>9,d}  eval return {returns.mean():9.2f} ± {returns.std():.2f}"
+            f"  ({t.eval_episodes} episodes)"
+        )
+
+    def _note(self, key: str, value: float) -> None:
+        self._recent.setdefault(key, []).append(value)
+
+    def _log(self) -> str:
+        now = time.perf_counter()
+        elapsed = max(now - self._window["time"], 1e-9)
+        metrics = {k: float(np.mean(v)) for k, v in self._recent.items()}
+        metrics["perf/steps_per_s"] = (self.step - self._window["step"]) / elapsed
+        metrics["perf/updates_per_s"] = (self.agent.updates - self._window["updates"]) / elapsed
+        metrics["train/updates"] = self.agent.updates
+        metrics["train/episodes"] = self.episodes
+        metrics["replay/size"] = len(self.replay)
+        self.logger.log(self.step, metrics)
+        self._recent.clear()
+        self._window = {"time": now, "step": self.step, "updates": self.agent.updates}
+        last = "-" if self.last_return is None else f"{self.last_return:.1f}"
+        return f"{metrics['perf/steps_per_s']:.0f} steps/s, {metrics['perf/updates_per_s']:.1f} upd/s, return {last}"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "updates": self.agent.updates,
+            "episodes": self.episodes,
+            **getattr(self, "last_eval", {}),
+            "run_dir": str(self.run_dir),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> Path:
+        replay_arrays, replay_meta = self.replay.state_dict()
+        rng = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+        if torch.cuda.is_available():
+            rng["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+        state = {
+            "step": self.step,
+            "updates": self.agent.updates,
+            "update_credit": self.update_credit,
+            "episodes": self.episodes,
+            "last_return": self.last_return,
+            "last_eval_step": self.last_eval_step,
+            "is_first": self.is_first.tolist(),
+            "agent": self.cfg.agent.name,
+            "env": self.cfg.env.id,
+            "replay": replay_meta,
+            "rng": {**rng, "numpy": self.rng.bit_generator.state, "python": random.getstate()},
+        }
+        payload = Payload(
+            weights=self.agent.state_dict(),
+            torch_state={"optimizers": self.agent.optimizer_state()},
+            arrays={"replay": replay_arrays, "envs": self.pool.state_dict()},
+            state=json.loads(json.dumps(state)),
+        )
+        return save_checkpoint(self.run_dir / "checkpoints", self.step, payload, self.cfg.train.keep_checkpoints)
+
+    def _restore(self, path: Path) -> None:
+        payload = load_checkpoint(path)
+        s = payload.state
+        if s.get("agent") != self.cfg.agent.name:
+            raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not '{self.cfg.agent.name}'")
+        try:
+            self.agent.load_state_dict(payload.weights)
+            self.agent.load_optimizer_state(payload.torch_state["optimizers"])
+            self.replay.load_state_dict(payload.arrays["replay"], s["replay"])
+            self.pool.load_state_dict(payload.arrays["envs"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"checkpoint '{path}' does not fit this run's config ({type(err).__name__}: {str(err)[:200]}); "
+                "resume without overrides that change the model, replay or environments"
+            ) from None
+        self.step, self.agent.updates = s["step"], s["updates"]
+        self.update_credit, self.episodes = s["update_credit"], s["episodes"]
+        self.last_return, self.last_eval_step = s["last_return"], s["last_eval_step"]
+        self.is_first = np.asarray(s["is_first"], bool)
+        torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(s["rng"]["torch"])), dtype=torch.uint8))
+        if "cuda" in s["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(
+                [torch.frombuffer(bytearray(base64.b64decode(x)), dtype=torch.uint8) for x in s["rng"]["cuda"]]
+            )
+        self.rng.bit_generator.state = s["rng"]["numpy"]
+        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in s["rng"]["python"]))

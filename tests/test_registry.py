@@ -1,0 +1,53 @@
+from dataclasses import dataclass
+
+import pytest
+
+from worldmodels.errors import ConfigError
+from worldmodels.registry import ENCODERS, REGISTRIES, Registry, load_all
+
+
+def test_every_kind_has_a_registry():
+    assert set(REGISTRIES) == {
+        "encoder",
+        "decoder",
+        "dynamics",
+        "representation",
+        "reward",
+        "continue",
+        "value",
+        "policy",
+        "planner",
+        "agent",
+    }
+
+
+def test_unknown_name_lists_valid_names_and_closest_match():
+    load_all()
+    with pytest.raises(ConfigError) as err:
+        ENCODERS.get("mpl")
+    assert "unknown encoder 'mpl'" in str(err.value)
+    assert "did you mean 'mlp'" in str(err.value)
+    assert "valid: mlp" in str(err.value)
+
+
+def test_register_build_and_errors():
+    reg = Registry("widget")
+
+    @reg.register("box")
+    class Box:
+        @dataclass
+        class Config:
+            size: int = 3
+
+        def __init__(self, cfg, scale):
+            self.cfg, self.scale = cfg, scale
+
+    built = reg.build("box", {"size": 5}, scale=2)
+    assert (built.cfg.size, built.scale) == (5, 2)
+    assert reg.build("box", None, scale=1).cfg.size == 3
+    with pytest.raises(ConfigError, match="unknown config key 'widget.box.sise'.*did you mean 'size'"):
+        reg.build("box", {"sise": 5}, scale=1)
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("box")(Box)
+    with pytest.raises(TypeError, match="needs a `Config` dataclass"):
+        reg.register("plain")(type("Plain", (), {}))

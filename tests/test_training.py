@@ -1,0 +1,199 @@
+"""Smoke runs of the loop, exact resume, and checkpoints that refuse to load when tampered with."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.api import load_agent, make_agent
+from worldmodels.cli import main
+from worldmodels.errors import CheckpointError, ConfigError, TrainingError
+from worldmodels.train import Trainer
+from worldmodels.train import checkpoint as ckpt_module
+from worldmodels.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
+def test_smoke_run_writes_the_run_folder(tiny, tmp_path, env):
+    cfg = tiny("train.steps=300", "train.eval_every=150", env=env)
+    trainer = Trainer(cfg, tmp_path / "run")
+    summary = trainer.run()
+    trainer.close()
+    run = tmp_path / "run"
+    assert summary["step"] == 300 and summary["updates"] > 0
+    for name in ("config.yaml", "metrics.jsonl", "curve.png", "tb"):
+        assert (run / name).exists()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/return" in r] == [150, 300]
+    assert any("loss/world_model" in r for r in rows) and any("perf/updates_per_s" in r for r in rows)
+    assert latest_checkpoint(run / "checkpoints").name == "step_000000000300"
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.agent.state_dict().items()}
+
+
+def test_resume_continues_exactly(tiny, tmp_path):
+    """A run stopped at 200 steps and resumed to 400 ends bit-identical to one that ran 400 straight."""
+    straight = Trainer(tiny("train.steps=400", "train.eval_every=200", "train.checkpoint_every=200"), tmp_path / "a")
+    straight.run()
+    straight.close()
+
+    first = Trainer(tiny("train.steps=200", "train.eval_every=200", "train.checkpoint_every=200"), tmp_path / "b")
+    first.run()
+    counters = (first.step, first.agent.updates, first.episodes, len(first.replay))
+    replay_before = {k: v.copy() for k, v in first.replay.data.items()}
+    first.close()
+    del first  # the "killed" run
+
+    resumed = Trainer(
+        tiny("train.steps=400", "train.eval_every=200", "train.checkpoint_every=200"), tmp_path / "b", resume=True
+    )
+    assert (resumed.step, resumed.agent.updates, resumed.episodes, len(resumed.replay)) == counters
+    for key, value in replay_before.items():
+        np.testing.assert_array_equal(resumed.replay.data[key], value)
+    resumed.run()
+    resumed.close()
+
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(straight.replay.data["obs"], resumed.replay.data["obs"])
+    metrics_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    metrics_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    evals = [[json.loads(x)["eval/return"] for x in m if "eval/return" in x] for m in (metrics_a, metrics_b)]
+    assert evals[0] == evals[1]
+
+
+def test_killed_during_checkpoint_resumes_from_previous(tiny, tmp_path, monkeypatch):
+    trainer = Trainer(tiny("train.steps=200", "train.checkpoint_every=100", "train.eval_every=0"), tmp_path / "r")
+    real_savez = np.savez
+    calls = {"n": 0}
+
+    def dies_on_second_checkpoint(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # replay of the 2nd checkpoint: the process "dies" mid-write
+            raise KeyboardInterrupt
+        return real_savez(*args, **kwargs)
+
+    monkeypatch.setattr(ckpt_module.np, "savez", dies_on_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    trainer.close()
+    monkeypatch.undo()
+    # a SIGKILL leaves the temporary folder behind: make one, as the dead process would have
+    (tmp_path / "r" / "checkpoints" / ".tmp-leftover").mkdir()
+    assert [p.name for p in list_checkpoints(tmp_path / "r" / "checkpoints")] == ["step_000000000100"]
+    resumed = Trainer(
+        tiny("train.steps=200", "train.checkpoint_every=100", "train.eval_every=0"), tmp_path / "r", resume=True
+    )
+    assert resumed.step == 100
+    resumed.run()
+    resumed.close()
+
+
+def test_tampered_or_foreign_checkpoint_fails_cleanly(tiny, tmp_path, capsys):
+    trainer = Trainer(tiny("train.steps=150", "train.eval_every=0"), tmp_path / "r")
+    trainer.run()
+    trainer.close()
+    path = latest_checkpoint(tmp_path / "r" / "checkpoints")
+    good = tmp_path / "good"
+    shutil.copytree(path, good)
+
+    weights = path / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="weights.safetensors does not match its sha256"):
+        load_checkpoint(path)
+    assert main(["eval", str(tmp_path / "r")]) == 1
+    assert "corrupt or was modified" in capsys.readouterr().err
+
+    # a pickle that would run code, with a manifest forged to match, is still refused
+    shutil.rmtree(path)
+    shutil.copytree(good, path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"optimizers": Evil()}, path / "optim.pt")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["optim.pt"] = ckpt_module._sha256(path / "optim.pt")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(path)
+    assert "pwned" not in capsys.readouterr().out
+
+    (path / "manifest.json").write_text("not json")
+    with pytest.raises(CheckpointError, match="manifest.json is not valid JSON"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no manifest.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_existing_run_dir_is_never_overwritten(tiny, tmp_path):
+    trainer = Trainer(tiny("train.steps=120", "train.eval_every=0"), tmp_path / "r")
+    trainer.run()
+    trainer.close()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Trainer(tiny("train.steps=120"), tmp_path / "r")
+    with pytest.raises(CheckpointError, match="holds no complete checkpoint"):
+        Trainer(tiny("train.steps=120"), tmp_path / "empty", resume=True)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tiny, tmp_path):
+    trainer = Trainer(tiny("train.steps=400", "train.checkpoint_every=150", "train.eval_every=0"), tmp_path / "r")
+    original = trainer.agent.reward.forward
+
+    def poisoned(x):
+        out = original(x)
+        if trainer.step > 200:
+            out.pred = out.pred * float("nan")
+        return out
+
+    trainer.agent.reward.forward = poisoned
+    with pytest.raises(TrainingError, match="world_model loss became nan.*last checkpoint is intact"):
+        trainer.run()
+    trainer.close()
+    assert latest_checkpoint(tmp_path / "r" / "checkpoints").name == "step_000000000150"
+    assert (tmp_path / "r" / "metrics.jsonl").exists()
+
+
+def test_api_learn_predict_save_load(tiny, tmp_path):
+    from worldmodels.config import to_dict
+
+    overrides = {k: v for k, v in to_dict(tiny()).items() if k in ("agent", "train")}
+    agent = make_agent("latent_mlp", env="CartPole-v1", run_dir=tmp_path / "run", **overrides)
+    summary = agent.learn(200)
+    assert summary["step"] == 200
+    action, _ = agent.predict(np.zeros(4, np.float32))
+    assert action in (0, 1)
+    batch, _ = agent.predict(np.zeros((3, 4), np.float32))
+    assert batch.shape == (3,)
+    agent.save(tmp_path / "saved")
+    agent.close()
+
+    loaded = load_agent(tmp_path / "saved")
+    assert loaded.predict(np.zeros(4, np.float32))[0] == action
+    result = loaded.evaluate(episodes=2)
+    assert result["episodes"] == 2 and np.isfinite(result["return_mean"])
+    assert loaded.learn(100)["step"] == 300  # continues the saved run
+    loaded.close()
+
+
+def test_cli_train_eval_and_video(tmp_path, capsys):
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    assert main(["train", "latent_mlp", *TINY, "train.steps=150", "train.eval_every=0", "--run-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "curve" in out and str(run) in out
+    assert main(["eval", str(run), "--episodes", "3", "--video"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(line)
+    assert set(result) == {"episodes", "return_mean", "return_std"} and result["episodes"] == 3
+    assert (run / "eval.gif").stat().st_size > 0
+    assert main(["train", "--resume", str(run), "train.steps=250"]) == 0
+    assert latest_checkpoint(run / "checkpoints").name == "step_000000000250"
