@@ -10,12 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-from worldmodels.errors import WMError
+from worldmodels.errors import ConfigError, WMError
 
 
 def _list(args: argparse.Namespace) -> None:
     from worldmodels.config import preset_names
-    from worldmodels.errors import ConfigError, closest
+    from worldmodels.errors import closest
     from worldmodels.registry import REGISTRIES, load_all
 
     load_all()
@@ -33,7 +33,6 @@ def _list(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from worldmodels.api import default_run_dir
     from worldmodels.config import load_config, read_preset
-    from worldmodels.errors import ConfigError
     from worldmodels.train import Trainer
 
     overrides = list(args.overrides)
@@ -77,6 +76,18 @@ def _eval(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def _dream(args: argparse.Namespace) -> None:
+    from worldmodels.api import load_agent
+    from worldmodels.train.dream import dream
+
+    run = load_agent(args.run_dir)
+    try:
+        path = dream(run.agent, run.cfg.env, Path(args.run_dir) / "dream.png", args.seed, args.context, args.horizon)
+    except NotImplementedError as err:
+        raise ConfigError(str(err)) from None
+    print(f"dream: {path}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from worldmodels.train.bench import run_bench
 
@@ -104,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--video", action="store_true", help="also write RUN_DIR/eval.gif of one episode")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("dream", help="plot what the world model imagines beside what really happens")
+    p.add_argument("run_dir")
+    p.add_argument("--context", type=int, default=5, help="real observations the model sees first")
+    p.add_argument("--horizon", type=int, default=50, help="steps imagined open-loop after them")
+    p.add_argument("--seed", type=int, default=12345)
+    p.set_defaults(func=_dream)
 
     p = sub.add_parser("bench", help="run learning benchmarks and regenerate BENCHMARKS.md")
     p.add_argument("tasks", nargs="*", help="task names in benchmarks/ (default: all)")

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,11 +21,26 @@ class Agent(nn.Module):
     put their optimisers in `self.optimizers` (so checkpoints hold them) and implement `act`/`update`.
     """
 
+    priority: tuple[float, float] | None = None
+    """(α, β) to sample replay in proportion to priority^α with importance weights^β; None: uniform.
+    A prioritised agent finds `index` `[B]` and `weight` `[B]` in its batches and sets `new_priorities`
+    `[B]` (one per sampled sequence) in each `update`."""
+
     def __init__(self, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__()
         self.obs_spec, self.act_spec = obs_spec, act_spec
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.updates = 0
+        self.new_priorities: np.ndarray | None = None
+
+    def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Extra per-step data this agent stores in replay (name → (shape, dtype)), such as MCTS visit
+        counts. Rows where the agent did not act (random prefill, episode starts) hold zeros."""
+        return {}
+
+    def act_records(self) -> dict[str, np.ndarray]:
+        """The `record_spec` data of the last `act` call, `[N, ...]`; stored with the action it chose."""
+        return {}
 
     @property
     def device(self) -> torch.device:
@@ -41,6 +57,11 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One learning step on a replayed batch `[B, T, ...]`; returns scalar metrics."""
         raise NotImplementedError
+
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+        """Observations `[T, ...]` predicted from the first `context` real ones and the real actions `[T, A]`
+        (action t is the one that led to observation t), imagining the rest without seeing them."""
+        raise NotImplementedError(f"{type(self).__name__} cannot dream: it has no observation decoder")
 
     def optimizer_state(self) -> dict[str, Any]:
         return {name: opt.state_dict() for name, opt in self.optimizers.items()}

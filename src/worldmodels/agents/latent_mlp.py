@@ -123,6 +123,14 @@ class LatentMLPAgent(Agent):
         policy = self.actor(z)
         return (policy.sample() if explore else policy.mode), None
 
+    @torch.no_grad()
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+        z = self.representation(self.encoder(obs[:context])).mean  # [C, Z]
+        latents = list(z)
+        for t in range(context, obs.shape[0]):
+            latents.append(self.dynamics(latents[-1], action[t]).mean)
+        return self.decoder(torch.stack(latents)).mean
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         start, start_cont, metrics = self._world_model_step(batch)
         metrics.update(self._behaviour_step(start, start_cont))

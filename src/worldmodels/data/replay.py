@@ -14,7 +14,10 @@ import numpy as np
 
 
 class Replay:
-    def __init__(self, capacity: int, num_streams: int, seed: int):
+    """`capacity` steps over `num_streams` streams. With `priority=(α, β)` a window is sampled in
+    proportion to its start row's priority^α and carries the importance weight (N·P)^−β / max."""
+
+    def __init__(self, capacity: int, num_streams: int, seed: int, priority: tuple[float, float] | None = None):
         self.num_streams = num_streams
         self.stream_capacity = max(capacity // num_streams, 2)
         self.data: dict[str, np.ndarray] = {}
@@ -22,6 +25,10 @@ class Replay:
         self.count = np.zeros(num_streams, np.int64)  # rows held, per stream
         self.added = 0
         self.rng = np.random.default_rng(seed)
+        self.priority = priority
+        if priority is not None:
+            self.priorities = np.zeros((num_streams, self.stream_capacity), np.float64)
+            self.max_priority = 1.0
 
     def __len__(self) -> int:
         return int(self.count.sum())
@@ -36,6 +43,8 @@ class Replay:
             p = self.pos[s]
             for key, store in self.data.items():
                 store[s, p] = records[key][j]
+            if self.priority is not None:
+                self.priorities[s, p] = self.max_priority  # new rows are sampled soon
             self.pos[s] = (p + 1) % self.stream_capacity
             self.count[s] = min(self.count[s] + 1, self.stream_capacity)
         self.added += len(streams)
@@ -44,17 +53,45 @@ class Replay:
         return bool((self.count >= length).any())
 
     def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
-        """`batch` windows of `length` consecutive steps of one stream each: arrays `[B, T, ...]`."""
+        """`batch` windows of `length` consecutive steps of one stream each: arrays `[B, T, ...]`.
+
+        Prioritised replay adds `index` `[B]` (the start rows, for `update_priorities`) and `weight` `[B]`.
+        """
         starts_per_stream = np.maximum(self.count - length + 1, 0)
         total = starts_per_stream.sum()
         if total == 0:
             raise ValueError(f"replay holds no sequence of length {length} yet ({len(self)} steps stored)")
-        flat = self.rng.integers(total, size=batch)
-        stream = np.searchsorted(np.cumsum(starts_per_stream), flat, side="right")
-        offset = flat - (np.cumsum(starts_per_stream) - starts_per_stream)[stream]
-        oldest = (self.pos[stream] - self.count[stream]) % self.stream_capacity
-        index = (oldest[:, None] + offset[:, None] + np.arange(length)) % self.stream_capacity
-        return {key: store[stream[:, None], index] for key, store in self.data.items()}
+        oldest_all = (self.pos - self.count) % self.stream_capacity
+        extra = {}
+        if self.priority is None:
+            flat = self.rng.integers(total, size=batch)
+            stream = np.searchsorted(np.cumsum(starts_per_stream), flat, side="right")
+            offset = flat - (np.cumsum(starts_per_stream) - starts_per_stream)[stream]
+        else:
+            alpha, beta = self.priority
+            # valid start rows, as (stream, offset from that stream's oldest row)
+            stream_all = np.repeat(np.arange(self.num_streams), starts_per_stream)
+            offset_all = np.arange(total) - np.repeat(
+                np.cumsum(starts_per_stream) - starts_per_stream, starts_per_stream
+            )
+            rows_all = (oldest_all[stream_all] + offset_all) % self.stream_capacity
+            p = self.priorities[stream_all, rows_all] ** alpha
+            p = p / p.sum()
+            pick = self.rng.choice(total, size=batch, p=p)
+            stream, offset = stream_all[pick], offset_all[pick]
+            weight = (total * p[pick]) ** -beta
+            extra = {
+                "index": stream * self.stream_capacity + rows_all[pick],
+                "weight": (weight / weight.max()).astype(np.float32),
+            }
+        index = (oldest_all[stream][:, None] + offset[:, None] + np.arange(length)) % self.stream_capacity
+        return {**{key: store[stream[:, None], index] for key, store in self.data.items()}, **extra}
+
+    def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
+        """Set the priority of the windows starting at `index` (from `sample`) to `priorities` `[B]`."""
+        priorities = np.asarray(priorities, np.float64) + 1e-6
+        self.priorities.reshape(-1)[index] = priorities
+        self.max_priority = max(self.max_priority, float(priorities.max()))
 
     # ------------------------------------------------------------------ persistence
 
@@ -68,6 +105,9 @@ class Replay:
             "added": self.added,
             "rng": json.loads(json.dumps(self.rng.bit_generator.state)),
         }
+        if self.priority is not None:
+            arrays["priorities"] = self.priorities
+            meta["max_priority"] = self.max_priority
         return arrays, meta
 
     def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -83,3 +123,6 @@ class Replay:
         self.count = arrays["count"].copy()
         self.added = meta["added"]
         self.rng.bit_generator.state = meta["rng"]
+        if self.priority is not None:
+            self.priorities = arrays["priorities"].copy()
+            self.max_priority = meta["max_priority"]

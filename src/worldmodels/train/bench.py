@@ -13,6 +13,10 @@ A task is a YAML file in `benchmarks/`:
 Each seed trains in its own process under `bench_runs/TASK/seedN`; the final evaluation of each seed,
 its curve and its wall-clock time go to `benchmarks/results/TASK.json`, and `BENCHMARKS.md` is rebuilt
 from all stored results.
+
+A measurement that is not a training run (speed, memory) is a task with `script: NAME.py`: the script,
+in `benchmarks/`, is run as `python NAME.py --out RESULT.json` and writes
+`{"description": ..., "columns": [...], "rows": [[...], ...], "notes": ...}`, shown as a table.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Task:
     goal: float | None = None
     reference: Reference = field(default_factory=Reference)
     description: str = ""
+    script: str | None = None
+    """A measuring script in `benchmarks/` instead of a training run."""
 
 
 def bench_dir() -> Path:
@@ -102,6 +108,9 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
     if not report_only:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         for name, task in tasks.items():
+            if task.script:
+                _run_script(name, task, results_dir / f"{name}.json")
+                continue
             task_seeds = seeds or task.seeds
             print(f"[bench] {name}: {len(task_seeds)} seed(s) x {task.steps} steps, {jobs} at a time", flush=True)
             with ThreadPoolExecutor(jobs) as pool:
@@ -121,11 +130,33 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
                 "command": f"wm bench {name}" + (f" --seeds {' '.join(map(str, seeds))}" if seeds else ""),
                 "jobs": jobs,
                 "date": time.strftime("%Y-%m-%d"),
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                "machine": _machine(),
             }
             (results_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
             print(f"[bench] {name}: final eval {result['mean']:.1f} ± {result['std']:.1f}", flush=True)
     write_report(results_dir)
+
+
+def _run_script(name: str, task: Task, out: Path) -> None:
+    print(f"[bench] {name}: {task.script}", flush=True)
+    cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TrainingError(f"benchmark {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(out.read_text())
+    result.update(
+        task=name,
+        kind="table",
+        description=task.description or result.get("description", ""),
+        command=f"wm bench {name}",
+        date=time.strftime("%Y-%m-%d"),
+        machine=_machine(),
+    )
+    out.write_text(json.dumps(result, indent=1))
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
@@ -149,7 +180,9 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
 def write_report(results_dir: Path) -> Path:
     """Rebuild `BENCHMARKS.md` (beside `benchmarks/`) from every stored result, with a curve per task."""
-    results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    stored = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    results = [r for r in stored if r.get("kind") != "table"]
+    tables = [r for r in stored if r.get("kind") == "table"]
     lines = [
         "# Benchmarks",
         "",
@@ -184,6 +217,19 @@ def write_report(results_dir: Path) -> Path:
             f"![{r['task']}](benchmarks/results/{r['task']}.png)",
             "",
         ]
+    for r in tables:
+        lines += [
+            f"## {r['task']}",
+            "",
+            r["description"],
+            "",
+            f"Measured {r['date']} on {r['machine']} with `{r['command']}`.",
+            "",
+            "| " + " | ".join(r["columns"]) + " |",
+            "|" + "---|" * len(r["columns"]),
+        ]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in r["rows"]]
+        lines += ["", r.get("notes", ""), ""]
     notes = bench_dir() / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]

@@ -71,7 +71,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the environment and agent are known good
         save_config(cfg, self.run_dir / "config.yaml")
         self.device = self.agent.device
-        self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3))
+        self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3), priority=self.agent.priority)
         self.state = self.agent.initial_state(self.pool.num_envs)
         self.is_first = np.ones(self.pool.num_envs, bool)
         self.step = 0  # env steps, action repeat included
@@ -83,7 +83,7 @@ class Trainer:
             self._restore(ckpt)
         else:
             first = self.pool.first_records()
-            self.replay.add(first.records, first.streams)
+            self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
         self.logger = Logger(self.run_dir, resume_step=self.step if resume else None)
         self._window = {"time": time.perf_counter(), "step": self.step, "updates": self.agent.updates}
         self._recent: dict[str, list[float]] = {}
@@ -129,6 +129,7 @@ class Trainer:
         self.pool.close()
 
     def _collect(self) -> None:
+        extra: dict[str, np.ndarray] = {}
         if self.step < self.cfg.train.prefill:
             action = self.pool.act_spec.random(self.pool.num_envs, self.rng)
         else:
@@ -136,8 +137,9 @@ class Trainer:
             is_first = torch.as_tensor(self.is_first, device=self.device)
             action, self.state = self.agent.act(obs, is_first, self.state, explore=True)
             action = action.cpu().numpy()
+            extra = self.agent.act_records()
         out = self.pool.step(action)
-        self.replay.add(out.records, out.streams)
+        self.replay.add(self._with_agent_records(out.records, extra, self.pool.num_envs), out.streams)
         self.is_first = out.is_first
         self.step += self.pool.num_envs * self.cfg.env.action_repeat
         for _, ret, length in out.finished:
@@ -149,6 +151,18 @@ class Trainer:
             t = self.cfg.train
             self.update_credit += self.pool.num_envs * t.ratio / (t.batch_size * t.seq_len)
 
+    def _with_agent_records(
+        self, records: dict[str, np.ndarray], extra: dict[str, np.ndarray], acted: int
+    ) -> dict[str, np.ndarray]:
+        """Add the agent's own per-step data: `extra` for the first `acted` rows, zeros elsewhere."""
+        rows = len(records["obs"])
+        for key, (shape, dtype) in self.agent.record_spec().items():
+            value = np.zeros((rows, *shape), dtype)
+            if key in extra:
+                value[:acted] = extra[key]
+            records[key] = value
+        return records
+
     def _train(self) -> None:
         t = self.cfg.train
         if not self.replay.can_sample(t.seq_len):
@@ -156,9 +170,12 @@ class Trainer:
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
             batch = self.replay.sample(t.batch_size, t.seq_len)
+            index = batch.get("index")
             batch = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
             for key, value in self.agent.update(batch).items():
                 self._note(key, value)
+            if self.agent.priority is not None:
+                self.replay.update_priorities(index, self.agent.new_priorities)
 
     def _evaluate(self, bar: tqdm) -> None:
         t = self.cfg.train
