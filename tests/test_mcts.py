@@ -1,0 +1,173 @@
+"""Batched MCTS on problems whose answer is known: bandits, a trap tree, a hand-computed chain."""
+
+import pytest
+import torch
+
+from worldmodels.planners import MCTSConfig, search
+from worldmodels.planners.mcts import considered_visits
+from worldmodels.registry import PLANNERS
+
+
+def _cfg(**kw) -> MCTSConfig:
+    return MCTSConfig(**{"num_simulations": 32, "exploration_fraction": 0.0, **kw})
+
+
+def bandit(rewards: torch.Tensor):
+    """One-step bandits, one per tree: arm a of tree b pays rewards[b, a], then nothing is ever paid again;
+    uniform prior, zero values. State = [depth]."""
+    B, A = rewards.shape
+
+    def root(obs):
+        return torch.zeros(B, 1), torch.zeros(B, A), torch.zeros(B)
+
+    def recurrent(state, action):
+        reward = torch.where(state[:, 0] == 0, rewards.gather(1, action[:, None]).squeeze(1), 0.0)
+        return state + 1, reward, torch.zeros(B, A), torch.zeros(B)
+
+    return root, recurrent
+
+
+def trap(B: int):
+    """Two-step tree: action 0 pays 1 now and nothing after; action 1 pays 0 now and 3 on the next step.
+    State = [depth, first action]. The greedy first step is wrong; the optimal action is 1."""
+
+    def root(obs):
+        return torch.zeros(B, 2), torch.zeros(B, 2), torch.zeros(B)
+
+    def recurrent(state, action):
+        depth, first = state[:, 0], state[:, 1]
+        reward = torch.where(depth == 0, (action == 0).float(), torch.where((depth == 1) & (first == 1), 3.0, 0.0))
+        first = torch.where(depth == 0, action.float(), first)
+        return torch.stack([depth + 1, first], 1), reward, torch.zeros(B, 2), torch.zeros(B)
+
+    return root, recurrent
+
+
+class RandomModel:
+    """A fixed random MLP model in float64, so that rounding cannot flip a close decision between a batched
+    and a single search (paths of different lengths sum in a different order)."""
+
+    def __init__(self, A: int = 4, S: int = 8, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.A = A
+        self.rep = torch.randn(3, S, generator=g, dtype=torch.float64)
+        self.dyn = torch.randn(S + A, S, generator=g, dtype=torch.float64)
+        self.heads = torch.randn(S, A + 2, generator=g, dtype=torch.float64)
+
+    def _predict(self, s):
+        out = s @ self.heads
+        return out[:, :-2], out[:, -2], out[:, -1]
+
+    def root(self, obs):
+        s = torch.tanh(obs @ self.rep)
+        logits, value, _ = self._predict(s)
+        return s, logits, value
+
+    def recurrent(self, state, action):
+        onehot = torch.nn.functional.one_hot(action, self.A).to(state.dtype)
+        s = torch.tanh(torch.cat([state, onehot], 1) @ self.dyn)
+        logits, value, reward = self._predict(s)
+        return s, reward, logits, value
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_bandit_picks_the_best_arm_and_visits_sum_to_the_budget(selection):
+    rewards = torch.tensor([[0.1, 0.9, 0.3, 0.2], [0.5, 0.0, 0.2, 0.8], [1.0, 0.2, 0.3, 0.1]])
+    root, recurrent = bandit(rewards)
+    out = search(None, root, recurrent, _cfg(root_selection=selection), explore=False)
+    assert out.action.tolist() == [1, 3, 0]
+    assert out.visit_counts.sum(-1).tolist() == [32, 32, 32]
+    assert torch.allclose(out.policy.sum(-1), torch.ones(3))
+    assert out.policy.argmax(-1).tolist() == [1, 3, 0]
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_trap_tree_finds_the_delayed_reward(selection):
+    root, recurrent = trap(2)
+    out = search(None, root, recurrent, _cfg(num_simulations=40, discount=0.9, root_selection=selection), explore=False)
+    assert out.action.tolist() == [1, 1]
+    assert (out.visit_counts.sum(-1) == 40).all()
+    # the greedy arm's Q is exactly its reward: everything after it pays 0 and values are 0
+    assert out.q_values[:, 0].tolist() == [1.0, 1.0]
+
+
+def test_backup_on_a_chain_matches_the_hand_computed_return():
+    """One action: simulation s extends a chain to depth s, backing up G = Σ_j γ^(j-1) r_j + γ^s v_s."""
+    gamma, S = 0.9, 5
+
+    def root(obs):
+        return torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, 1), torch.tensor([0.5], dtype=torch.float64)
+
+    def recurrent(state, action):
+        d = state + 1  # reward d, value 10 d at depth d
+        return d, d[:, 0], torch.zeros(1, 1), 10 * d[:, 0]
+
+    out = search(None, root, recurrent, MCTSConfig(num_simulations=S, discount=gamma), explore=False)
+    returns = [0.5]
+    for s in range(1, S + 1):
+        returns.append(sum(gamma ** (j - 1) * j for j in range(1, s + 1)) + gamma**s * 10 * s)
+    assert out.visit_counts.tolist() == [[S]]
+    assert out.root_value.item() == pytest.approx(sum(returns) / (S + 1), rel=1e-12)
+    # Q(root, 0) = r_1 + γ · (mean of the S returns backed up through node 1, seen from node 1)
+    child = [(g - 1) / gamma for g in returns[1:]]
+    assert out.q_values.item() == pytest.approx(1 + gamma * sum(child) / S, rel=1e-12)
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_batched_trees_equal_trees_searched_alone(selection):
+    model = RandomModel()
+    obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    invalid = torch.zeros(6, 4, dtype=torch.bool)
+    invalid[2, 1] = invalid[4, 3] = True
+    cfg = _cfg(num_simulations=24, root_selection=selection)
+    together = search(obs, model.root, model.recurrent, cfg, invalid, explore=False)
+    for b in range(6):
+        alone = search(obs[b : b + 1], model.root, model.recurrent, cfg, invalid[b : b + 1], explore=False)
+        assert torch.equal(together.visit_counts[b], alone.visit_counts[0])
+        torch.testing.assert_close(together.root_value[b], alone.root_value[0], rtol=1e-12, atol=1e-12)
+        assert together.action[b] == alone.action[0]
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_masked_actions_are_never_chosen_or_visited(selection):
+    torch.manual_seed(0)
+    model = RandomModel(A=5)
+    obs = torch.randn(64, 3, dtype=torch.float64)
+    invalid = torch.rand(64, 5) < 0.6
+    invalid[torch.arange(64), torch.randint(5, (64,))] = False  # at least one valid action per root
+    cfg = MCTSConfig(num_simulations=16, root_selection=selection, exploration_fraction=0.5)
+    for explore in (True, False):
+        out = search(obs, model.root, model.recurrent, cfg, invalid, explore=explore, temperature=1.0)
+        assert not invalid.gather(1, out.action[:, None]).any()
+        assert (out.visit_counts[invalid] == 0).all()
+        assert (out.policy[invalid] == 0).all()
+        assert (out.visit_counts.sum(-1) == 16).all()
+
+
+def test_temperature_samples_visited_actions_and_zero_temperature_is_greedy():
+    torch.manual_seed(0)
+    rewards = torch.tensor([[0.0, 1.0, 0.5, 0.2]]).repeat(200, 1)
+    root, recurrent = bandit(rewards)
+    cfg = _cfg(exploration_fraction=0.25)
+    sampled = search(None, root, recurrent, cfg, explore=True, temperature=1.0)
+    assert len(sampled.action.unique()) > 1 and (sampled.action == 1).float().mean() > 0.5
+    assert (sampled.visit_counts.gather(1, sampled.action[:, None]) > 0).all()
+    greedy = search(None, root, recurrent, cfg, explore=True, temperature=0.0)
+    assert torch.equal(greedy.action, greedy.visit_counts.argmax(-1))
+
+
+def test_sequential_halving_schedule():
+    # four actions, 16 simulations: 2 phases of ~8 simulations each; 4 actions × 2 visits, then 2 × 4
+    assert considered_visits(4, 16) == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert considered_visits(1, 3) == [0, 1, 2]
+    assert len(considered_visits(16, 50)) == 50
+
+
+def test_registered_planner_and_clear_errors():
+    planner = PLANNERS.build("mcts", {"num_simulations": 8})
+    root, recurrent = bandit(torch.tensor([[0.0, 1.0]]))
+    assert planner(None, root, recurrent, explore=False).action.item() == 1
+    with pytest.raises(ValueError, match="every action"):
+        planner(None, root, recurrent, invalid=torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="shape"):
+        planner(None, root, recurrent, invalid=torch.ones(2, 2, dtype=torch.bool))
