@@ -1,0 +1,61 @@
+"""Model-predictive path integral control (Williams et al. 2017), the sampling planner of TD-MPC2.
+
+Each iteration perturbs the current plan with fixed Gaussian noise, scores the P candidates and moves the
+plan to their return-weighted average, the weights a softmax at temperature λ:
+
+    a^i = clip(μ + ε^i, low, high),  ε^i ~ N(0, σ²)      w_i = exp((R_i − max R) / λ) / Σ_j exp((R_j − max R) / λ)
+    μ ← m·μ + (1 − m)·Σ_i w_i a^i
+    σ ← m·σ + (1 − m)·sqrt(Σ_i w_i (a^i − μ)²)      (with `adapt_std`, as in TD-MPC2; classic MPPI keeps σ)
+
+Discrete actions sample one-hot sequences from per-step probabilities p and move p to Σ_i w_i onehot(a^i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from worldmodels.config import non_negative, positive
+from worldmodels.planners.protocol import (
+    Objective,
+    Plan,
+    Planner,
+    SamplingConfig,
+    discrete_plan,
+    sample,
+)
+from worldmodels.registry import PLANNERS
+
+
+@PLANNERS.register("mppi")
+class MPPI(Planner):
+    @dataclass
+    class Config(SamplingConfig):
+        temperature: float = positive(1.0)
+        """λ: lower concentrates the update on the best candidates (in units of the return)."""
+        adapt_std: bool = True
+        """Refit the noise std to the weighted spread of the candidates each iteration."""
+        min_std: float = non_negative(0.02)
+        """Floor of the adapted std, in units of the bound width: keeps the search from collapsing."""
+
+    @torch.no_grad()
+    def optimize(self, objective: Objective, x0: torch.Tensor, reuse: torch.Tensor | None = None) -> Plan:
+        """Maximise `objective` from the centre `x0` `[B, H, A]` (means, or probabilities if discrete)."""
+        cfg, m = self.cfg, self.cfg.momentum
+        low, high = self.bounds(x0.device)
+        std = (cfg.init_std * (high - low)).expand_as(x0)  # [B, H, A]
+        floor = cfg.min_std * (high - low)  # [A]
+        centre = x0
+        for _ in range(cfg.iterations):
+            candidates = sample(centre, None if self.discrete else std, cfg.population, low, high)  # [B, P, H, A]
+            returns = objective(candidates)  # [B, P]
+            weight = torch.softmax((returns - returns.amax(1, keepdim=True)) / cfg.temperature, 1)
+            new = torch.einsum("bp,bpha->bha", weight, candidates)
+            if cfg.adapt_std and not self.discrete:
+                spread = torch.einsum("bp,bpha->bha", weight, (candidates - new[:, None]) ** 2).sqrt()
+                std = torch.maximum(m * std + (1 - m) * spread, floor)
+            centre = m * centre + (1 - m) * new
+            expected = (weight * returns).sum(1)
+        actions = discrete_plan(centre) if self.discrete else centre
+        return Plan(actions, centre, expected)

@@ -1,0 +1,136 @@
+"""Every planner finds the known optimum of small problems, respects bounds and warm-starts by shifting."""
+
+import pytest
+import torch
+
+import worldmodels.planners  # noqa: F401
+from worldmodels.errors import ConfigError
+from worldmodels.planners.icem import coloured_noise
+from worldmodels.planners.protocol import Model, Plan, rollout_objective
+from worldmodels.registry import PLANNERS
+
+CONTINUOUS = ["cem", "mppi", "icem", "gradient"]
+SMALL = {
+    "cem": {"population": 200, "elites": 20, "iterations": 6},
+    "mppi": {"population": 400, "iterations": 15, "temperature": 0.3, "init_std": 0.3},
+    "icem": {"population": 200, "elites": 20, "iterations": 10},
+    "gradient": {"restarts": 4, "iterations": 100},
+}
+
+
+def build(name, horizon, action_dim=1, discrete=False, low=-1.0, high=1.0, **extra):
+    cfg = {**SMALL[name], "horizon": horizon, **extra}
+    return PLANNERS.build(name, cfg, action_dim=action_dim, discrete=discrete, low=low, high=high)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_quadratic_optimum(name):
+    """max −Σ (a − target)²: the plan is the target, for two independent problems at once."""
+    target = torch.tensor([[[0.3, -0.6]] * 4, [[-0.2, 0.5]] * 4])  # [B=2, H=4, A=2]
+    planner = build(name, 4, action_dim=2)
+    x0, _ = planner.warm_start(None, 2, torch.device("cpu"))
+    plan = planner.optimize(lambda a: -((a - target[:, None]) ** 2).sum((2, 3)), x0)
+    assert plan.actions.shape == (2, 4, 2) and plan.returns.shape == (2,)
+    assert torch.allclose(plan.actions, target, atol=0.08)
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_point_mass_reaches_goal(name):
+    """1-D point mass (x, v), a = force: reward −(x − 1)²; the first action pushes toward the goal and
+    the planned rollout ends near it."""
+
+    def step(state, action):
+        x, v = state[:, 0], state[:, 1]
+        v = v + 0.2 * action[:, 0]
+        x = x + 0.2 * v
+        return torch.stack([x, v], -1), -((x - 1.0) ** 2)
+
+    model = Model(step)
+    start = torch.zeros(1, 2)
+    planner = build(name, 12)
+    x0, _ = planner.warm_start(None, 1, torch.device("cpu"))
+    plan = planner.optimize(rollout_objective(model, start), x0)
+    assert plan.actions[0, 0, 0] > 0.5
+    state = start
+    for t in range(12):
+        state, _ = step(state, plan.actions[:, t])
+    assert abs(state[0, 0].item() - 1.0) < 0.3
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_discrete_bandit_sequence(name):
+    """Per-step payoffs of 4 arms over 5 steps: the plan picks the best arm at every step."""
+    payoff = torch.tensor(
+        [[0.0, 1.0, 0.2, 0.1], [0.5, 0.0, 0.0, 1.0], [1.0, 0.3, 0.0, 0.0], [0.0, 0.0, 1.0, 0.4]]
+        + [[0.1, 0.0, 0.0, 1.0]]
+    )
+    planner = build(name, 5, action_dim=4, discrete=True, **({"temperature": 0.2} if name == "mppi" else {}))
+    x0, _ = planner.warm_start(None, 1, torch.device("cpu"))
+    assert torch.allclose(x0, torch.full((1, 5, 4), 0.25))
+    plan = planner.optimize(lambda a: (a * payoff).sum((2, 3)), x0)
+    assert plan.actions.shape == (1, 5, 4)
+    assert plan.actions.sum(-1).eq(1).all()  # one-hot
+    assert plan.actions[0].argmax(-1).tolist() == payoff.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("name", CONTINUOUS)
+def test_respects_bounds(name):
+    """The optimum lies outside the box: every candidate evaluated and the plan stay inside it."""
+    low, high = torch.tensor([-0.5, 0.0]), torch.tensor([0.3, 0.2])
+    seen = []
+
+    def objective(a):
+        seen.append(a.detach())
+        return -((a - 5.0) ** 2).sum((2, 3))
+
+    # the returns here differ by units, not tenths: MPPI's temperature is in units of the return
+    planner = build(name, 3, action_dim=2, low=low, high=high, **({"temperature": 1.0} if name == "mppi" else {}))
+    plan = planner.optimize(objective, planner.warm_start(None, 1, torch.device("cpu"))[0])
+    for a in [*seen, plan.actions]:
+        assert (a >= low).all() and (a <= high).all()
+    assert (plan.actions > low + 0.75 * (high - low)).all()  # pushed from the centre toward the upper bound
+
+
+def test_warm_start_shifts_and_resets():
+    planner = build("cem", 3)
+    centre = torch.tensor([[[0.1], [0.2], [0.3]], [[0.4], [0.5], [0.6]]])
+    prev = Plan(centre, centre, torch.zeros(2), elites=centre[:, None].repeat(1, 4, 1, 1))
+    x0, reuse = planner.warm_start(prev, 2, torch.device("cpu"), reset=torch.tensor([False, True]))
+    assert x0[0, :, 0].tolist() == pytest.approx([0.2, 0.3, 0.0])
+    assert x0[1].abs().sum() == 0
+    assert reuse.shape == (2, 4, 3, 1) and reuse[0, 0, :, 0].tolist() == pytest.approx([0.2, 0.3, 0.0])
+
+
+def test_coloured_noise_unit_variance_and_smoothness():
+    white, brown = (
+        coloured_noise(0.0, (4000,), 16, torch.device("cpu")),
+        coloured_noise(2.0, (4000,), 16, torch.device("cpu")),
+    )
+    assert white.shape == (4000, 16)
+    assert white.var().item() == pytest.approx(1.0, abs=0.05) and brown.var().item() == pytest.approx(1.0, abs=0.05)
+
+    def lag1(x):
+        return (x[:, 1:] * x[:, :-1]).mean().item()
+
+    assert abs(lag1(white)) < 0.05 and lag1(brown) > 0.5
+
+
+def test_value_callback_is_added_at_the_horizon():
+    model = Model(lambda s, a: (s + a, torch.ones(len(s))), value=lambda s: 10 * s[:, 0])
+    objective = rollout_objective(model, torch.zeros(1, 1), discount=0.5)
+    returns = objective(torch.ones(1, 1, 2, 1))  # rewards 1, 1; final state 2 → value 20
+    assert returns.item() == pytest.approx(1 + 0.5 + 0.25 * 20)
+
+
+def test_bad_options_fail_clearly():
+    with pytest.raises(ConfigError, match="elites"):
+        PLANNERS.build("cem", {"population": 10, "elites": 20}, action_dim=1)
+    with pytest.raises(ConfigError, match="continuous"):
+        PLANNERS.build("gradient", None, action_dim=3, discrete=True)
+    with pytest.raises(ConfigError, match="low < high"):
+        PLANNERS.build("mppi", None, action_dim=1, low=1.0, high=0.0)
