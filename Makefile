@@ -11,7 +11,7 @@ $(BIN)/wm: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: on a CPU machine this is the local CPU wheel, so no CUDA packages are pulled
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,all]"
 	@touch $@
 
 install: $(BIN)/wm

@@ -68,26 +68,3 @@ def test_pool_restores_the_running_episode_exactly():
 def test_unknown_env_and_suites_fail_clearly():
     with pytest.raises(ConfigError, match="unknown environment id 'CartPole-v0x'"):
         EnvPool(EnvConfig(id="CartPole-v0x"), seed=0)
-    with pytest.raises(ConfigError, match="'dmc:' suite"):
-        EnvPool(EnvConfig(id="dmc:cartpole-swingup"), seed=0)
-
-
-def test_prioritised_sampling_follows_priorities_and_saves():
-    pool = EnvPool(EnvConfig(id="CartPole-v1"), seed=0)
-    replay = Replay(capacity=1000, num_streams=1, seed=0, priority=(1.0, 1.0))
-    _fill(replay, pool, 50, np.random.default_rng(0))
-    batch = replay.sample(16, 5)
-    assert batch["index"].shape == (16,) and np.allclose(batch["weight"], 1.0)  # all new rows share max priority
-    # one start row gets 100 times the priority of each of the others: it is sampled far more often,
-    # and its importance weight is the smallest
-    favourite = batch["index"][0]
-    replay.priorities[:] = 0.1
-    replay.update_priorities(np.array([favourite]), np.array([10.0]))
-    again = replay.sample(400, 5)
-    hits = again["index"] == favourite
-    assert 0.5 < hits.mean() < 0.9
-    assert again["weight"][hits].max() < again["weight"][~hits].min()
-    arrays, meta = replay.state_dict()
-    copy = Replay(capacity=1000, num_streams=1, seed=1, priority=(1.0, 1.0))
-    copy.load_state_dict(arrays, meta)
-    np.testing.assert_array_equal(copy.sample(8, 5)["index"], replay.sample(8, 5)["index"])

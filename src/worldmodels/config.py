@@ -69,12 +69,24 @@ class EnvConfig:
     """Gymnasium id; later suites use prefixes (`dmc:`, `atari:`)."""
     num_envs: int = positive(1)
     """Environments stepped together for collection."""
-    obs: Literal["state", "pixels"] = "state"
-    """Observation mode."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """`async` steps each environment in its own worker process."""
+    obs: Literal["state", "pixels", "both"] = "state"
+    """`state` vectors, `pixels` frames (uint8 `[H, W, C]`), or `both` as a dict {image, state}."""
+    size: tuple[int, int] = (64, 64)
+    """Frame size (height, width) for pixels."""
+    grayscale: bool = False
+    """One channel instead of RGB for pixels."""
     action_repeat: int = positive(1)
-    """Each agent action is applied this many times; rewards are summed."""
+    """Each agent action is applied this many times; rewards are summed (Atari: the frame skip)."""
     max_episode_steps: int | None = None
     """Override of the environment's time limit, in agent steps."""
+    camera: int | None = None
+    """dm_control camera id (None: the usual one for the domain)."""
+    sticky_actions: float = unit(0.25)
+    """Atari: probability that the previous action is repeated instead of the chosen one."""
+    noop_max: int = non_negative(30)
+    """Atari: at most this many no-op actions at the start of an episode."""
 
 
 @dataclass

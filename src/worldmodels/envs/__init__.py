@@ -1,7 +1,10 @@
 """Environments: `make_env(cfg)` for one, `EnvPool` for several stepped together with seeded episodes."""
 
+from worldmodels.envs import dummy
 from worldmodels.envs.make import make_env
 from worldmodels.envs.pool import EnvPool, Step
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map, obs_set
 
-__all__ = ["ActSpec", "EnvPool", "ObsSpec", "Step", "make_env"]
+dummy.register()
+
+__all__ = ["ActSpec", "EnvPool", "Obs", "ObsSpec", "Step", "make_env", "obs_map", "obs_set"]

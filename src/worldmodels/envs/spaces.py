@@ -5,7 +5,9 @@ Models always see one-hot vectors for discrete actions and [-1, 1]^A for continu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Union
 
 import gymnasium as gym
 import numpy as np
@@ -15,14 +17,41 @@ from worldmodels.errors import ConfigError
 
 @dataclass(frozen=True)
 class ObsSpec:
-    shape: tuple[int, ...]
-    dtype: str
+    """One observation array (`shape`, `dtype`), or a dict of them in `parts` (for `env.obs=both`).
+
+    Frames are uint8 `[H, W, C]`; vectors float32 `[D]`.
+    """
+
+    shape: tuple[int, ...] = ()
+    dtype: str = "float32"
+    parts: tuple[tuple[str, ObsSpec], ...] = ()
 
     @classmethod
     def of(cls, space: gym.Space, env_id: str) -> ObsSpec:
+        if isinstance(space, gym.spaces.Dict):
+            return cls(parts=tuple((k, cls.of(v, env_id)) for k, v in space.spaces.items()))
         if not isinstance(space, gym.spaces.Box):
-            raise ConfigError(f"env '{env_id}': observation space {space} is not supported; expected a Box")
+            raise ConfigError(f"env '{env_id}': observation space {space} is not supported; expected a Box or Dict")
         return cls(tuple(space.shape), str(space.dtype))
+
+    @property
+    def is_image(self) -> bool:
+        return self.dtype == "uint8" and len(self.shape) == 3
+
+    def items(self) -> list[tuple[str, ObsSpec]]:
+        """(key, spec) of every array: `[("", self)]` for a single array."""
+        return list(self.parts) if self.parts else [("", self)]
+
+
+Obs = Union[np.ndarray, dict]
+"""A batch of observations: an array `[N, ...]` or a dict of them."""
+
+
+def obs_map(fn: Callable, *obs: Obs) -> Obs:
+    """Apply `fn` to each array of one or more observation batches of the same structure."""
+    if isinstance(obs[0], dict):
+        return {k: fn(*(o[k] for o in obs)) for k in obs[0]}
+    return fn(*obs)
 
 
 @dataclass(frozen=True)
@@ -50,3 +79,12 @@ class ActSpec:
         if self.discrete:
             return np.eye(self.dim, dtype=np.float32)[rng.integers(self.dim, size=n)]
         return rng.uniform(-1.0, 1.0, size=(n, self.dim)).astype(np.float32)
+
+
+def obs_set(batch: Obs, index: Any, rows: Obs) -> None:
+    """`batch[index] = rows` for each array, in place."""
+    if isinstance(batch, dict):
+        for key in batch:
+            batch[key][index] = rows[key]
+    else:
+        batch[index] = rows

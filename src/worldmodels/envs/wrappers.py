@@ -1,0 +1,74 @@
+"""Wrappers that give every suite the same face: action repeat, float32 vectors, rendered frames."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+from worldmodels.errors import ConfigError
+
+
+def resize(frame: np.ndarray, size: tuple[int, int], grayscale: bool = False) -> np.ndarray:
+    """An RGB frame `[H, W, 3]` → uint8 `[h, w, C]` (C = 1 in grayscale), area-averaged."""
+    image = Image.fromarray(np.asarray(frame, np.uint8))
+    if grayscale:
+        image = image.convert("L")
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), Image.Resampling.BOX)
+    out = np.asarray(image, np.uint8)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def image_space(size: tuple[int, int], grayscale: bool) -> gym.spaces.Box:
+    return gym.spaces.Box(0, 255, (*size, 1 if grayscale else 3), np.uint8)
+
+
+class ActionRepeat(gym.Wrapper):
+    """Repeat each action `repeat` times, summing rewards, stopping early when the episode ends."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+class FloatObs(gym.ObservationWrapper):
+    """Vector observations as float32."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
+
+    def observation(self, obs):
+        return np.asarray(obs, dtype=np.float32)
+
+
+class RenderedObs(gym.ObservationWrapper):
+    """Frames as observations, resized: `pixels` gives the frame, `both` a dict `{"image": frame,
+    "state": vector}`. Frames come from `env.render()` (make the env with `render_mode="rgb_array"`),
+    or, with `from_obs`, from the env's own image observation (CarRacing)."""
+
+    def __init__(self, env: gym.Env, mode: str, size: tuple[int, int], grayscale: bool, from_obs: bool = False):
+        super().__init__(env)
+        self.mode, self.size, self.grayscale, self.from_obs = mode, size, grayscale, from_obs
+        if from_obs and mode == "both":
+            raise ConfigError("env.obs=both needs a vector state, but this environment observes only images")
+        image = image_space(size, grayscale)
+        if mode == "pixels":
+            self.observation_space = image
+        else:
+            self.observation_space = gym.spaces.Dict({"image": image, "state": env.observation_space})
+
+    def observation(self, obs):
+        frame = resize(obs if self.from_obs else self.env.render(), self.size, self.grayscale)
+        return frame if self.mode == "pixels" else {"image": frame, "state": obs}

@@ -1,0 +1,116 @@
+"""Every suite creates, resets and steps in state and pixel mode; optional suites skip with a reason."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from worldmodels.config import EnvConfig
+from worldmodels.envs import EnvPool, make_env
+from worldmodels.errors import ConfigError
+
+HAS = {m: importlib.util.find_spec(m) is not None for m in ("dm_control", "ale_py", "Box2D")}
+needs = {
+    "dmc": pytest.mark.skipif(not HAS["dm_control"], reason="dm_control not installed (pip install -e '.[dmc]')"),
+    "atari": pytest.mark.skipif(not HAS["ale_py"], reason="ale-py not installed (pip install -e '.[atari]')"),
+    "box2d": pytest.mark.skipif(not HAS["Box2D"], reason="box2d not installed (pip install -e '.[box2d]')"),
+}
+
+CASES = [
+    pytest.param("wm/Dummy-v0", "state", (2,), id="dummy-state"),
+    pytest.param("wm/DummyContinuous-v0", "pixels", (64, 64, 3), id="dummy-pixels"),
+    pytest.param("CartPole-v1", "pixels", (64, 64, 3), id="gym-pixels"),
+    pytest.param("dmc:cartpole-swingup", "state", (5,), id="dmc-state", marks=needs["dmc"]),
+    pytest.param("dmc:cartpole-swingup", "pixels", (64, 64, 3), id="dmc-pixels", marks=needs["dmc"]),
+    pytest.param("atari:Pong", "pixels", (64, 64, 3), id="atari-pixels", marks=needs["atari"]),
+    pytest.param("CarRacing-v3", "pixels", (64, 64, 3), id="carracing-pixels", marks=needs["box2d"]),
+]
+
+
+@pytest.mark.parametrize("env_id, obs, shape", CASES)
+def test_suite_creates_resets_and_steps(env_id, obs, shape):
+    repeat = 4 if env_id.startswith("atari:") else 2
+    pool = EnvPool(EnvConfig(id=env_id, obs=obs, action_repeat=repeat), seed=0, num_envs=1)
+    try:
+        assert pool.obs_spec.shape == shape
+        assert pool.obs.shape == (1, *shape)
+        assert pool.obs.dtype == (np.uint8 if obs == "pixels" else np.float32)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            out = pool.step(pool.act_spec.random(1, rng))
+        assert out.obs.shape == (1, *shape) and np.isfinite(out.records["reward"]).all()
+        if obs == "pixels":
+            assert out.obs.std() > 0  # a real rendered frame, not a blank
+    finally:
+        pool.close()
+
+
+@needs["dmc"]
+def test_dmc_both_gives_a_dict_and_actions_are_normalised():
+    env = make_env(EnvConfig(id="dmc:walker-walk", obs="both", size=(32, 32)))
+    obs, _ = env.reset(seed=1)
+    assert obs["image"].shape == (32, 32, 3) and obs["state"].shape == (24,)
+    assert env.action_space.low.min() == -1 and env.action_space.high.max() == 1
+    with pytest.raises(ConfigError, match="unknown dm_control task 'dmc:cartpole-swingx'.*cartpole-swingup"):
+        make_env(EnvConfig(id="dmc:cartpole-swingx"))
+
+
+@needs["atari"]
+def test_atari_options_and_errors():
+    env = make_env(EnvConfig(id="atari:pong", obs="pixels", grayscale=True, action_repeat=4))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 1) and obs.dtype == np.uint8
+    with pytest.raises(ConfigError, match="unknown Atari game 'atari:Pongg'.*did you mean 'Pong'"):
+        make_env(EnvConfig(id="atari:Pongg", obs="pixels"))
+    with pytest.raises(ConfigError, match="use env.obs=pixels"):
+        make_env(EnvConfig(id="atari:Pong"))
+
+
+def test_dict_observations_flow_through_the_pool():
+    pool = EnvPool(EnvConfig(id="wm/Dummy-v0", obs="both", num_envs=2), seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(60):  # past the 50-step limit: resets happen
+        out = pool.step(pool.act_spec.random(2, rng))
+    assert set(pool.obs) == {"image", "state"} and pool.obs["image"].shape == (2, 64, 64, 3)
+    assert [key for key, _ in pool.obs_spec.items()] == ["image", "state"]
+    rows = len(out.streams)
+    assert out.records["obs"]["image"].shape[0] == rows and out.records["obs"]["state"].shape == (rows, 2)
+    pool.close()
+
+
+def test_async_pool_matches_sync_pool():
+    """Worker processes give the same episodes as in-process envs, finished episodes tracked per env."""
+    cfgs = [EnvConfig(id="wm/Dummy-v0", num_envs=3, vectorization=v) for v in ("sync", "async")]
+    pools = [EnvPool(cfg, seed=7) for cfg in cfgs]
+    rng = np.random.default_rng(0)
+    finished = [[], []]
+    try:
+        for _ in range(120):
+            action = pools[0].act_spec.random(3, rng)
+            outs = [pool.step(action) for pool in pools]
+            np.testing.assert_array_equal(outs[0].obs, outs[1].obs)
+            for k, out in enumerate(outs):
+                finished[k] += out.finished
+        assert finished[0] == finished[1] and {i for i, _, _ in finished[0]} == {0, 1, 2}
+        restored = EnvPool(cfgs[1], seed=7)
+        restored.load_state_dict(pools[1].state_dict())
+        np.testing.assert_array_equal(restored.obs, pools[1].obs)
+        restored.close()
+    finally:
+        for pool in pools:
+            pool.close()
+
+
+def test_missing_optional_package_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_dm_control(name, *args, **kwargs):
+        if name.startswith("dm_control"):
+            raise ImportError("No module named 'dm_control'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dm_control)
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[dmc\]'"):
+        make_env(EnvConfig(id="dmc:cartpole-swingup"))
