@@ -63,21 +63,21 @@ class LatentMLPAgent(Agent):
         use_reconstruction: bool = True
         """Train the latent to reconstruct observations; off, it learns from dynamics, reward and continue alone."""
         world_model_lr: float = positive(1e-3)
-        actor_lr: float = positive(3e-4)
-        critic_lr: float = positive(3e-4)
+        actor_lr: float = positive(1e-4)
+        critic_lr: float = positive(1e-4)
         adam_eps: float = positive(1e-6)
         grad_clip: float = positive(100.0)
         """Gradient-norm clip, per optimiser."""
         horizon: int = positive(15)
         """Imagined steps per start state."""
-        gamma: float = unit(0.99)
+        gamma: float = unit(0.997)
         lam: float = unit(0.95)
         """λ of the λ-return."""
         free_bits: float = non_negative(1.0)
         """KL below this many nats is not penalised."""
         dyn_scale: float = non_negative(0.5)
         rep_scale: float = non_negative(0.1)
-        entropy: float = non_negative(3e-4)
+        entropy: float = non_negative(1e-3)
         """Entropy bonus η (on the return scale S)."""
         critic_ema: float = unit(0.98)
         """Decay of the slow critic used for bootstrapping and as a regulariser."""

@@ -10,6 +10,7 @@ environment its command first and then collects the answers, so they step in par
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,10 +104,8 @@ class _Remote:
         return value
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             self.conn.send(("close", ()))
-        except (BrokenPipeError, OSError):
-            pass
         self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.terminate()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +43,7 @@ class ObsSpec:
         return list(self.parts) if self.parts else [("", self)]
 
 
-Obs = Union[np.ndarray, dict]
+Obs = np.ndarray | dict
 """A batch of observations: an array `[N, ...]` or a dict of them."""
 
 
