@@ -1,0 +1,199 @@
+"""Probabilistic ensemble of Gaussian MLPs (PETS, Chua et al. 2018) and its trajectory-sampling propagation.
+
+E members, batched as one module with `[E, ...]` weights, each predicting a Gaussian over the change of
+state, Δs = s' − s, from normalised (s, a):
+
+    μ_e, log σ²_e = f_e((s, a) normalised)                           (outputs in normalised Δs units)
+    log σ² ← max − softplus(max − log σ²);  log σ² ← min + softplus(log σ² − min)    (learned bounds)
+    loss_e = mean[(μ_e − Δ̂)² e^(−log σ²_e) + log σ²_e] + 0.01 (Σ max − Σ min)       (Gaussian NLL, Δ̂ normalised)
+
+Each member trains on its own bootstrap resample of the batch. Propagation of K particles per row
+(`propagate`, state `[N, K, S]` → `[N, K, S]`):
+
+    ts1          particle k follows member k mod E for the whole horizon; next state sampled from it
+    tsinf        every step each particle is handed to a uniformly random member (a random balanced split)
+    expectation  every particle moves to the mean of the members' means (no sampling; one particle suffices)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import distributions as D
+from torch import nn
+
+from worldmodels.config import positive
+from worldmodels.errors import ConfigError
+from worldmodels.nn import activation
+from worldmodels.registry import DYNAMICS
+
+Propagation = Literal["ts1", "tsinf", "expectation"]
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied at once: `[E, N, in]` → `[E, N, out]`."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int):
+        super().__init__()
+        bound = in_dim**-0.5
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """E MLPs of `layers` × `hidden` units with one shared activation: `[E, N, in]` → `[E, N, out]`."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, hidden: int, layers: int, act: str):
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers
+        self.hidden = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.head = EnsembleLinear(members, hidden, out_dim)
+        self.act = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = self.act(layer(x))
+        return self.head(x)
+
+
+class Normaliser(nn.Module):
+    """Running mean and std of `[N, D]` data, kept as buffers so that checkpoints hold them."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the statistics of `x` `[N, D]` (Chan et al.'s parallel variance)."""
+        n, mean, var = x.shape[0], x.mean(0), x.var(0, correction=0)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.count * self.var + n * var + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.var.sqrt().clamp(min=1e-6)
+
+
+@DYNAMICS.register("ensemble")
+class ProbabilisticEnsemble(nn.Module):
+    """E Gaussian (or deterministic) MLPs over the change of state. `latent_dim` is the state size S."""
+
+    @dataclass
+    class Config:
+        members: int = positive(5)
+        """Ensemble size E."""
+        hidden: int = positive(200)
+        """Units per hidden layer."""
+        layers: int = positive(3)
+        """Hidden layers."""
+        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
+        """Activation."""
+        probabilistic: bool = True
+        """Predict a Gaussian (PE); false: a point prediction trained by MSE (DE)."""
+        min_logvar: float = -10.0
+        """Initial lower bound of log σ² (learned)."""
+        max_logvar: float = 0.5
+        """Initial upper bound of log σ² (learned)."""
+        bound_weight: float = positive(0.01)
+        """Weight of the term that pulls the learned log-variance bounds together."""
+
+    def __init__(self, cfg: Config, latent_dim: int, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.members, self.state_dim, self.action_dim = cfg.members, latent_dim, action_dim
+        E, S = cfg.members, latent_dim
+        self.net = EnsembleMLP(E, S + action_dim, 2 * S if cfg.probabilistic else S, cfg.hidden, cfg.layers, cfg.act)
+        self.min_logvar = nn.Parameter(torch.full((S,), cfg.min_logvar))
+        self.max_logvar = nn.Parameter(torch.full((S,), cfg.max_logvar))
+        self.inputs = Normaliser(S + action_dim)
+        self.targets = Normaliser(S)
+
+    # ------------------------------------------------------------------ members
+
+    def members_normalised(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's prediction of the normalised change: mean and log σ² `[E, N, S]` from `[E, N, S|A]`."""
+        x = (torch.cat([state, action], -1) - self.inputs.mean) / self.inputs.std
+        out = self.net(x).float()  # bounds and sampling in float32, also under bf16 autocast
+        if not self.cfg.probabilistic:
+            return out, torch.zeros_like(out)
+        mean, logvar = out.chunk(2, -1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def members_next(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each member's Gaussian over the next state: mean and std `[E, N, S]` from `[E, N, S|A]`."""
+        mean, logvar = self.members_normalised(state, action)
+        scale = self.targets.std
+        std = scale * (0.5 * logvar).exp() if self.cfg.probabilistic else torch.zeros_like(mean)
+        return state + self.targets.mean + scale * mean, std
+
+    def update_normalisers(self, state: torch.Tensor, action: torch.Tensor, next_state: torch.Tensor) -> None:
+        """Fold transitions `[N, S|A]` into the input and target statistics."""
+        self.inputs.update(torch.cat([state, action], -1))
+        self.targets.update(next_state - state)
+
+    def loss(self, state: torch.Tensor, action: torch.Tensor, next_state: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Training loss from per-member batches `[E, N, S|A]` (each member its own bootstrap sample)."""
+        target = (next_state - state - self.targets.mean) / self.targets.std
+        mean, logvar = self.members_normalised(state, action)
+        mse = ((mean - target) ** 2).mean()
+        if not self.cfg.probabilistic:
+            return mse, {"mse": mse.item()}
+        nll = ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean()
+        bounds = self.cfg.bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
+        return nll + bounds, {"nll": nll.item(), "mse": mse.item(), "logvar": logvar.mean().item()}
+
+    # ------------------------------------------------------------------ as one model
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> D.Independent:
+        """The ensemble's predictive distribution over the next state, moment-matched to one Gaussian:
+        `[..., S]`, `[..., A]` → Normal `[..., S]` (mean of the members; variance aleatoric + epistemic)."""
+        lead = state.shape[:-1]
+        s = state.reshape(1, -1, self.state_dim).expand(self.members, -1, -1)
+        a = action.reshape(1, -1, self.action_dim).expand(self.members, -1, -1)
+        mean, std = self.members_next(s, a)  # [E, N, S]
+        var = (std**2).mean(0) + mean.var(0, correction=0)
+        return D.Independent(
+            D.Normal(mean.mean(0).reshape(*lead, -1), var.sqrt().clamp(min=1e-6).reshape(*lead, -1)), 1
+        )
+
+    def propagate(self, state: torch.Tensor, action: torch.Tensor, mode: Propagation) -> torch.Tensor:
+        """Move K particles per row one step: state `[N, K, S]`, action `[N, A]` → next state `[N, K, S]`."""
+        N, K, S = state.shape
+        E = self.members
+        action = action[:, None].expand(N, K, -1)
+        if mode == "expectation":
+            s = state.reshape(1, N * K, S).expand(E, -1, -1)
+            a = action.reshape(1, N * K, -1).expand(E, -1, -1)
+            mean, _ = self.members_next(s, a)
+            return mean.mean(0).reshape(N, K, S)
+        if K % E:
+            raise ConfigError(f"{mode} propagation needs particles divisible by the ensemble size {E}, got {K}")
+        if mode == "ts1":  # particle k → member k mod E: a fixed, balanced assignment
+            s = state.reshape(N, K // E, E, S).permute(2, 0, 1, 3).reshape(E, -1, S)
+            a = action.reshape(N, K // E, E, -1).permute(2, 0, 1, 3).reshape(E, N * K // E, -1)
+            mean, std = self.members_next(s, a)
+            nxt = mean + std * torch.randn_like(std)
+            return nxt.reshape(E, N, K // E, S).permute(1, 2, 0, 3).reshape(N, K, S)
+        if mode == "tsinf":  # a fresh random balanced split of all particles over the members
+            perm = torch.randperm(N * K, device=state.device)
+            mean, std = self.members_next(
+                state.reshape(N * K, S)[perm].view(E, -1, S), action.reshape(N * K, -1)[perm].view(E, N * K // E, -1)
+            )
+            nxt = torch.empty(N * K, S, device=state.device, dtype=mean.dtype)
+            nxt[perm] = (mean + std * torch.randn_like(std)).reshape(N * K, S)
+            return nxt.reshape(N, K, S)
+        raise ConfigError(f"unknown propagation '{mode}'; valid: ts1, tsinf, expectation")

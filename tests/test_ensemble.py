@@ -1,0 +1,108 @@
+"""The probabilistic ensemble: documented shapes per propagation mode, bootstrapped members that differ,
+learning a known transition, the learned variance bounds, and the ensemble reward head."""
+
+import pytest
+import torch
+
+import worldmodels.dynamics  # noqa: F401
+from worldmodels.errors import ConfigError
+from worldmodels.heads.ensemble import EnsembleReward
+from worldmodels.registry import DYNAMICS
+
+S, A, E = 3, 2, 4
+
+
+def ensemble(**cfg):
+    return DYNAMICS.build("ensemble", {"members": E, "hidden": 32, "layers": 2, **cfg}, latent_dim=S, action_dim=A)
+
+
+def true_step(s, a):
+    return s + 0.1 * torch.tanh(s.roll(1, -1)) + 0.2 * torch.cat([a, a[..., :1]], -1)
+
+
+def train(model, steps=300, bootstrap=True):
+    torch.manual_seed(1)
+    s, a = torch.randn(256, S), torch.rand(256, A) * 2 - 1
+    nxt = true_step(s, a) + 0.01 * torch.randn(256, S)
+    model.update_normalisers(s, a, nxt)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(steps):
+        idx = torch.randint(0, 256, (E, 256)) if bootstrap else torch.arange(256).expand(E, -1)
+        loss, _ = model.loss(s[idx], a[idx], nxt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return s, a, nxt
+
+
+@pytest.mark.parametrize("mode", ["ts1", "tsinf", "expectation"])
+def test_propagation_shapes(mode):
+    model = ensemble()
+    state, action = torch.randn(6, 8, S), torch.randn(6, A)  # N = 6 rows, K = 8 particles
+    nxt = model.propagate(state, action, mode)
+    assert nxt.shape == (6, 8, S) and torch.isfinite(nxt).all()
+    if mode == "expectation":  # no sampling: identical particles stay identical
+        same = model.propagate(state[:, :1].expand(-1, 8, -1), action, mode)
+        assert torch.allclose(same, same[:, :1].expand_as(same))
+
+
+def test_ts1_keeps_particles_on_their_member():
+    """With variance switched off, ts1 gives particle k exactly member (k mod E)'s mean."""
+    model = ensemble(probabilistic=False)
+    state, action = torch.randn(2, 2 * E, S), torch.randn(2, A)
+    nxt = model.propagate(state, action, "ts1")
+    for k in range(2 * E):
+        s = state[:, k][None].expand(E, -1, -1)
+        mean, _ = model.members_next(s, action[None].expand(E, -1, -1))
+        assert torch.allclose(nxt[:, k], mean[k % E], atol=1e-5)
+
+
+def test_particles_must_split_over_members():
+    with pytest.raises(ConfigError, match="divisible"):
+        ensemble().propagate(torch.randn(2, E + 1, S), torch.randn(2, A), "ts1")
+
+
+def test_bootstrapped_members_learn_and_differ():
+    model = ensemble()
+    s, a, nxt = train(model)
+    members, _ = model.members_next(s[None].expand(E, -1, -1), a[None].expand(E, -1, -1))
+    error = ((members - nxt) ** 2).mean((1, 2))  # [E]
+    assert (error < 0.05 * nxt.var()).all()  # every member learned the transition
+    spread = members.std(0).mean()
+    assert spread > 1e-3  # and they disagree: different inits and bootstrap samples
+    assert model.forward(s, a).mean.shape == (256, S)
+
+
+def test_learned_variance_bounds_move():
+    model = ensemble()
+    before = (model.max_logvar.detach().clone(), model.min_logvar.detach().clone())
+    train(model, steps=50)
+    assert not torch.equal(model.max_logvar, before[0]) and not torch.equal(model.min_logvar, before[1])
+    _, logvar = model.members_normalised(torch.randn(E, 10, S), torch.randn(E, 10, A))
+    assert (logvar <= model.max_logvar + 1e-5).all() and (logvar >= model.min_logvar - 1e-5).all()
+
+
+def test_normaliser_matches_batch_statistics():
+    model = ensemble()
+    x = torch.randn(500, S) * 3 + 1
+    model.update_normalisers(x[:200], torch.zeros(200, A), x[:200] * 2)
+    model.update_normalisers(x[200:], torch.zeros(300, A), x[200:] * 2)
+    assert torch.allclose(model.inputs.mean[:S], x.mean(0), atol=1e-4)
+    assert torch.allclose(model.targets.std, x.std(0, correction=0), atol=1e-3)
+
+
+def test_ensemble_reward_head():
+    torch.manual_seed(0)
+    head = EnsembleReward(EnsembleReward.Config(members=E, hidden=32, layers=2), in_dim=S)
+    x = torch.randn(256, S)
+    r = -(x**2).sum(-1)
+    head.update_normalisers(x, r)
+    opt = torch.optim.Adam(head.parameters(), 3e-3)
+    for _ in range(300):
+        idx = torch.randint(0, 256, (E, 256))
+        loss = head.loss(x[idx], r[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert head(x).mean.shape == (256,)
+    assert ((head(x).mean - r) ** 2).mean() < 0.1 * r.var()
