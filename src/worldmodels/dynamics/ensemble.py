@@ -62,6 +62,23 @@ class EnsembleMLP(nn.Module):
         return self.head(x)
 
 
+@dataclass
+class EnsembleConfig:
+    """Size of an ensemble of MLPs; the ensemble components' configs extend it."""
+
+    members: int = positive(5)
+    """Ensemble size E."""
+    hidden: int = positive(200)
+    """Units per hidden layer."""
+    layers: int = positive(3)
+    """Hidden layers."""
+    act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
+    """Activation."""
+
+    def mlp(self, in_dim: int, out_dim: int) -> EnsembleMLP:
+        return EnsembleMLP(self.members, in_dim, out_dim, self.hidden, self.layers, self.act)
+
+
 class Normaliser(nn.Module):
     """Running mean and std of `[N, D]` data, kept as buffers so that checkpoints hold them."""
 
@@ -91,15 +108,7 @@ class ProbabilisticEnsemble(nn.Module):
     """E Gaussian (or deterministic) MLPs over the change of state. `latent_dim` is the state size S."""
 
     @dataclass
-    class Config:
-        members: int = positive(5)
-        """Ensemble size E."""
-        hidden: int = positive(200)
-        """Units per hidden layer."""
-        layers: int = positive(3)
-        """Hidden layers."""
-        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
-        """Activation."""
+    class Config(EnsembleConfig):
         probabilistic: bool = True
         """Predict a Gaussian (PE); false: a point prediction trained by MSE (DE)."""
         min_logvar: float = -10.0
@@ -113,8 +122,8 @@ class ProbabilisticEnsemble(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.members, self.state_dim, self.action_dim = cfg.members, latent_dim, action_dim
-        E, S = cfg.members, latent_dim
-        self.net = EnsembleMLP(E, S + action_dim, 2 * S if cfg.probabilistic else S, cfg.hidden, cfg.layers, cfg.act)
+        S = latent_dim
+        self.net = cfg.mlp(S + action_dim, 2 * S if cfg.probabilistic else S)
         self.min_logvar = nn.Parameter(torch.full((S,), cfg.min_logvar))
         self.max_logvar = nn.Parameter(torch.full((S,), cfg.max_logvar))
         self.inputs = Normaliser(S + action_dim)

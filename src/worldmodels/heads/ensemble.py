@@ -7,13 +7,11 @@ running statistics; the prediction of the ensemble is the mean of its members.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from worldmodels.config import positive
-from worldmodels.dynamics.ensemble import EnsembleMLP, Normaliser
+from worldmodels.dynamics.ensemble import EnsembleConfig, Normaliser
 from worldmodels.nn import SymlogMSE
 from worldmodels.registry import REWARDS
 
@@ -23,20 +21,13 @@ class EnsembleReward(nn.Module):
     """`[..., in_dim]` → reward `[...]` (the members' mean); `members` gives each one, `[E, N]`."""
 
     @dataclass
-    class Config:
-        members: int = positive(5)
-        """Ensemble size E."""
-        hidden: int = positive(200)
-        """Units per hidden layer."""
-        layers: int = positive(3)
-        """Hidden layers."""
-        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
-        """Activation."""
+    class Config(EnsembleConfig):
+        pass
 
     def __init__(self, cfg: Config, in_dim: int):
         super().__init__()
         self.members_count = cfg.members
-        self.net = EnsembleMLP(cfg.members, in_dim, 1, cfg.hidden, cfg.layers, cfg.act)
+        self.net = cfg.mlp(in_dim, 1)
         self.inputs = Normaliser(in_dim)
         self.targets = Normaliser(1)
 
