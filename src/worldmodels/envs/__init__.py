@@ -1,5 +1,6 @@
 """Environments: `make_env(cfg)` for one, `EnvPool` for several stepped together with seeded episodes."""
 
+import worldmodels.envs.continuous_cartpole  # noqa: F401  (registers wm/CartPoleContinuous-v0)
 from worldmodels.envs import dummy
 from worldmodels.envs.make import make_env
 from worldmodels.envs.pool import EnvPool, Step
