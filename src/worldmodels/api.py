@@ -22,7 +22,7 @@ import yaml
 from worldmodels.config import Config, load_config, read_preset
 from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError
-from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint
+from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video
 from worldmodels.train.loop import Trainer, build_agent
 
@@ -95,6 +95,9 @@ class WorldModelAgent:
             (path / "checkpoints").mkdir(parents=True, exist_ok=True)
             shutil.copy2(self.run_dir / "config.yaml", path / "config.yaml")
             shutil.copytree(src, path / "checkpoints" / src.name, dirs_exist_ok=True)
+            (path / "replay").mkdir(exist_ok=True)
+            for name in replay_chunks(src):
+                shutil.copy2(self.run_dir / "replay" / name, path / "replay" / name)
         return path
 
     def close(self) -> None:

@@ -1,16 +1,52 @@
 """Sequence replay: one FIFO ring buffer per environment stream, sampled as `[B, T, ...]` windows.
 
 Each row is one time step of one environment: the observation, the action that led to it (zeros at
-an episode's first step), the reward received on arriving, `is_first` and `is_terminal`. A window
-may span an episode boundary; the `is_first` flag marks where the new episode begins, so models
-never mix episodes unknowingly.
+an episode's first step), the reward received on arriving, `is_first` and `is_terminal`, and any
+per-step data the agent stores. A window may span an episode boundary; the `is_first` flag marks
+where the new episode begins, so models never mix episodes unknowingly. Observations may be dicts
+(`{"image": ..., "state": ...}`); they are stored flat as `obs/image`, `obs/state`.
+
+On disk (`save`/`load`) the rows live in immutable chunk files of `CHUNK` rows per stream, written
+once and shared by every checkpoint that still needs them; a checkpoint itself holds only the
+unfinished tail of each stream and the list of chunks (with their sha256), so saving a replay of a
+million frames writes only what is new since the last checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+CHUNK = 1024
+
+
+def flatten(records: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in records.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, sep, rest = key.partition("/")
+        if sep:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Replay:
@@ -20,61 +56,66 @@ class Replay:
     def __init__(self, capacity: int, num_streams: int, seed: int, priority: tuple[float, float] | None = None):
         self.num_streams = num_streams
         self.stream_capacity = max(capacity // num_streams, 2)
-        self.data: dict[str, np.ndarray] = {}
-        self.pos = np.zeros(num_streams, np.int64)  # next row written, per stream
+        self.data: dict[str, np.ndarray] = {}  # flat key → [S, capacity, ...]
+        self.written = np.zeros(num_streams, np.int64)  # rows ever written, per stream
         self.count = np.zeros(num_streams, np.int64)  # rows held, per stream
-        self.added = 0
         self.rng = np.random.default_rng(seed)
         self.priority = priority
-        if priority is not None:
-            self.priorities = np.zeros((num_streams, self.stream_capacity), np.float64)
-            self.max_priority = 1.0
+        self.priorities = np.zeros((num_streams, self.stream_capacity), np.float64) if priority else None
+        self.max_priority = 1.0
+        self.chunks: list[list[dict[str, Any]]] = [[] for _ in range(num_streams)]  # saved chunks per stream
 
     def __len__(self) -> int:
         return int(self.count.sum())
 
-    def add(self, records: dict[str, np.ndarray], streams: np.ndarray) -> None:
+    @property
+    def added(self) -> int:
+        return int(self.written.sum())
+
+    @property
+    def pos(self) -> np.ndarray:
+        """Ring position of the next row written, per stream."""
+        return self.written % self.stream_capacity
+
+    def add(self, records: dict[str, Any], streams: np.ndarray) -> None:
         """Append rows `records[k][j]` to stream `streams[j]`, in order."""
+        flat = flatten(records)
         if not self.data:
-            for key, value in records.items():
-                shape = (self.num_streams, self.stream_capacity, *value.shape[1:])
-                self.data[key] = np.zeros(shape, value.dtype)
+            for key, value in flat.items():
+                self.data[key] = np.zeros((self.num_streams, self.stream_capacity, *value.shape[1:]), value.dtype)
         for j, s in enumerate(streams):
-            p = self.pos[s]
+            p = self.written[s] % self.stream_capacity
             for key, store in self.data.items():
-                store[s, p] = records[key][j]
-            if self.priority is not None:
+                store[s, p] = flat[key][j]
+            if self.priorities is not None:
                 self.priorities[s, p] = self.max_priority  # new rows are sampled soon
-            self.pos[s] = (p + 1) % self.stream_capacity
+            self.written[s] += 1
             self.count[s] = min(self.count[s] + 1, self.stream_capacity)
-        self.added += len(streams)
 
     def can_sample(self, length: int) -> bool:
         return bool((self.count >= length).any())
 
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+    def sample(self, batch: int, length: int) -> dict[str, Any]:
         """`batch` windows of `length` consecutive steps of one stream each: arrays `[B, T, ...]`.
 
         Prioritised replay adds `index` `[B]` (the start rows, for `update_priorities`) and `weight` `[B]`.
         """
-        starts_per_stream = np.maximum(self.count - length + 1, 0)
-        total = starts_per_stream.sum()
+        starts = np.maximum(self.count - length + 1, 0)  # valid window starts per stream
+        total = int(starts.sum())
         if total == 0:
             raise ValueError(f"replay holds no sequence of length {length} yet ({len(self)} steps stored)")
-        oldest_all = (self.pos - self.count) % self.stream_capacity
+        oldest = (self.written - self.count) % self.stream_capacity
+        before = np.cumsum(starts) - starts
         extra = {}
-        if self.priority is None:
+        if self.priorities is None:
             flat = self.rng.integers(total, size=batch)
-            stream = np.searchsorted(np.cumsum(starts_per_stream), flat, side="right")
-            offset = flat - (np.cumsum(starts_per_stream) - starts_per_stream)[stream]
+            stream = np.searchsorted(np.cumsum(starts), flat, side="right")
+            offset = flat - before[stream]
         else:
             alpha, beta = self.priority
-            # valid start rows, as (stream, offset from that stream's oldest row)
-            stream_all = np.repeat(np.arange(self.num_streams), starts_per_stream)
-            offset_all = np.arange(total) - np.repeat(
-                np.cumsum(starts_per_stream) - starts_per_stream, starts_per_stream
-            )
-            rows_all = (oldest_all[stream_all] + offset_all) % self.stream_capacity
+            stream_all = np.repeat(np.arange(self.num_streams), starts)
+            offset_all = np.arange(total) - np.repeat(before, starts)
+            rows_all = (oldest[stream_all] + offset_all) % self.stream_capacity
             p = self.priorities[stream_all, rows_all] ** alpha
             p = p / p.sum()
             pick = self.rng.choice(total, size=batch, p=p)
@@ -84,8 +125,9 @@ class Replay:
                 "index": stream * self.stream_capacity + rows_all[pick],
                 "weight": (weight / weight.max()).astype(np.float32),
             }
-        index = (oldest_all[stream][:, None] + offset[:, None] + np.arange(length)) % self.stream_capacity
-        return {**{key: store[stream[:, None], index] for key, store in self.data.items()}, **extra}
+        index = (oldest[stream][:, None] + offset[:, None] + np.arange(length)) % self.stream_capacity
+        rows = {key: store[stream[:, None], index] for key, store in self.data.items()}
+        return {**unflatten(rows), **extra}
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priority of the windows starting at `index` (from `sample`) to `priorities` `[B]`."""
@@ -95,34 +137,77 @@ class Replay:
 
     # ------------------------------------------------------------------ persistence
 
-    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
-        """Arrays (only the filled part of each stream) and JSON-safe metadata."""
-        filled = int(self.count.max()) if self.data else 0
-        arrays = {f"data.{k}": v[:, :filled] for k, v in self.data.items()}
-        arrays.update(pos=self.pos, count=self.count)
+    def _rows(self, s: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows with logical indices [start, stop) of stream `s` (all still held)."""
+        ring = np.arange(start, stop) % self.stream_capacity
+        return {key: store[s, ring] for key, store in self.data.items()}
+
+    def save(self, directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Write the chunks completed since the last save to `directory`; return the tail arrays and
+        the JSON metadata a checkpoint must keep to `load` this exact replay."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tail: dict[str, np.ndarray] = {}
+        for s in range(self.num_streams):
+            first = int(self.written[s] - self.count[s])  # oldest logical row held
+            self.chunks[s] = [c for c in self.chunks[s] if c["start"] + c["rows"] > first]
+            start = self.chunks[s][-1]["start"] + self.chunks[s][-1]["rows"] if self.chunks[s] else 0
+            start = max(start, first)
+            # chunks end on multiples of CHUNK; the first may begin later when older rows were evicted unsaved
+            while (start // CHUNK + 1) * CHUNK <= self.written[s]:
+                stop = (start // CHUNK + 1) * CHUNK
+                name = f"s{s:03d}_{start:012d}.npz"
+                with (directory / name).open("wb") as f:
+                    np.savez(f, **self._rows(s, start, stop))
+                self.chunks[s].append(
+                    {"name": name, "start": start, "rows": stop - start, "sha256": _sha256(directory / name)}
+                )
+                start = stop
+            for key, value in self._rows(s, start, int(self.written[s])).items():
+                tail[f"{s}/{key}"] = value
+        if self.priorities is not None:
+            tail["priorities"] = self.priorities
         meta = {
             "stream_capacity": self.stream_capacity,
-            "added": self.added,
+            "written": self.written.tolist(),
+            "count": self.count.tolist(),
+            "chunks": self.chunks,
+            "max_priority": self.max_priority,
             "rng": json.loads(json.dumps(self.rng.bit_generator.state)),
         }
-        if self.priority is not None:
-            arrays["priorities"] = self.priorities
-            meta["max_priority"] = self.max_priority
-        return arrays, meta
+        return tail, meta
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        if meta["stream_capacity"] != self.stream_capacity or len(arrays["pos"]) != self.num_streams:
+    def load(self, directory: Path, tail: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Restore the replay saved by `save`; every chunk is checked against its sha256."""
+        if meta["stream_capacity"] != self.stream_capacity or len(meta["written"]) != self.num_streams:
             raise ValueError("saved replay has a different capacity or number of streams than this run")
+        self.written = np.asarray(meta["written"], np.int64)
+        self.count = np.asarray(meta["count"], np.int64)
+        self.chunks = meta["chunks"]
         self.data = {}
-        for key, value in arrays.items():
-            if key.startswith("data."):
-                store = np.zeros((self.num_streams, self.stream_capacity, *value.shape[2:]), value.dtype)
-                store[:, : value.shape[1]] = value
-                self.data[key[5:]] = store
-        self.pos = arrays["pos"].copy()
-        self.count = arrays["count"].copy()
-        self.added = meta["added"]
+        for s in range(self.num_streams):
+            first = int(self.written[s] - self.count[s])
+            pieces = []
+            for chunk in self.chunks[s]:
+                path = directory / chunk["name"]
+                if not path.exists() or _sha256(path) != chunk["sha256"]:
+                    raise ValueError(f"replay chunk {path} is missing or does not match its sha256")
+                with np.load(path, allow_pickle=False) as npz:
+                    pieces.append((chunk["start"], {k: npz[k] for k in npz.files}))
+            tail_rows = {k.split("/", 1)[1]: v for k, v in tail.items() if k.startswith(f"{s}/")}
+            tail_start = int(self.written[s]) - len(next(iter(tail_rows.values()), []))
+            pieces.append((tail_start, tail_rows))
+            for start, rows in pieces:
+                for key, value in rows.items():
+                    if key not in self.data:
+                        shape = (self.num_streams, self.stream_capacity, *value.shape[1:])
+                        self.data[key] = np.zeros(shape, value.dtype)
+                    logical = np.arange(start, start + len(value))
+                    keep = logical >= first
+                    self.data[key][s, logical[keep] % self.stream_capacity] = value[keep]
+        if self.priorities is not None:
+            self.priorities = tail["priorities"].copy()
+        self.max_priority = meta["max_priority"]
         self.rng.bit_generator.state = meta["rng"]
-        if self.priority is not None:
-            self.priorities = arrays["priorities"].copy()
-            self.max_priority = meta["max_priority"]
+
+    def referenced_chunks(self) -> set[str]:
+        return {c["name"] for stream in self.chunks for c in stream}

@@ -4,8 +4,10 @@ A checkpoint is a folder `checkpoints/step_<N>/` holding
     weights.safetensors   module weights and buffers
     optim.pt              optimiser states (tensors and numbers only; loaded with weights_only=True)
     <name>.npz            numpy arrays (replay, env pool), loaded with allow_pickle=False
-    state.json            counters, RNG states, metadata
+    state.json            counters, RNG states, metadata (with the list of replay chunks it needs)
     manifest.json         format tag and the sha256 of every file above, written last
+Replay rows live outside, in immutable chunk files under the run's `replay/` that checkpoints share;
+each is verified against the sha256 listed in the checkpoint's state.json when loaded.
 It is written into a temporary folder and renamed into place, so a run killed mid-write leaves the
 previous checkpoint as the latest complete one. A file that does not match its manifest is refused.
 """
@@ -122,3 +124,12 @@ def load_checkpoint(path: Path) -> Payload:
     except Exception as err:  # a file that hashes right but cannot be read was written by something else
         raise CheckpointError(f"checkpoint '{path}' cannot be read: {type(err).__name__}: {err}") from None
     return payload
+
+
+def replay_chunks(path: Path) -> set[str]:
+    """Names of the replay chunk files (in the run's `replay/`) that checkpoint `path` needs."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        return {chunk["name"] for stream in state["replay"]["chunks"] for chunk in stream}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()

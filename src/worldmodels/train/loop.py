@@ -20,7 +20,14 @@ from worldmodels.data import Replay
 from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.registry import AGENTS
-from worldmodels.train.checkpoint import Payload, latest_checkpoint, load_checkpoint, save_checkpoint
+from worldmodels.train.checkpoint import (
+    Payload,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    replay_chunks,
+    save_checkpoint,
+)
 from worldmodels.train.evaluate import evaluate
 from worldmodels.train.logger import Logger, plot_curve
 
@@ -219,7 +226,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Path:
-        replay_arrays, replay_meta = self.replay.state_dict()
+        replay_arrays, replay_meta = self.replay.save(self.run_dir / "replay")
         rng = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
         if torch.cuda.is_available():
             rng["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
@@ -242,7 +249,13 @@ class Trainer:
             arrays={"replay": replay_arrays, "envs": self.pool.state_dict()},
             state=json.loads(json.dumps(state)),
         )
-        return save_checkpoint(self.run_dir / "checkpoints", self.step, payload, self.cfg.train.keep_checkpoints)
+        path = save_checkpoint(self.run_dir / "checkpoints", self.step, payload, self.cfg.train.keep_checkpoints)
+        # replay chunks are shared between checkpoints: delete those no kept checkpoint refers to
+        needed = set().union(*(replay_chunks(c) for c in list_checkpoints(self.run_dir / "checkpoints")))
+        for chunk in (self.run_dir / "replay").glob("*.npz"):
+            if chunk.name not in needed:
+                chunk.unlink()
+        return path
 
     def _restore(self, path: Path) -> None:
         payload = load_checkpoint(path)
@@ -252,7 +265,7 @@ class Trainer:
         try:
             self.agent.load_state_dict(payload.weights)
             self.agent.load_optimizer_state(payload.torch_state["optimizers"])
-            self.replay.load_state_dict(payload.arrays["replay"], s["replay"])
+            self.replay.load(self.run_dir / "replay", payload.arrays["replay"], s["replay"])
             self.pool.load_state_dict(payload.arrays["envs"])
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(
