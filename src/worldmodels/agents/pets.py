@@ -1,0 +1,209 @@
+"""PETS: probabilistic ensembles with trajectory sampling (Chua et al. 2018).
+
+Model: an ensemble of E Gaussian MLPs over the change of state, each member trained on its own bootstrap
+resample of every batch of transitions (s_t, a_{t+1}, s_{t+1}); the reward is learned by an ensemble
+head on (s, a, s'), or given by the task's known reward (and termination) function.
+
+Acting: model-predictive control. Every step a planner (CEM, MPPI, iCEM, gradient) optimises the next H
+actions against the return predicted by K particles per candidate, propagated through the ensemble
+(TS1, TS∞ or expectation), warm-started by the last plan shifted one step; the first action is executed:
+
+    a_t = argmax_{a_{t:t+H}} 1/K Σ_k Σ_τ r(s^k_τ, a_τ, s^k_{τ+1}),    s^k_{τ+1} ~ f_{e(k,τ)}(s^k_τ, a_τ)
+
+Diagnostics: a fraction `holdout` of the episodes is kept out of training (flagged per step in replay);
+on those the agent logs the one-step and the multi-step (open-loop over the window) prediction error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from worldmodels.agents.base import Agent, step
+from worldmodels.config import Spec, component, non_negative, positive, unit
+from worldmodels.envs import continuous_cartpole
+from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
+from worldmodels.planners.protocol import Model, Plan, rollout_objective
+from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS, REWARDS
+
+
+def pendulum_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """Pendulum-v1's reward for obs (cos θ, sin θ, θ̇) and model action a ∈ [-1, 1] (torque 2a):
+    −(θ² + 0.1 θ̇² + 0.001 u²), on the state before the step."""
+    theta = torch.atan2(obs[..., 1], obs[..., 0])
+    torque = 2.0 * action[..., 0].clamp(-1, 1)
+    return -(theta**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * torque**2)
+
+
+KnownReward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+KNOWN_TASKS: dict[str, tuple[KnownReward, Callable[[torch.Tensor], torch.Tensor] | None]] = {
+    "pendulum": (pendulum_reward, None),
+    "cartpole_balance": (continuous_cartpole.reward, continuous_cartpole.terminated),
+}
+"""Reward r(s, a, s') `[...]` and termination done(s') `[...]` of the tasks PETS may be told about."""
+
+
+@AGENTS.register("pets")
+class PETSAgent(Agent):
+    @dataclass
+    class Config:
+        dynamics: Spec = component("dynamics", "ensemble")
+        """The probabilistic ensemble."""
+        reward: Spec = component("reward", "ensemble")
+        """Learned reward on (s, a, s'); unused when `known_task` is set."""
+        planner: Spec = component("planner", "cem")
+        known_task: Literal["none", "pendulum", "cartpole_balance"] = "none"
+        """Plan with this task's known reward (and termination) instead of a learned reward."""
+        propagation: Literal["ts1", "tsinf", "expectation"] = "ts1"
+        """How particles move through the ensemble (see `dynamics/ensemble.py`)."""
+        particles: int = positive(20)
+        """Particles K per candidate sequence (a multiple of the ensemble size for ts1/tsinf)."""
+        discount: float = unit(1.0)
+        """γ of the planned return."""
+        lr: float = positive(1e-3)
+        weight_decay: float = non_negative(5e-5)
+        grad_clip: float = positive(100.0)
+        holdout: float = unit(0.1)
+        """Fraction of episodes kept out of training to measure prediction error on."""
+        precision: Literal["float32", "bfloat16"] = "float32"
+        """Arithmetic of the model while planning (bfloat16 by autocast; training stays float32)."""
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
+        super().__init__(obs_spec, act_spec)
+        if len(obs_spec.shape) != 1:
+            raise ConfigError(f"pets plans on state vectors; got observations of shape {obs_spec.shape}")
+        self.cfg = cfg
+        S, A = obs_spec.shape[0], act_spec.dim
+        self.dynamics = DYNAMICS.build(cfg.dynamics.name, cfg.dynamics.cfg, latent_dim=S, action_dim=A)
+        if not hasattr(self.dynamics, "propagate"):
+            raise ConfigError(f"pets needs an ensemble dynamics with particle propagation, not '{cfg.dynamics.name}'")
+        self.planner = PLANNERS.build(cfg.planner.name, cfg.planner.cfg, action_dim=A, discrete=act_spec.discrete)
+        self.known = KNOWN_TASKS.get(cfg.known_task)
+        modules = [self.dynamics]
+        if self.known is None:
+            self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=2 * S + A)
+            if not hasattr(self.reward, "members"):
+                raise ConfigError(f"pets learns the reward with an ensemble head, not '{cfg.reward.name}'")
+            modules.append(self.reward)
+        params = [p for m in modules for p in m.parameters()]
+        self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)}
+        self._records: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ acting
+
+    def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"holdout": ((), "float32")}
+
+    def act_records(self) -> dict[str, np.ndarray]:
+        return self._records
+
+    def model(self) -> Model:
+        """The planner's view of the learned model: state = (particles `[N, K, S]`, alive `[N, K]`)."""
+        mode = self.cfg.propagation
+
+        def step_fn(state: tuple[torch.Tensor, torch.Tensor], action: torch.Tensor):
+            obs, alive = state
+            nxt = self.dynamics.propagate(obs, action, mode)  # [N, K, S]
+            a = action[:, None].expand(-1, obs.shape[1], -1)
+            if self.known is None:
+                x = torch.cat([obs, a, nxt], -1).flatten(0, 1)
+                reward = self.reward(x).mean.reshape(alive.shape)
+            else:
+                reward_fn, done_fn = self.known
+                reward = reward_fn(obs, a, nxt)
+                if done_fn is not None:
+                    reward = alive * reward
+                    alive = alive * (~done_fn(nxt)).float()
+            return (nxt, alive), reward.float().mean(1)
+
+        return Model(step_fn)
+
+    def plan(self, obs: torch.Tensor, prev: Plan | None, reset: torch.Tensor | None) -> Plan:
+        """Optimise the next H actions for observations `[N, S]`, warm-started from `prev`."""
+        N = obs.shape[0]
+        K = 1 if self.cfg.propagation == "expectation" else self.cfg.particles
+        start = (obs.float()[:, None].expand(N, K, -1).contiguous(), torch.ones(N, K, device=obs.device))
+        x0, reuse = self.planner.warm_start(prev, N, obs.device, reset)
+        bf16 = self.cfg.precision == "bfloat16"
+        autocast = torch.autocast(obs.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+        prev, holdout = state if state is not None else (None, None)
+        new = torch.rand(len(obs), device=obs.device) < self.cfg.holdout
+        holdout = new if holdout is None else torch.where(is_first, new, holdout)
+        plan = self.plan(obs, prev, is_first)
+        self._records = {"holdout": holdout.float().cpu().numpy()}
+        return plan.actions[:, 0], (plan, holdout)
+
+    @torch.no_grad()
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+        states = list(obs[:context].float())
+        for t in range(context, obs.shape[0]):
+            states.append(self.dynamics.propagate(states[-1][None, None], action[t][None], "expectation")[0, 0])
+        return torch.stack(states)
+
+    # ------------------------------------------------------------------ learning
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        obs, action, reward = batch["obs"].float(), batch["action"].float(), batch["reward"].float()  # [B, T, ...]
+        inside = ~batch["is_first"][:, 1:]  # transition t → t+1 within one episode, [B, T-1]
+        held = batch["holdout"][:, 1:] > 0
+        metrics = self._diagnose(obs, action, inside, held)
+        train = (inside & ~held).flatten()
+        s, a = obs[:, :-1].flatten(0, 1)[train], action[:, 1:].flatten(0, 1)[train]
+        s2, r = obs[:, 1:].flatten(0, 1)[train], reward[:, 1:].flatten()[train]
+        n = len(s)
+        if n == 0:
+            return metrics
+        self.dynamics.update_normalisers(s, a, s2)
+        boot = torch.randint(0, n, (self.dynamics.members, n), device=s.device)  # [E, n]: each member's resample
+        loss, parts = self.dynamics.loss(s[boot], a[boot], s2[boot])
+        metrics.update({f"model/{k}": v for k, v in parts.items()})
+        if self.known is None:
+            x = torch.cat([s, a, s2], -1)
+            self.reward.update_normalisers(x, r)
+            rboot = torch.randint(0, n, (self.reward.members_count, n), device=s.device)
+            reward_loss = self.reward.loss(x[rboot], r[rboot])
+            loss = loss + reward_loss
+            metrics["model/reward_mse"] = reward_loss.item()
+        metrics.update(step(self.optimizers["model"], loss, self.cfg.grad_clip, "model"))
+        self.updates += 1
+        return metrics
+
+    @torch.no_grad()
+    def _diagnose(
+        self, obs: torch.Tensor, action: torch.Tensor, inside: torch.Tensor, held: torch.Tensor
+    ) -> dict[str, float]:
+        """Prediction error on held-out transitions: one step, and open loop over the whole window
+        (expectation propagation from each window's first state), in normalised state units."""
+        valid = inside & held  # [B, T-1]
+        if not bool(valid.any()):
+            return {}
+        scale = self.dynamics.targets.std
+        B, T, S = obs.shape
+        one = self.dynamics.propagate(
+            obs[:, :-1].reshape(-1, 1, S), action[:, 1:].reshape(-1, action.shape[-1]), "expectation"
+        )
+        one_err = (((one.reshape(B, T - 1, S) - obs[:, 1:]) / scale) ** 2).mean(-1)
+        metrics = {"model/one_step_error": one_err[valid].mean().item()}
+        run = valid.cumprod(1).bool()  # windows held out and inside one episode up to step k
+        state = obs[:, :1]  # [B, 1, S] one particle
+        errors = []
+        for t in range(1, T):
+            state = self.dynamics.propagate(state, action[:, t], "expectation")
+            errors.append((((state[:, 0] - obs[:, t]) / scale) ** 2).mean(-1))
+        multi = torch.stack(errors, 1)  # [B, T-1]
+        full = run[:, -1]
+        if bool(full.any()):
+            metrics["model/multi_step_error"] = multi[full, -1].mean().item()  # after T − 1 steps
+        return metrics
