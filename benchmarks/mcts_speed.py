@@ -18,7 +18,7 @@ import time
 import torch
 from torch import nn
 
-from worldmodels.planners import MCTSConfig, search
+from worldmodels.planners.mcts import MCTSConfig, search
 
 STATE, HIDDEN, ACTIONS, OBS = 32, 64, 4, 8
 

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from worldmodels.planners import MCTSConfig, search
-from worldmodels.planners.mcts import considered_visits
+from worldmodels.planners.mcts import MCTSConfig, considered_visits, search
 from worldmodels.registry import PLANNERS
 
 

@@ -1,0 +1,221 @@
+"""MuZero (Schrittwieser et al. 2020): plan with MCTS in a learned model that predicts only reward, value
+and policy, and learn that model from replayed trajectories unrolled K steps.
+
+Acting: a batched search (`planners.mcts`) from s⁰ = h(o_t) for every environment at once; the action is
+sampled from visits^(1/T) with the temperature T on a schedule over updates; the search policy π_t and
+root value ν_t are stored in replay beside the action they chose.
+
+Learning, for a replayed window starting at o_t (Eq. 1 of the paper, with the Appendix G details):
+
+    s⁰ = h(o_t);  sᵏ, rᵏ = g(sᵏ⁻¹, a_{t+k−1}) with the gradient into g scaled by 1/2;  pᵏ, vᵏ = f(sᵏ)
+    z_{t+k} = u_{t+k+1} + γ u_{t+k+2} + … + γⁿ⁻¹ u_{t+k+n} + γⁿ ν_{t+k+n}     (n-step target, cut at episode ends)
+    l = Σ_k c_k [ CE(uₜ₊ₖ, rᵏ) + w_v CE(z_{t+k}, vᵏ) + CE(π_{t+k}, pᵏ) ],   c_0 = 1, c_k = 1/K,
+    weighted by the prioritised-replay importance weight; the new priority is |ν⁰ − z_t|.
+
+After a terminal state the model is trained towards an absorbing state (reward 0, value 0, no policy
+target); after a time-limit cut the steps are not trained. With `reanalyse` > 0, that fraction of each
+batch has its policy targets recomputed by a fresh search and its bootstrap values by the current network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worldmodels.agents.base import Agent, adam, step
+from worldmodels.config import Spec, component, non_negative, param, positive, unit
+from worldmodels.dynamics.muzero import scale_gradient
+from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.losses.support import support_loss, support_to_scalar
+from worldmodels.planners.mcts import SearchOutput
+from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS
+
+
+@AGENTS.register("muzero")
+class MuZeroAgent(Agent):
+    @dataclass
+    class Config:
+        network: Spec = component("dynamics", "muzero_mlp")
+        """h, g, f: `muzero_mlp` (vectors) or `muzero_resnet` (images)."""
+        planner: Spec = component("planner", "mcts")
+        """The search; its `discount` is also the discount of the value targets."""
+        unroll_steps: int = positive(5)
+        """K: steps the model is unrolled per replayed window (train.seq_len >= K + td_steps + 2)."""
+        td_steps: int = positive(10)
+        """n of the n-step value targets."""
+        lr: float = positive(3e-3)
+        adam_eps: float = positive(1e-8)
+        grad_clip: float = positive(10.0)
+        value_loss_weight: float = non_negative(0.25)
+        """w_v: the paper's 0.25 when targets are bootstrapped from replay."""
+        priority_alpha: float = non_negative(1.0)
+        """α of prioritised replay (0: uniform sampling, no importance weights)."""
+        priority_beta: float = non_negative(1.0)
+        """β of the importance weights."""
+        reanalyse: float = unit(0.0)
+        """Fraction of each batch whose targets are recomputed with the current network (MuZero Reanalyse)."""
+        temperatures: list[float] = param([1.0, 0.5, 0.25], lambda v: len(v) > 0 and min(v) >= 0, "numbers >= 0")
+        """Self-play temperatures, in order; the i-th is used from update `temperature_updates[i-1]` on."""
+        temperature_updates: list[int] = param([5000, 10000], lambda v: list(v) == sorted(v), "increasing integers")
+        """Updates at which the self-play temperature moves to the next value in `temperatures`."""
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
+        super().__init__(obs_spec, act_spec)
+        if not act_spec.discrete:
+            raise ConfigError("agent 'muzero' needs a discrete action space; this environment's actions are continuous")
+        if len(cfg.temperatures) != len(cfg.temperature_updates) + 1:
+            raise ConfigError(
+                "agent.temperatures needs exactly one more entry than agent.temperature_updates "
+                f"(got {len(cfg.temperatures)} and {len(cfg.temperature_updates)})"
+            )
+        self.cfg = cfg
+        self.num_actions = A = act_spec.dim
+        self.net = DYNAMICS.build(cfg.network.name, cfg.network.cfg, obs_shape=obs_spec.shape, action_dim=A)
+        if not hasattr(self.net, "predict"):
+            raise ConfigError(
+                f"agent.network '{cfg.network.name}' is not a MuZero network; use muzero_mlp or muzero_resnet"
+            )
+        self.planner = PLANNERS.build(cfg.planner.name, cfg.planner.cfg)
+        self.discount = self.planner.cfg.discount
+        self.optimizers = {"model": adam(self.net.parameters(), cfg.lr, cfg.adam_eps)}
+        self.priority = (cfg.priority_alpha, cfg.priority_beta) if cfg.priority_alpha > 0 else None
+        self._records: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ the model as search callbacks
+
+    def _root(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        state = self.net.represent(obs)
+        logits, value = self.net.predict(state)
+        return state, logits, support_to_scalar(value)
+
+    def _recurrent(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        state, reward = self.net.dynamics(state, F.one_hot(action, self.num_actions).to(state.dtype))
+        logits, value = self.net.predict(state)
+        return state, support_to_scalar(reward), logits, support_to_scalar(value)
+
+    def _search(self, obs: Tensor, explore: bool) -> SearchOutput:
+        return self.planner(obs, self._root, self._recurrent, explore=explore, temperature=self.temperature())
+
+    # ------------------------------------------------------------------ acting
+
+    def temperature(self) -> float:
+        """The self-play temperature at the current number of updates."""
+        return self.cfg.temperatures[int(np.searchsorted(self.cfg.temperature_updates, self.updates, "right"))]
+
+    def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        return {"search_policy": ((self.num_actions,), "float32"), "search_value": ((), "float32")}
+
+    def act_records(self) -> dict[str, np.ndarray]:
+        return self._records
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, is_first: Tensor, state: Any, explore: bool) -> tuple[Tensor, Any]:
+        out = self._search(obs, explore)
+        self._records = {
+            "search_policy": out.policy.float().cpu().numpy(),
+            "search_value": out.root_value.float().cpu().numpy(),
+        }
+        return F.one_hot(out.action, self.num_actions).float(), None
+
+    # ------------------------------------------------------------------ learning
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        K, n = cfg.unroll_steps, cfg.td_steps
+        T = K + n + 2
+        if batch["reward"].shape[1] < T:
+            raise ConfigError(
+                f"train.seq_len is {batch['reward'].shape[1]} but agent 'muzero' needs at least "
+                f"unroll_steps + td_steps + 2 = {T}"
+            )
+        obs, action = batch["obs"][:, :T], batch["action"][:, :T].float()
+        targets = self._targets({k: v[:, :T] for k, v in batch.items() if k not in ("obs", "index", "weight")}, obs)
+
+        state = self.net.represent(obs[:, 0])
+        losses = {"reward": 0.0, "value": 0.0, "policy": 0.0}
+        per_sample = 0.0
+        for k in range(K + 1):
+            if k > 0:
+                state, reward_logits = self.net.dynamics(scale_gradient(state, 0.5), action[:, k])
+                reward = support_loss(reward_logits, targets["reward"][:, k]) * targets["mask"][:, k]
+            else:
+                reward = torch.zeros_like(targets["value"][:, 0])
+            policy_logits, value_logits = self.net.predict(state)
+            if k == 0:
+                root_value = support_to_scalar(value_logits.detach())
+            value = support_loss(value_logits, targets["value"][:, k]) * targets["mask"][:, k]
+            policy = -(targets["policy"][:, k] * torch.log_softmax(policy_logits, -1)).sum(-1)
+            policy = policy * targets["policy_mask"][:, k]
+            scale = 1.0 if k == 0 else 1.0 / K
+            per_sample = per_sample + scale * (reward + cfg.value_loss_weight * value + policy)
+            for name, term in (("reward", reward), ("value", value), ("policy", policy)):
+                losses[name] = losses[name] + scale * term.mean().detach()
+
+        weight = batch["weight"] if "weight" in batch else torch.ones_like(per_sample)
+        metrics = step(self.optimizers["model"], (weight * per_sample).mean(), cfg.grad_clip, "model")
+        self.new_priorities = (root_value - targets["value"][:, 0]).abs().cpu().numpy()
+        self.updates += 1
+        metrics.update({f"model/{k}": float(v) for k, v in losses.items()})
+        metrics["model/root_value"] = root_value.mean().item()
+        metrics["model/value_target"] = targets["value"][:, 0].mean().item()
+        metrics["self_play/temperature"] = self.temperature()
+        return metrics
+
+    @torch.no_grad()
+    def _targets(self, batch: dict[str, Tensor], obs: Tensor) -> dict[str, Tensor]:
+        """Targets for unroll steps k = 0 … K of windows `[B, T]` (T = K + n + 2): rewards, n-step values
+        and search policies `[B, K+1, ...]`, with the masks of steps that have them."""
+        K, n, gamma = self.cfg.unroll_steps, self.cfg.td_steps, self.discount
+        first, terminal = batch["is_first"].bool(), batch["is_terminal"].bool()
+        reward = batch["reward"].float()
+        B, T = reward.shape
+        # rows still in the episode of row 0; rows after a terminal one are absorbing
+        in_episode = torch.cat([torch.ones_like(first[:, :1]), (~first[:, 1:]).long().cumprod(1).bool()], 1)
+        ended = terminal & in_episode
+        absorbing = (ended.long().cumsum(1) - ended.long()) > 0
+        # the agent searched at row j iff row j+1 continues the episode and holds that search's records
+        searched = torch.zeros_like(first)
+        searched[:, :-1] = in_episode[:, 1:] & (batch["search_policy"][:, 1:].sum(-1) > 0)
+        stored_value = torch.zeros_like(reward)
+        stored_value[:, :-1] = batch["search_value"][:, 1:].float()
+        stored_policy = torch.zeros_like(batch["search_policy"])
+        stored_policy[:, :-1] = batch["search_policy"][:, 1:]
+
+        fresh = torch.rand(B, device=reward.device) < self.cfg.reanalyse  # [B] reanalysed windows
+        net_value = support_to_scalar(self.net.predict(self.net.represent(obs.flatten(0, 1)))[1]).view(B, T)
+        bootstrap = torch.where(searched & ~fresh[:, None], stored_value, net_value)  # ν_j
+
+        def ahead(x: Tensor, i: int) -> Tensor:  # x[:, k + i] for k = 0 … K
+            return x[:, i : i + K + 1]
+
+        alive = ahead(in_episode & ~terminal, 0)
+        value = torch.zeros(B, K + 1, device=reward.device)
+        for i in range(1, n + 1):
+            going = alive & ahead(in_episode, i)
+            cut = alive & ~ahead(in_episode, i)  # time limit at row k+i−1: bootstrap from it
+            value += gamma ** (i - 1) * (
+                torch.where(going, ahead(reward, i), 0.0) + torch.where(cut, ahead(bootstrap, i - 1), 0.0)
+            )
+            alive = going & ~ahead(terminal, i)
+        value += gamma**n * torch.where(alive, ahead(bootstrap, n), 0.0)
+
+        policy = ahead(stored_policy, 0)
+        policy_mask = ahead(searched, 0)
+        if fresh.any():
+            rows = fresh.nonzero().squeeze(1)
+            states = obs[rows, : K + 1].flatten(0, 1)
+            policy[rows] = self._search(states, explore=True).policy.float().view(len(rows), K + 1, -1)
+            policy_mask[rows] = ahead(in_episode & ~terminal, 0)[rows]
+        return {
+            "reward": torch.where(ahead(in_episode, 0), ahead(reward, 0), 0.0),
+            "value": value,
+            "mask": ahead(in_episode | absorbing, 0).float(),
+            "policy": policy,
+            "policy_mask": policy_mask.float(),
+        }
