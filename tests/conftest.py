@@ -8,8 +8,10 @@ import torch
 from worldmodels.config import load_config
 
 TINY = [
-    "agent.encoder.hidden=32",
-    "agent.decoder.hidden=32",
+    "agent.encoder.mlp.hidden=32",
+    "agent.decoder.mlp.hidden=32",
+    "agent.encoder.cnn.depth=4",
+    "agent.decoder.cnn.depth=4",
     "agent.dynamics.hidden=32",
     "agent.reward.hidden=32",
     "agent.cont.hidden=32",

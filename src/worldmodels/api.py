@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from worldmodels.config import Config, load_config, read_preset
-from worldmodels.envs import EnvPool
+from worldmodels.envs import EnvPool, Obs, obs_map, to_tensor
 from worldmodels.errors import CheckpointError
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video
@@ -60,14 +60,17 @@ class WorldModelAgent:
         return self._trainer.run()
 
     def predict(
-        self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None, deterministic: bool = True
+        self, obs: Obs, state: Any = None, episode_start: np.ndarray | None = None, deterministic: bool = True
     ) -> tuple[np.ndarray, Any]:
-        """Env actions for one observation `[*obs_shape]` or a batch `[N, *obs_shape]`, and the next state."""
+        """Env actions for one observation `[*obs_shape]` or a batch `[N, *obs_shape]` (arrays or dicts of
+        arrays), and the next recurrent state."""
         agent = self.agent
-        obs = np.asarray(obs)
-        single = obs.shape == agent.obs_spec.shape
-        batch = torch.as_tensor(obs[None] if single else obs, device=agent.device)
-        n = batch.shape[0]
+        obs = obs_map(np.asarray, obs)
+        key, spec = agent.obs_spec.items()[0]
+        first_array = obs[key] if key else obs
+        single = first_array.ndim == len(spec.shape)
+        batch = to_tensor(obs_map(lambda x: x[None], obs) if single else obs, agent.device)
+        n = 1 if single else first_array.shape[0]
         if state is None:
             state = agent.initial_state(n)
             episode_start = np.ones(n, bool)

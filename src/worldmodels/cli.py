@@ -82,7 +82,7 @@ def _dream(args: argparse.Namespace) -> None:
 
     run = load_agent(args.run_dir)
     try:
-        path = dream(run.agent, run.cfg.env, Path(args.run_dir) / "dream.png", args.seed, args.context, args.horizon)
+        path = dream(run.agent, run.cfg.env, Path(args.run_dir), args.seed, args.context, args.horizon)
     except NotImplementedError as err:
         raise ConfigError(str(err)) from None
     print(f"dream: {path}")

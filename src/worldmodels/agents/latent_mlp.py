@@ -25,7 +25,7 @@ from torch import distributions as D
 
 from worldmodels.agents.base import Agent, adam, frozen, step
 from worldmodels.config import Spec, component, non_negative, positive, unit
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.losses import ReturnScale, kl_split, lambda_return
 from worldmodels.registry import (
     AGENTS,
@@ -49,10 +49,10 @@ def _from(dist: D.Independent, t: slice) -> D.Independent:
 class LatentMLPAgent(Agent):
     @dataclass
     class Config:
-        encoder: Spec = component("encoder", "mlp")
+        encoder: Spec = component("encoder", "multi")
         representation: Spec = component("representation", "gaussian")
         dynamics: Spec = component("dynamics", "latent_mlp")
-        decoder: Spec = component("decoder", "mlp")
+        decoder: Spec = component("decoder", "multi")
         reward: Spec = component("reward", "mlp")
         cont: Spec = component("continue", "mlp")
         discrete_actor: Spec = component("policy", "categorical")
@@ -89,13 +89,13 @@ class LatentMLPAgent(Agent):
         super().__init__(obs_spec, act_spec)
         self.cfg = cfg
         A = act_spec.dim
-        self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_shape=obs_spec.shape)
+        self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
         self.representation = REPRESENTATIONS.build(
             cfg.representation.name, cfg.representation.cfg, in_dim=self.encoder.out_dim
         )
         Z = self.representation.latent_dim
         self.dynamics = DYNAMICS.build(cfg.dynamics.name, cfg.dynamics.cfg, latent_dim=Z, action_dim=A)
-        self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=Z, obs_shape=obs_spec.shape)
+        self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=Z, obs_spec=obs_spec)
         self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=Z)
         self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=Z)
         actor = cfg.discrete_actor if act_spec.discrete else cfg.continuous_actor
@@ -125,9 +125,9 @@ class LatentMLPAgent(Agent):
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
-        z = self.representation(self.encoder(obs[:context])).mean  # [C, Z]
+        z = self.representation(self.encoder(obs_map(lambda x: x[:context], obs))).mean  # [C, Z]
         latents = list(z)
-        for t in range(context, obs.shape[0]):
+        for t in range(context, action.shape[0]):
             latents.append(self.dynamics(latents[-1], action[t]).mean)
         return self.decoder(torch.stack(latents)).mean
 
@@ -160,7 +160,7 @@ class LatentMLPAgent(Agent):
             "cont": masked(-self.cont(z[:, 1:]).log_prob(cont[:, 1:])),
         }
         if cfg.use_reconstruction:
-            losses["recon"] = self.decoder(z).loss(obs.float()).flatten(2).sum(-1).mean()
+            losses["recon"] = self.decoder(z).loss(obs).mean()
         total = (
             cfg.dyn_scale * losses["dyn"]
             + cfg.rep_scale * losses["rep"]

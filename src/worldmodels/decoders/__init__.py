@@ -1,5 +1,8 @@
-"""Decoders: latent → reconstructed observation. Registered in `DECODERS`."""
+"""Decoders: latent → prediction of the observation (`.mean`, `.loss(obs)` summed per sample).
+Registered in `DECODERS`; all take `(cfg, in_dim, obs_spec)`."""
 
+from worldmodels.decoders.cnn import CNNDecoder
 from worldmodels.decoders.mlp import MLPDecoder
+from worldmodels.decoders.multi import MultiDecoder
 
-__all__ = ["MLPDecoder"]
+__all__ = ["CNNDecoder", "MLPDecoder", "MultiDecoder"]

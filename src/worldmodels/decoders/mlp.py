@@ -7,28 +7,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.nn import MLPConfig, SymlogMSE
+from worldmodels.decoders.prediction import VectorPrediction
+from worldmodels.envs.spaces import ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.nn import MLPConfig
 from worldmodels.registry import DECODERS
 
 
 @DECODERS.register("mlp")
 class MLPDecoder(nn.Module):
-    """`[..., in_dim]` → a `SymlogMSE` prediction of the observation `[..., *obs_shape]`."""
+    """`[..., in_dim]` → a prediction of the vector observation `[..., D]`."""
 
     @dataclass
     class Config(MLPConfig):
         use_symlog: bool = True
         """Regress symlog(observation), as DreamerV3 does for vector inputs."""
 
-    def __init__(self, cfg: Config, in_dim: int, obs_shape: tuple[int, ...]):
+    def __init__(self, cfg: Config, in_dim: int, obs_spec: ObsSpec):
         super().__init__()
+        if obs_spec.parts or len(obs_spec.shape) != 1:
+            raise ConfigError(f"decoder 'mlp' predicts vectors [D], got {obs_spec}; use decoder 'multi'")
         self.cfg = cfg
-        self.obs_shape = tuple(obs_shape)
-        out_dim = 1
-        for d in obs_shape:
-            out_dim *= d
-        self.net = cfg.mlp(in_dim, out_dim)
+        self.net = cfg.mlp(in_dim, obs_spec.shape[0])
 
-    def forward(self, x: torch.Tensor) -> SymlogMSE:
-        pred = self.net(x).unflatten(-1, self.obs_shape)
-        return SymlogMSE(pred, self.cfg.use_symlog)
+    def forward(self, x: torch.Tensor) -> VectorPrediction:
+        return VectorPrediction(self.net(x), self.cfg.use_symlog)

@@ -1,5 +1,7 @@
-"""Encoders: observation → feature vector. Registered in `ENCODERS`."""
+"""Encoders: observation → feature vector. Registered in `ENCODERS`; all take `(cfg, obs_spec)`."""
 
+from worldmodels.encoders.cnn import CNNEncoder
 from worldmodels.encoders.mlp import MLPEncoder
+from worldmodels.encoders.multi import MultiEncoder
 
-__all__ = ["MLPEncoder"]
+__all__ = ["CNNEncoder", "MLPEncoder", "MultiEncoder"]

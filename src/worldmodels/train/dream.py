@@ -1,8 +1,9 @@
 """`wm dream`: what the world model imagines beside what really happens.
 
 One episode is played with the policy's mode; from its first `context` observations the model
-predicts the rest open-loop from the real actions alone. Vector observations are drawn as real vs
-imagined traces per dimension, with the error per imagined step.
+predicts the rest open-loop from the real actions alone. Frames are written as a GIF of real |
+imagined side by side; vector observations as a plot of real vs imagined traces per dimension, with
+the error per imagined step.
 """
 
 from __future__ import annotations
@@ -14,35 +15,59 @@ import torch
 
 from worldmodels.agents.base import Agent
 from worldmodels.config import EnvConfig
-from worldmodels.envs import EnvPool
+from worldmodels.envs import EnvPool, Obs, obs_map, to_tensor
 from worldmodels.train.logger import plt
 
 
-def play_episode(agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int) -> tuple[np.ndarray, np.ndarray]:
+def play_episode(agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int) -> tuple[Obs, np.ndarray]:
     """Observations `[T, ...]` and the actions that led to them `[T, A]` (zeros first) of one episode."""
     pool = EnvPool(env_cfg, seed, num_envs=1)
-    obs, actions = [pool.obs[0]], [np.zeros(pool.act_spec.dim, np.float32)]
+    obs, actions = [obs_map(lambda x: x[0], pool.obs)], [np.zeros(pool.act_spec.dim, np.float32)]
     state, first = agent.initial_state(1), torch.ones(1, dtype=torch.bool, device=agent.device)
     try:
         for _ in range(max_steps):
-            action, state = agent.act(torch.as_tensor(pool.obs, device=agent.device), first, state, explore=False)
+            action, state = agent.act(to_tensor(pool.obs, agent.device), first, state, explore=False)
             out = pool.step(action.cpu().numpy())
-            obs.append(out.records["obs"][0])
+            obs.append(obs_map(lambda x: x[0], out.records["obs"]))
             actions.append(out.records["action"][0])
             first[:] = False
             if out.finished:
                 break
     finally:
         pool.close()
-    return np.stack(obs), np.stack(actions)
+    return obs_map(lambda *xs: np.stack(xs), *obs), np.stack(actions)
 
 
-def dream(agent: Agent, env_cfg: EnvConfig, out: Path, seed: int, context: int = 5, horizon: int = 50) -> Path:
-    """Write `out` (PNG) with real and imagined observation traces; returns its path."""
+def dream(agent: Agent, env_cfg: EnvConfig, run_dir: Path, seed: int, context: int = 5, horizon: int = 50) -> Path:
+    """Write `dream.gif` (frames) or `dream.png` (vectors) into `run_dir`; returns its path."""
     obs, actions = play_episode(agent, env_cfg, seed, context + horizon - 1)
-    as_tensor = lambda x: torch.as_tensor(x, device=agent.device)  # noqa: E731
-    predicted = agent.open_loop(as_tensor(obs), as_tensor(actions), context).cpu().numpy()
-    real, pred = obs.reshape(len(obs), -1), predicted.reshape(len(obs), -1)
+    predicted = agent.open_loop(to_tensor(obs, agent.device), to_tensor(actions, agent.device), context)
+    predicted = obs_map(lambda x: x.cpu().numpy(), predicted)
+    if isinstance(obs, dict) and "image" in obs:
+        obs, predicted = obs["image"], predicted["image"]
+    if obs.ndim == 4:
+        return _frames_gif(obs, predicted, context, run_dir / "dream.gif")
+    return _traces_png(obs, predicted, context, env_cfg.id, run_dir / "dream.png")
+
+
+def _frames_gif(real: np.ndarray, imagined: np.ndarray, context: int, out: Path) -> Path:
+    import imageio.v2 as imageio
+
+    imagined = imagined.round().clip(0, 255).astype(np.uint8)
+    frames = []
+    for t in range(len(real)):
+        pair = np.concatenate([real[t], np.full_like(real[t][:, :2], 255), imagined[t]], 1)
+        if pair.shape[-1] == 1:
+            pair = pair.repeat(3, -1)
+        if t < context:  # a blue bar marks the steps the model observed
+            pair[:2] = (60, 120, 255)
+        frames.append(np.kron(pair, np.ones((3, 3, 1), np.uint8)))  # 3× larger, crisp pixels
+    imageio.mimsave(out, frames, duration=100, loop=0)
+    return out
+
+
+def _traces_png(real: np.ndarray, imagined: np.ndarray, context: int, env_id: str, out: Path) -> Path:
+    real, pred = real.reshape(len(real), -1), imagined.reshape(len(real), -1)
     dims = real.shape[1]
     fig, axes = plt.subplots(dims + 1, 1, figsize=(7, 1.6 * (dims + 1)), dpi=100, sharex=True)
     steps = np.arange(len(real))
@@ -57,7 +82,7 @@ def dream(agent: Agent, env_cfg: EnvConfig, out: Path, seed: int, context: int =
     axes[-1].plot(steps[context:], error[context:], color="tab:red")
     axes[-1].set_ylabel("|error|")
     axes[-1].set_xlabel(f"step (shaded: {context} observed, then imagined open-loop)")
-    fig.suptitle(f"{env_cfg.id}: real vs imagined")
+    fig.suptitle(f"{env_id}: real vs imagined")
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -9,7 +9,7 @@ import torch
 
 from worldmodels.agents.base import Agent
 from worldmodels.config import EnvConfig
-from worldmodels.envs import EnvPool, make_env
+from worldmodels.envs import EnvPool, make_env, obs_map, to_tensor
 
 
 def evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.ndarray:
@@ -20,7 +20,7 @@ def evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.n
     is_first = torch.ones(episodes, dtype=torch.bool, device=agent.device)
     try:
         while np.isnan(returns).any():
-            obs = torch.as_tensor(pool.obs, device=agent.device)
+            obs = to_tensor(pool.obs, agent.device)
             action, state = agent.act(obs, is_first, state, explore=False)
             out = pool.step(action.cpu().numpy())
             for i, ret, _ in out.finished:
@@ -42,7 +42,7 @@ def record_video(agent: Agent, env_cfg: EnvConfig, path: Path, seed: int, fps: i
     state = agent.initial_state(1)
     is_first = torch.ones(1, dtype=torch.bool, device=agent.device)
     while not done:
-        action, state = agent.act(torch.as_tensor(obs[None], device=agent.device), is_first, state, explore=False)
+        action, state = agent.act(to_tensor(obs_map(lambda x: x[None], obs), agent.device), is_first, state, False)
         obs, reward, terminated, truncated, _ = env.step(agent.act_spec.to_env(action.cpu().numpy())[0])
         total += float(reward)
         done = terminated or truncated

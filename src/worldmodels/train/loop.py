@@ -17,7 +17,7 @@ from tqdm import tqdm
 from worldmodels.agents.base import Agent
 from worldmodels.config import Config, save_config
 from worldmodels.data import Replay
-from worldmodels.envs import EnvPool
+from worldmodels.envs import EnvPool, to_tensor
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.registry import AGENTS
 from worldmodels.train.checkpoint import (
@@ -140,7 +140,7 @@ class Trainer:
         if self.step < self.cfg.train.prefill:
             action = self.pool.act_spec.random(self.pool.num_envs, self.rng)
         else:
-            obs = torch.as_tensor(self.pool.obs, device=self.device)
+            obs = to_tensor(self.pool.obs, self.device)
             is_first = torch.as_tensor(self.is_first, device=self.device)
             action, self.state = self.agent.act(obs, is_first, self.state, explore=True)
             action = action.cpu().numpy()
@@ -178,7 +178,7 @@ class Trainer:
             self.update_credit -= 1.0
             batch = self.replay.sample(t.batch_size, t.seq_len)
             index = batch.get("index")
-            batch = {k: torch.as_tensor(v, device=self.device) for k, v in batch.items()}
+            batch = {k: to_tensor(v, self.device) for k, v in batch.items()}
             for key, value in self.agent.update(batch).items():
                 self._note(key, value)
             if self.agent.priority is not None:

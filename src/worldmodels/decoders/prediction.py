@@ -1,0 +1,51 @@
+"""What a decoder returns: a prediction of the observation with its mean and its loss."""
+
+from __future__ import annotations
+
+import torch
+
+from worldmodels.nn import SymlogMSE
+
+
+class VectorPrediction:
+    """A vector observation `[..., D]` predicted (in symlog space by default); loss summed over D."""
+
+    def __init__(self, pred: torch.Tensor, use_symlog: bool):
+        self.dist = SymlogMSE(pred, use_symlog)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.dist.mean
+
+    def loss(self, target: torch.Tensor) -> torch.Tensor:
+        """Squared error summed over the observation: `[...]`."""
+        return self.dist.loss(target.float()).sum(-1)
+
+
+class ImagePrediction:
+    """A frame `[..., H, W, C]` predicted as pixels / 255 − 0.5; loss is the summed squared error there."""
+
+    def __init__(self, pred: torch.Tensor):
+        self.pred = pred
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The predicted frame in [0, 255] (float)."""
+        return ((self.pred + 0.5) * 255.0).clamp(0, 255)
+
+    def loss(self, target: torch.Tensor) -> torch.Tensor:
+        return ((self.pred - (target.float() / 255.0 - 0.5)) ** 2).sum((-3, -2, -1))
+
+
+class DictPrediction:
+    """Predictions of every part of a dict observation; the loss is their sum."""
+
+    def __init__(self, parts: dict[str, VectorPrediction | ImagePrediction]):
+        self.parts = parts
+
+    @property
+    def mean(self) -> dict[str, torch.Tensor]:
+        return {key: part.mean for key, part in self.parts.items()}
+
+    def loss(self, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(part.loss(target[key]) for key, part in self.parts.items())

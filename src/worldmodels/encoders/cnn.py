@@ -1,0 +1,71 @@
+"""Convolutional encoder for frames (DreamerV3 style): stride-2 convolutions down to 4×4."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from worldmodels.config import positive
+from worldmodels.envs.spaces import ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.nn import activation
+from worldmodels.registry import ENCODERS
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels of `[N, C, H, W]` feature maps."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def conv_stages(height: int, width: int, min_res: int) -> int:
+    """How many halvings take a frame down to `min_res` (each side must stay even until then)."""
+    stages = 0
+    while min(height, width) > min_res:
+        if height % 2 or width % 2:
+            raise ConfigError(f"frame size {height}×{width} cannot be halved down to {min_res}; use env.size=[64, 64]")
+        height, width, stages = height // 2, width // 2, stages + 1
+    return stages
+
+
+@ENCODERS.register("cnn")
+class CNNEncoder(nn.Module):
+    """uint8 frames `[..., H, W, C]` → `[..., out_dim]`. Channels double per stage from `depth`."""
+
+    @dataclass
+    class Config:
+        depth: int = positive(32)
+        """Channels of the first convolution."""
+        min_res: int = positive(4)
+        """Spatial size at which downsampling stops."""
+        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
+        norm: bool = True
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec):
+        super().__init__()
+        if not obs_spec.is_image:
+            raise ConfigError(f"encoder 'cnn' takes uint8 frames [H, W, C], got {obs_spec}; use env.obs=pixels")
+        height, width, channels = obs_spec.shape
+        layers: list[nn.Module] = []
+        for i in range(conv_stages(height, width, cfg.min_res)):
+            out = cfg.depth * 2**i
+            layers += [nn.Conv2d(channels, out, 4, 2, 1, bias=not cfg.norm)]
+            layers += [ChannelNorm(out)] if cfg.norm else []
+            layers += [activation(cfg.act)]
+            channels = out
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            self.out_dim = self.net(torch.zeros(1, obs_spec.shape[2], height, width)).shape[-1]
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        batch = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # [N, C, H, W]
+        return self.net(x).reshape(*batch, -1)
