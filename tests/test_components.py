@@ -8,17 +8,16 @@ import torch
 
 from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
-
 from worldmodels.registry import (
     CONTINUES,
     DECODERS,
     DYNAMICS,
     ENCODERS,
     POLICIES,
+    REGISTRIES,
     REPRESENTATIONS,
     REWARDS,
     VALUES,
-    REGISTRIES,
     load_all,
 )
 
