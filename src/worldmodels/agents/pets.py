@@ -107,10 +107,13 @@ class PETSAgent(Agent):
     def model(self) -> Model:
         """The planner's view of the learned model: state = (particles `[N, K, S]`, alive `[N, K]`)."""
         mode = self.cfg.propagation
+        bf16 = self.cfg.precision == "bfloat16"
 
         def step_fn(state: tuple[torch.Tensor, torch.Tensor], action: torch.Tensor):
             obs, alive = state
-            nxt = self.dynamics.propagate(obs, action, mode)  # [N, K, S]
+            # only the network runs in bfloat16; its outputs, the rewards and the planner stay float32
+            with torch.autocast(obs.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext():
+                nxt = self.dynamics.propagate(obs, action, mode)  # [N, K, S]
             a = action[:, None].expand(-1, obs.shape[1], -1)
             if self.known is None:
                 x = torch.cat([obs, a, nxt], -1).flatten(0, 1)
@@ -131,10 +134,7 @@ class PETSAgent(Agent):
         K = 1 if self.cfg.propagation == "expectation" else self.cfg.particles
         start = (obs.float()[:, None].expand(N, K, -1).contiguous(), torch.ones(N, K, device=obs.device))
         x0, reuse = self.planner.warm_start(prev, N, obs.device, reset)
-        bf16 = self.cfg.precision == "bfloat16"
-        autocast = torch.autocast(obs.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with autocast:
-            return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
+        return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
