@@ -126,30 +126,44 @@ def search(
             k = sim + 1
             child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
             tree.expand(k, parent, action, child_state, reward, child_logits)
-            tree.backup(path, child_value.to(tree.value.dtype))
+            tree.backup(path, child_value.to(tree.stats.dtype))
         return tree.output(explore, temperature)
 
 
+VISITS, VALUE, REWARD, Q = range(4)  # columns of the per-node statistics
+
+
 class _Tree:
-    """The arrays of B search trees with N node slots; see the module docstring."""
+    """The arrays of B search trees with N node slots; see the module docstring.
+
+    Per node, packed so that one gather reads every child of a node: `stats` `[B, N, 4]` holds N(s),
+    W(s) (the sum of returns backed up through s), r (the reward on arriving in s) and Q = r + γ W / N
+    (the value of the edge into s); `explore` `[B, N]` caches c(s) · √N(s) of the pUCT bonus.
+    """
 
     def __init__(self, cfg: MCTSConfig, B: int, A: int, state: Tensor, dtype: torch.dtype):
         self.cfg, self.B, self.A = cfg, B, A
         self.N = N = cfg.num_simulations + 2
         self.dummy = N - 1
         dev = state.device
-        self.visits = torch.zeros(B, N, dtype=dtype, device=dev)  # N(s)
-        self.value = torch.zeros(B, N, dtype=dtype, device=dev)  # W(s): sum of backed-up returns
-        self.reward = torch.zeros(B, N, dtype=dtype, device=dev)  # r on arriving in s
+        self.stats = torch.zeros(B, N, 4, dtype=dtype, device=dev)
+        self.explore = torch.zeros(B, N, dtype=dtype, device=dev)
         self.prior = torch.zeros(B, N, A, dtype=dtype, device=dev)  # P(s, ·)
         self.children = torch.full((B, N, A), self.dummy, dtype=torch.long, device=dev)
         self.states = state.new_zeros((B, N, *state.shape[1:]))
         self.offset = torch.arange(B, device=dev) * N  # flat index of each tree's root
         self.qmin = torch.full((B,), math.inf, dtype=dtype, device=dev)
         self.qmax = torch.full((B,), -math.inf, dtype=dtype, device=dev)
-        # γ^(d-1) for every depth d a path can reach
+        # Q̄ = (Q − lo) · scale: min-max normalised once the tree has seen two different Q values
+        self.lo = torch.zeros(B, 1, dtype=dtype, device=dev)
+        self.scale = torch.ones(B, 1, dtype=dtype, device=dev)
+        # γ^(d-1) for every depth d a path can reach, and 1 / γ^d
         self.power = cfg.discount ** (torch.arange(N, device=dev, dtype=dtype) - 1)
+        self.inverse_power = 1 / (self.power * cfg.discount)
         self.check_done = dev.type == "cpu"  # on an accelerator, never sync inside the loop
+        self._stats = self.stats.view(B * N, 4)
+        self._prior = self.prior.view(B * N, A)
+        self._children = self.children.view(B * N, A)
 
     @classmethod
     def new(cls, cfg: MCTSConfig, state: Tensor, logits: Tensor, value: Tensor, invalid: Tensor, explore: bool):
@@ -168,7 +182,7 @@ class _Tree:
             valid = (~invalid).sum(-1)
             m = valid.clamp(max=cfg.max_considered_actions)
             table = [considered_visits(i, cfg.num_simulations) for i in range(A + 1)]
-            tree.schedule = torch.tensor(table, device=state.device)[m]  # [B, S]
+            tree.schedule = torch.tensor(table, device=state.device, dtype=dtype)[m]  # [B, S]
         elif explore and cfg.exploration_fraction > 0:
             alpha = torch.full_like(prior, cfg.dirichlet_alpha)
             noise = torch.distributions.Gamma(alpha, torch.ones_like(alpha)).sample().masked_fill(invalid, 0.0)
@@ -176,31 +190,30 @@ class _Tree:
             prior = (1 - cfg.exploration_fraction) * prior + cfg.exploration_fraction * noise
         tree.prior[:, 0] = prior
         tree.states[:, 0] = state
-        tree.visits[:, 0] = 1
-        tree.value[:, 0] = value.to(dtype)
         tree.root_value = value.to(dtype)
+        tree.stats[:, 0, VISITS] = 1
+        tree.stats[:, 0, VALUE] = tree.root_value
+        tree.explore[:, 0] = tree._bonus(tree.stats[:, 0, VISITS])
         return tree
+
+    def _bonus(self, n: Tensor) -> Tensor:
+        """c(s) · √N(s) with c(s) = c_init + log((N(s) + c_base + 1) / c_base)."""
+        cfg = self.cfg
+        return (torch.log((n + (cfg.pb_c_base + 1)) / cfg.pb_c_base) + cfg.pb_c_init) * n.sqrt()
 
     # ------------------------------------------------------------------ statistics of a node's children
 
-    def _children_stats(self, node: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """For nodes `[B]`: child slots, visits N(s, a), Q(s, a) and parent visits N(s): `[B, A]` ×3, `[B]`."""
-        flat = self.offset + node
-        child = self.children.view(-1, self.A).index_select(0, flat)  # [B, A]
-        child_flat = child + self.offset[:, None]
-        n = self.visits.take(child_flat)
-        q = self.reward.take(child_flat) + self.cfg.discount * self.value.take(child_flat) / n.clamp(min=1)
-        return child, n, q, self.visits.take(flat)
+    def _children_of(self, node: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For nodes `[B]`: child slots `[B, A]` (int64), N(s, a) and Q(s, a) `[B, A]`."""
+        child = self._children.index_select(0, self.offset + node)
+        stats = self._stats.index_select(0, (child + self.offset[:, None]).view(-1)).view(self.B, self.A, 4)
+        return child, stats[..., VISITS], stats[..., Q]
 
-    def _puct(self, node: Tensor, n: Tensor, q: Tensor, parent_n: Tensor) -> Tensor:
-        """pUCT scores `[B, A]` with Q min-max normalised by the bounds seen so far in each tree."""
-        cfg = self.cfg
-        spread = self.qmax - self.qmin
-        normalised = torch.where((spread > 0)[:, None], (q - self.qmin[:, None]) / spread[:, None], q)
-        value_score = torch.where(n > 0, normalised, 0.0)
-        c = (torch.log((parent_n + cfg.pb_c_base + 1) / cfg.pb_c_base) + cfg.pb_c_init) * parent_n.sqrt()
-        prior = self.prior.view(-1, self.A).index_select(0, self.offset + node)
-        return value_score + prior * (c[:, None] / (1 + n))
+    def _puct(self, node: Tensor, n: Tensor, q: Tensor) -> Tensor:
+        """pUCT scores `[B, A]`: Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
+        flat = self.offset + node
+        bonus = self.explore.view(-1).take(flat)[:, None] * self._prior.index_select(0, flat)
+        return (q - self.lo) * self.scale * (n > 0) + bonus / (1 + n)
 
     def _completed_q(self, n: Tensor, q: Tensor) -> Tensor:
         """Gumbel MuZero's σ(completed Q) at the root `[B, A]`: unvisited actions take the mixed value
@@ -230,33 +243,32 @@ class _Tree:
     def select(self, sim: int) -> tuple[Tensor, Tensor, Tensor]:
         """Descend from the root to an unexpanded edge: its parent `[B]`, action `[B]` and the path `[B, D]`
         of node slots from the root to the new node `sim + 1` (padded with the dummy slot)."""
-        B, dev = self.B, self.visits.device
-        node = torch.zeros(B, dtype=torch.long, device=dev)
-        child, n, q, parent_n = self._children_stats(node)
+        node = torch.zeros(self.B, dtype=torch.long, device=self.stats.device)
+        child, n, q = self._children_of(node)
         if self.gumbel is not None:
-            score = self._gumbel_score(n, q, self.schedule[:, sim : sim + 1].to(n.dtype))
+            score = self._gumbel_score(n, q, self.schedule[:, sim : sim + 1])
         else:
-            score = self._puct(node, n, q, parent_n).masked_fill(self.invalid, -math.inf)
-        action = score.argmax(-1)
-        nxt = child.gather(1, action[:, None]).squeeze(1)
-        new = torch.full_like(node, sim + 1)
-        expanded = nxt != self.dummy
-        path = [node, torch.where(expanded, nxt, new)]
-        parent, leaf_action = node, action
-        active = expanded
+            score = self._puct(node, n, q).masked_fill(self.invalid, -math.inf)
+        action = score.argmax(-1, keepdim=True)
+        nxt = child.gather(1, action).squeeze(1)
+        active = nxt != self.dummy
+        path, actions = [node, torch.where(active, nxt, sim + 1)], [action]
         for _ in range(sim):  # the tree is at most `sim` deep
             if self.check_done and not bool(active.any()):
                 break
-            node = torch.where(active, nxt, node)
-            child, n, q, parent_n = self._children_stats(node)
-            action = self._puct(node, n, q, parent_n).argmax(-1)
-            nxt = child.gather(1, action[:, None]).squeeze(1)
+            # finished rows descend into the dummy slot, whose children are all the dummy again
+            node = nxt
+            child, n, q = self._children_of(node)
+            action = self._puct(node, n, q).argmax(-1, keepdim=True)
+            nxt = child.gather(1, action).squeeze(1)
             expanded = nxt != self.dummy
-            path.append(torch.where(active, torch.where(expanded, nxt, new), self.dummy))
-            parent = torch.where(active, node, parent)
-            leaf_action = torch.where(active, action, leaf_action)
+            path.append(torch.where(active & ~expanded, sim + 1, nxt))
+            actions.append(action)
             active = active & expanded
-        return parent, leaf_action, torch.stack(path, 1)
+        path = torch.stack(path, 1)  # [B, D]
+        leaf = (path != self.dummy).sum(1, keepdim=True) - 1  # depth of the new node
+        parent = path.gather(1, leaf - 1).squeeze(1)
+        return parent, torch.cat(actions, 1).gather(1, leaf - 1).squeeze(1), path
 
     def states_of(self, node: Tensor) -> Tensor:
         """Hidden states of nodes `[B]` → `[B, ...]`."""
@@ -265,40 +277,43 @@ class _Tree:
     def expand(self, k: int, parent: Tensor, action: Tensor, state: Tensor, reward: Tensor, logits: Tensor) -> None:
         """Write node `k` (the child reached by `action` from `parent`) into every tree."""
         self.states[:, k] = state
-        self.reward[:, k] = reward.to(self.reward.dtype)
+        self.stats[:, k, REWARD] = reward
         self.prior[:, k] = torch.softmax(logits.to(self.prior.dtype), -1)
-        edge = (self.offset + parent) * self.A + action
-        self.children.view(-1).index_fill_(0, edge, k)
+        self.children.view(-1).index_fill_(0, (self.offset + parent) * self.A + action, k)
 
     def backup(self, path: Tensor, leaf_value: Tensor) -> None:
         """Add the discounted return G_d to every node d on `path` `[B, D]`, all depths in one pass:
         G_d = γ^{-d} (Σ_{j>d} γ^{j-1} r_j + γ^L v) with L the leaf's depth."""
         gamma = self.cfg.discount
-        D = path.shape[1]
-        on_path = path != self.dummy
-        depth = torch.arange(D, device=path.device)
-        power = self.power[:D]
-        r = self.reward.gather(1, path)  # r_d: reward on arriving at the node at depth d (0 at the root)
-        weighted = r * power
-        after = weighted.sum(1, keepdim=True) - weighted.cumsum(1)  # Σ_{j>d}
-        leaf_depth = on_path.sum(1, keepdim=True) - 1
-        tail = leaf_value[:, None] * power.take(leaf_depth) * gamma
-        g = (after + tail) / (power * gamma)
+        B, D = path.shape
+        on_path = (path != self.dummy).to(self.stats.dtype)
         flat = (self.offset[:, None] + path).view(-1)
-        self.visits.view(-1).index_add_(0, flat, on_path.to(self.visits.dtype).view(-1))
-        self.value.view(-1).index_add_(0, flat, torch.where(on_path, g, 0.0).view(-1))
-        # the tree's Q bounds over the edges just updated: Q = r + γ W / N
-        n = self.visits.gather(1, path)
-        q = r + gamma * self.value.gather(1, path) / n.clamp(min=1)
-        edge = on_path & (depth > 0)
-        self.qmin = torch.minimum(self.qmin, q.masked_fill(~edge, math.inf).amin(1))
-        self.qmax = torch.maximum(self.qmax, q.masked_fill(~edge, -math.inf).amax(1))
+        r = self._stats.index_select(0, flat).view(B, D, 4)[..., REWARD]  # 0 at the root
+        weighted = r * self.power[:D]
+        after = weighted.sum(1, keepdim=True) - weighted.cumsum(1)  # Σ_{j>d} γ^{j-1} r_j
+        tail = leaf_value[:, None] * self.power.take(on_path.sum(1, keepdim=True).long() - 1) * gamma
+        g = (after + tail) * self.inverse_power[:D]
+        update = torch.stack([on_path, g * on_path, torch.zeros_like(g), torch.zeros_like(g)], -1)
+        self._stats.index_add_(0, flat, update.view(-1, 4))
+        # refresh Q = r + γ W / N and the pUCT bonus of the nodes just updated (the dummy stays all zero)
+        stats = self._stats.index_select(0, flat).view(B, D, 4)
+        n = stats[..., VISITS]
+        q = r + gamma * stats[..., VALUE] / n.clamp(min=1)
+        self._stats.view(-1).put_(flat * 4 + Q, q.view(-1))
+        self.explore.view(-1).put_(flat, self._bonus(n).view(-1))
+        # the tree's Q bounds, over the edges on the path (not the root)
+        edge = on_path[:, 1:] > 0
+        self.qmin = torch.minimum(self.qmin, q[:, 1:].masked_fill(~edge, math.inf).amin(1))
+        self.qmax = torch.maximum(self.qmax, q[:, 1:].masked_fill(~edge, -math.inf).amax(1))
+        spread = (self.qmax - self.qmin)[:, None]
+        self.lo = torch.where(spread > 0, self.qmin[:, None], 0.0)
+        self.scale = torch.where(spread > 0, 1 / spread, 1.0)
 
     # ------------------------------------------------------------------ result
 
     def output(self, explore: bool, temperature: float) -> SearchOutput:
-        root = torch.zeros(self.B, dtype=torch.long, device=self.visits.device)
-        _, n, q, _ = self._children_stats(root)
+        root = torch.zeros(self.B, dtype=torch.long, device=self.stats.device)
+        _, n, q = self._children_of(root)
         q = torch.where(n > 0, q, 0.0)
         if self.gumbel is not None:
             policy = torch.softmax(self.root_logits + self._completed_q(n, q), -1)
@@ -311,7 +326,8 @@ class _Tree:
                 action = torch.multinomial(torch.softmax(logits.masked_fill(n == 0, -math.inf), -1), 1).squeeze(1)
             else:
                 action = n.argmax(-1)
-        return SearchOutput(action, n, policy, self.value[:, 0] / self.visits[:, 0], q)
+        root_value = self.stats[:, 0, VALUE] / self.stats[:, 0, VISITS]
+        return SearchOutput(action, n, policy, root_value, q)
 
 
 @PLANNERS.register("mcts")
