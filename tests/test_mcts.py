@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from worldmodels.planners import mcts
 from worldmodels.planners.mcts import MCTSConfig, considered_visits, search
 from worldmodels.registry import PLANNERS
 
@@ -170,3 +171,21 @@ def test_registered_planner_and_clear_errors():
         planner(None, root, recurrent, invalid=torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="shape"):
         planner(None, root, recurrent, invalid=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_the_accelerator_path_without_early_exit_gives_the_same_search(monkeypatch):
+    """On CUDA the depth loop never syncs to check for finished rows; the result must not change."""
+    model = RandomModel()
+    obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    cfg = _cfg(num_simulations=24)
+    early = search(obs, model.root, model.recurrent, cfg, explore=False)
+    init = mcts._Tree.__init__
+
+    def no_early_exit(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.check_done = False
+
+    monkeypatch.setattr(mcts._Tree, "__init__", no_early_exit)
+    full = search(obs, model.root, model.recurrent, cfg, explore=False)
+    assert torch.equal(early.visit_counts, full.visit_counts) and torch.equal(early.action, full.action)
+    torch.testing.assert_close(early.root_value, full.root_value, rtol=1e-12, atol=1e-12)
