@@ -83,14 +83,16 @@ class Replay:
         if not self.data:
             for key, value in flat.items():
                 self.data[key] = np.zeros((self.num_streams, self.stream_capacity, *value.shape[1:]), value.dtype)
-        for j, s in enumerate(streams):
-            p = self.written[s] % self.stream_capacity
+        streams = np.asarray(streams)
+        for s in np.unique(streams):
+            rows = np.flatnonzero(streams == s)[-self.stream_capacity :]  # in order; more than fit: the newest
+            ring = (self.written[s] + np.arange(len(rows))) % self.stream_capacity
             for key, store in self.data.items():
-                store[s, p] = flat[key][j]
+                store[s, ring] = flat[key][rows]
             if self.priorities is not None:
-                self.priorities[s, p] = self.max_priority  # new rows are sampled soon
-            self.written[s] += 1
-            self.count[s] = min(self.count[s] + 1, self.stream_capacity)
+                self.priorities[s, ring] = self.max_priority  # new rows are sampled soon
+            self.written[s] += len(rows)
+            self.count[s] = min(self.count[s] + len(rows), self.stream_capacity)
 
     def can_sample(self, length: int) -> bool:
         return bool((self.count >= length).any())

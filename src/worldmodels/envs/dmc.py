@@ -32,13 +32,23 @@ class DMCEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, name: str, obs: str = "state", size: tuple[int, int] = (64, 64), camera: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        obs: str = "state",
+        size: tuple[int, int] = (64, 64),
+        camera: int | None = None,
+        render_effects: bool = False,
+    ):
         suite = _suite()
         domain, sep, task = name.partition("-")
         tasks = [f"{d}-{t}" for d, t in suite.ALL_TASKS]
         if not sep or (domain, task.replace("-", "_")) not in suite.ALL_TASKS:
             raise ConfigError(f"unknown dm_control task 'dmc:{name}'{closest(name, tasks)}; e.g. dmc:cartpole-swingup")
         self._env = suite.load(domain, task.replace("-", "_"), task_kwargs={"random": 0})
+        # Shadows (a 2048² shadow map) and reflections dominate software rendering: without them a CPU
+        # renders 64×64 frames ~10× faster, with the same bodies in the same places.
+        self._flags = {} if render_effects else {"shadow": False, "reflection": False}
         self.obs_mode, self.size = obs, size
         self.camera = CAMERAS.get(domain, 0) if camera is None else camera
         self.render_mode = "rgb_array"
@@ -73,4 +83,4 @@ class DMCEnv(gym.Env):
         return self._observe(time_step), float(time_step.reward or 0.0), bool(terminated), bool(truncated), {}
 
     def render(self) -> np.ndarray:
-        return self._env.physics.render(*self.size, camera_id=self.camera)
+        return self._env.physics.render(*self.size, camera_id=self.camera, render_flag_overrides=self._flags)

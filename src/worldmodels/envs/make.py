@@ -24,7 +24,7 @@ def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
     if suite == "dmc":
         from worldmodels.envs.dmc import DMCEnv
 
-        env = DMCEnv(name, cfg.obs, cfg.size, cfg.camera)
+        env = DMCEnv(name, cfg.obs, cfg.size, cfg.camera, cfg.render_effects)
         if cfg.max_episode_steps:
             env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps * cfg.action_repeat)
     elif suite == "atari":
