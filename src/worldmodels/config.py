@@ -212,6 +212,11 @@ def _convert(tp: Any, value: Any, key: str, meta: typing.Mapping[str, Any]) -> A
             return tuple(_convert(a, v, key, {}) for a, v in zip(args, value))
         items = [_convert(args[0], v, key, {}) for v in value]
         return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail
+        value_type = typing.get_args(tp)[1]
+        return {str(k): _convert(value_type, v, f"{key}.{k}", {}) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise fail
