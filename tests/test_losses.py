@@ -3,7 +3,7 @@ import math
 import torch
 from torch import distributions as D
 
-from worldmodels.losses import ReturnScale, kl_split, lambda_return
+from worldmodels.losses import ReturnScale, TwoHotSymlog, kl_split, lambda_return, symlog_bins, two_hot
 from worldmodels.nn import OneHotDist, symexp, symlog
 
 
@@ -66,3 +66,35 @@ def test_one_hot_dist_straight_through():
     assert logits.grad is not None and logits.grad.abs().sum() > 0
     mixed = OneHotDist(torch.tensor([100.0, 0.0]), unimix=0.01)
     assert mixed.probs.min().item() >= 0.005 - 1e-6
+
+
+def test_two_hot_by_hand():
+    bins = torch.tensor([-2.0, 0.0, 1.0, 4.0])
+    x = torch.tensor([0.25, 2.5, -5.0, 4.0, 1.0])
+    expected = torch.tensor(
+        [
+            [0.0, 0.75, 0.25, 0.0],  # between 0 and 1, a quarter of the way
+            [0.0, 0.0, 0.5, 0.5],  # halfway between 1 and 4
+            [1.0, 0.0, 0.0, 0.0],  # clipped to the first bin
+            [0.0, 0.0, 0.0, 1.0],  # on the last bin
+            [0.0, 0.0, 1.0, 0.0],  # on a bin
+        ]
+    )
+    assert torch.allclose(two_hot(x, bins), expected)
+    assert torch.allclose((two_hot(x, bins) * bins).sum(-1), x.clamp(-2, 4))  # decodes back
+
+
+def test_two_hot_symlog_prediction_round_trips_and_learns():
+    bins = symlog_bins(255)
+    targets = torch.tensor([-1000.0, -3.0, 0.0, 0.7, 12345.0])
+    # logits equal to the log of the target's two-hot weights predict the target exactly
+    perfect = TwoHotSymlog(torch.log(two_hot(symlog(targets), bins) + 1e-12), bins)
+    assert torch.allclose(perfect.mean, targets, rtol=1e-3, atol=1e-3)
+    logits = torch.zeros(5, 255, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.1)
+    for _ in range(600):
+        loss = TwoHotSymlog(logits, bins).loss(targets).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.allclose(symlog(TwoHotSymlog(logits, bins).mean), symlog(targets), atol=0.05)

@@ -1,4 +1,5 @@
-"""Scalar heads: reward and value (regression, optionally in symlog space) and continue (Bernoulli)."""
+"""Scalar heads: reward and value (regression in symlog space, or two-hot over symlog bins) and continue
+(Bernoulli)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import torch
 from torch import distributions as D
 from torch import nn
 
+from worldmodels.config import param
+from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
 from worldmodels.nn import MLPConfig, SymlogMSE
 from worldmodels.registry import CONTINUES, REWARDS, VALUES
 
@@ -37,6 +40,33 @@ class RewardHead(_Regression):
 @VALUES.register("mlp")
 class ValueHead(_Regression):
     """Predicts the λ-return of a state under the current policy."""
+
+
+class _TwoHot(nn.Module):
+    """`[..., in_dim]` → a `TwoHotSymlog` prediction `[...]` over symlog-spaced bins (DreamerV3)."""
+
+    @dataclass
+    class Config(MLPConfig):
+        bins: int = param(255, lambda v: v >= 2, "an integer >= 2")
+        """Number of bins, evenly spaced in symlog space over [-20, 20]."""
+
+    def __init__(self, cfg: Config, in_dim: int):
+        super().__init__()
+        self.net = cfg.mlp(in_dim, cfg.bins, out_scale=0.0)  # zero output: predicts 0 at first
+        self.register_buffer("bins", symlog_bins(cfg.bins), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> TwoHotSymlog:
+        return TwoHotSymlog(self.net(x), self.bins)
+
+
+@REWARDS.register("twohot")
+class TwoHotRewardHead(_TwoHot):
+    """Predicts the reward on arriving in a state, as a two-hot distribution in symlog space."""
+
+
+@VALUES.register("twohot")
+class TwoHotValueHead(_TwoHot):
+    """Predicts the λ-return of a state, as a two-hot distribution in symlog space."""
 
 
 @CONTINUES.register("mlp")

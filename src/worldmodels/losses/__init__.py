@@ -2,5 +2,6 @@
 
 from worldmodels.losses.kl import detach_dist, kl_split
 from worldmodels.losses.returns import ReturnScale, lambda_return
+from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins, two_hot
 
-__all__ = ["ReturnScale", "detach_dist", "kl_split", "lambda_return"]
+__all__ = ["ReturnScale", "TwoHotSymlog", "detach_dist", "kl_split", "lambda_return", "symlog_bins", "two_hot"]
