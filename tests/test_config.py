@@ -10,10 +10,10 @@ from worldmodels.errors import ConfigError
 
 def test_preset_and_overrides_resolve():
     cfg = load_config(
-        "latent_mlp", ["env.id=Pendulum-v1", "train.steps=5000", "agent.horizon=7", "agent.actor_lr=3e-4"]
+        "latent_mlp", ["env.id=Pendulum-v1", "train.steps=5000", "agent.imagination_horizon=7", "agent.actor_lr=3e-4"]
     )
     assert cfg.env.id == "Pendulum-v1" and cfg.train.steps == 5000
-    assert cfg.agent.cfg.horizon == 7 and cfg.agent.cfg.actor_lr == pytest.approx(3e-4)
+    assert cfg.agent.cfg.imagination_horizon == 7 and cfg.agent.cfg.actor_lr == pytest.approx(3e-4)
     # the resolved config round-trips through its plain form
     assert to_dict(load_config(to_dict(cfg))) == to_dict(cfg)
 

@@ -1,0 +1,140 @@
+"""Behaviour learning in imagination, shared by every agent that trains an actor and a critic on
+rollouts of its world model (the latent MLP model, DreamerV1/V2/V3).
+
+    R_t = r_{t+1} + γ c_{t+1} ((1 − λ) v(s_{t+1}) + λ R_{t+1}),   R_H = v(s_H)           (λ-return)
+    actor:  −E[w_t (ρ sg(A_t / S) ln π(a_t|s_t) + (1 − ρ) R_t / S + η H[π(·|s_t)])]
+    critic:  E[w_t (ℓ(v(s_t), sg(R_t)) + β ℓ(v(s_t), sg(v̄(s_t))))]
+A_t = R_t − v(s_t); ρ = 1 is REINFORCE (V2/V3 discrete), ρ = 0 backpropagates the return through the
+dynamics (V1, V3 continuous), in between is V2's mix. S is the EMA of the 5th–95th percentile return
+range floored at 1 (V3) or 1; v̄ is a slow EMA copy of the critic that supplies bootstrap values and
+regularises the critic; w_t is the product of predicted continues before step t.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from worldmodels.agents.base import adam, frozen, step
+from worldmodels.config import Spec, component, non_negative, positive, unit
+from worldmodels.envs.spaces import ActSpec
+from worldmodels.losses import ReturnScale, lambda_return
+from worldmodels.registry import POLICIES, VALUES
+
+Imagine = Callable[[nn.Module, bool], tuple[torch.Tensor, torch.Tensor]]
+"""(actor, reparameterised) → features `[H+1, N, F]` of the imagined states and actions `[H, N, A]`."""
+
+
+@dataclass
+class BehaviourConfig:
+    """Fields of every agent that learns behaviour in imagination (its `Config` inherits them)."""
+
+    discrete_actor: Spec = component("policy", "categorical")
+    """Policy used when the action space is discrete."""
+    continuous_actor: Spec = component("policy", "gaussian")
+    """Policy used when the action space is continuous."""
+    critic: Spec = component("value", "mlp")
+    actor_lr: float = positive(1e-4)
+    critic_lr: float = positive(1e-4)
+    adam_eps: float = positive(1e-6)
+    grad_clip: float = positive(100.0)
+    """Gradient-norm clip, per optimiser."""
+    imagination_horizon: int = positive(15)
+    """Imagined steps per start state."""
+    gamma: float = unit(0.997)
+    lambda_return: float = unit(0.95)
+    """λ of the λ-return."""
+    entropy: float = non_negative(1e-3)
+    """Entropy bonus η (on the return scale S)."""
+    actor_gradient: Literal["auto", "reinforce", "dynamics", "mix"] = "auto"
+    """`auto`: REINFORCE for discrete actions, backprop through the dynamics for continuous ones."""
+    reinforce_mix: float = unit(0.5)
+    """ρ, the weight of REINFORCE with `actor_gradient: mix` (DreamerV2)."""
+    return_norm: bool = True
+    """Divide returns and advantages by the percentile return scale S (DreamerV3)."""
+    use_ema_critic: bool = True
+    """Bootstrap from, and regularise towards, a slow EMA copy of the critic."""
+    critic_ema: float = unit(0.98)
+    """Decay of the slow critic."""
+    critic_ema_reg: float = non_negative(1.0)
+    """β, the weight of the slow-critic regulariser."""
+    actor_updates_per_batch: int = positive(1)
+    critic_updates_per_batch: int = positive(1)
+
+
+class ActorCritic(nn.Module):
+    """Actor, critic, slow critic and return scale, with their own optimisers."""
+
+    def __init__(self, cfg: BehaviourConfig, feat_dim: int, act_spec: ActSpec):
+        super().__init__()
+        self.cfg = cfg
+        spec = cfg.discrete_actor if act_spec.discrete else cfg.continuous_actor
+        self.actor = POLICIES.build(spec.name, spec.cfg, in_dim=feat_dim, action_dim=act_spec.dim)
+        self.critic = VALUES.build(cfg.critic.name, cfg.critic.cfg, in_dim=feat_dim)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.return_scale = ReturnScale()
+        self.optimizers = {
+            "actor": adam(self.actor.parameters(), cfg.actor_lr, cfg.adam_eps),
+            "critic": adam(self.critic.parameters(), cfg.critic_lr, cfg.adam_eps),
+        }
+        mode = cfg.actor_gradient
+        if mode == "auto":
+            mode = "reinforce" if act_spec.discrete else "dynamics"
+        self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
+
+    def learn(
+        self,
+        imagine: Imagine,
+        reward_cont: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        start_cont: torch.Tensor,
+    ) -> dict[str, float]:
+        """Actor and critic updates on fresh imagined rollouts. The caller freezes the world model.
+
+        `reward_cont(features [H, N, F])` → predicted rewards and continue probabilities `[H, N]`;
+        `start_cont` `[N]`: whether each start state is itself non-terminal.
+        """
+        cfg = self.cfg
+        metrics: dict[str, float] = {}
+        backprop = self.rho < 1  # the return must be differentiable in the actions
+        for k in range(max(cfg.actor_updates_per_batch, cfg.critic_updates_per_batch)):
+            bootstrap = self.slow_critic if cfg.use_ema_critic else self.critic
+            with frozen(self.critic), torch.set_grad_enabled(backprop):
+                feats, actions = imagine(self.actor, backprop)
+                reward, cont = reward_cont(feats[1:])  # [H, N]
+                value = bootstrap(feats).mean  # [H+1, N]
+                returns = lambda_return(reward.T, cfg.gamma * cont.T, value.T, cfg.lambda_return).T  # [H, N]
+            weight = torch.cumprod(torch.cat([start_cont[None], cont[:-1]]), 0).detach()  # [H, N]
+            scale = self.return_scale.update(returns) if cfg.return_norm else returns.new_ones(())
+            if k < cfg.actor_updates_per_batch:
+                policy = self.actor(feats[:-1] if backprop else feats[:-1].detach())
+                entropy = policy.entropy()  # [H, N]
+                objective = returns / scale * (1 - self.rho)
+                if self.rho > 0:
+                    advantage = ((returns - value[:-1]) / scale).detach()
+                    objective = objective + self.rho * policy.log_prob(actions.detach()) * advantage
+                actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+                metrics.update(step(self.optimizers["actor"], actor_loss, cfg.grad_clip, "actor"))
+                metrics["behaviour/entropy"] = entropy.mean().item()
+            if k < cfg.critic_updates_per_batch:
+                critic = self.critic(feats[:-1].detach())
+                critic_loss = critic.loss(returns.detach())
+                if cfg.use_ema_critic:  # `value` came from the slow critic
+                    critic_loss = critic_loss + cfg.critic_ema_reg * critic.loss(value[:-1].detach())
+                metrics.update(step(self.optimizers["critic"], (weight * critic_loss).mean(), cfg.grad_clip, "critic"))
+                with torch.no_grad():
+                    for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+                        slow.lerp_(fast, 1 - cfg.critic_ema)
+        metrics.update(
+            {
+                "behaviour/return": returns.mean().item(),
+                "behaviour/value": value.mean().item(),
+                "behaviour/return_scale": float(scale),
+                "behaviour/continue": cont.mean().item(),
+            }
+        )
+        return metrics
