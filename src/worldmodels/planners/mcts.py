@@ -149,9 +149,11 @@ class _Tree:
         self.stats = torch.zeros(B, N, 4, dtype=dtype, device=dev)
         self.explore = torch.zeros(B, N, dtype=dtype, device=dev)
         self.prior = torch.zeros(B, N, A, dtype=dtype, device=dev)  # P(s, ·)
-        self.children = torch.full((B, N, A), self.dummy, dtype=torch.long, device=dev)
         self.states = state.new_zeros((B, N, *state.shape[1:]))
-        self.offset = torch.arange(B, device=dev) * N  # flat index of each tree's root
+        # nodes are addressed by their flat index b·N + slot in the `[B·N, ...]` views of the arrays
+        self.offset = torch.arange(B, device=dev) * N  # each tree's root
+        self.dummy_flat = self.offset + self.dummy
+        self.children = self.dummy_flat[:, None, None].expand(B, N, A).clone()  # flat index of each child
         self.qmin = torch.full((B,), math.inf, dtype=dtype, device=dev)
         self.qmax = torch.full((B,), -math.inf, dtype=dtype, device=dev)
         # Q̄ = (Q − lo) · scale: min-max normalised once the tree has seen two different Q values
@@ -204,14 +206,14 @@ class _Tree:
     # ------------------------------------------------------------------ statistics of a node's children
 
     def _children_of(self, node: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """For nodes `[B]`: child slots `[B, A]` (int64), N(s, a) and Q(s, a) `[B, A]`."""
-        child = self._children.index_select(0, self.offset + node)
-        stats = self._stats.index_select(0, (child + self.offset[:, None]).view(-1)).view(self.B, self.A, 4)
+        """For nodes `[B]` (flat): their children `[B, A]` (flat, int64), N(s, a) and Q(s, a) `[B, A]`."""
+        child = self._children.index_select(0, node)
+        stats = self._stats.index_select(0, child.view(-1)).view(self.B, self.A, 4)
         return child, stats[..., VISITS], stats[..., Q]
 
-    def _puct(self, node: Tensor, n: Tensor, q: Tensor) -> Tensor:
-        """pUCT scores `[B, A]`: Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
-        flat = self.offset + node
+    def _puct(self, flat: Tensor, n: Tensor, q: Tensor) -> Tensor:
+        """pUCT scores `[B, A]` at nodes `flat` `[B]`:
+        Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
         bonus = self.explore.view(-1).take(flat)[:, None] * self._prior.index_select(0, flat)
         return (q - self.lo) * self.scale * (n > 0) + bonus / (1 + n)
 
@@ -242,8 +244,9 @@ class _Tree:
 
     def select(self, sim: int) -> tuple[Tensor, Tensor, Tensor]:
         """Descend from the root to an unexpanded edge: its parent `[B]`, action `[B]` and the path `[B, D]`
-        of node slots from the root to the new node `sim + 1` (padded with the dummy slot)."""
-        node = torch.zeros(self.B, dtype=torch.long, device=self.stats.device)
+        of nodes from the root to the new node in slot `sim + 1` (padded with the dummy), all flat indices."""
+        node = self.offset
+        new = self.offset + (sim + 1)
         child, n, q = self._children_of(node)
         if self.gumbel is not None:
             score = self._gumbel_score(n, q, self.schedule[:, sim : sim + 1])
@@ -251,8 +254,8 @@ class _Tree:
             score = self._puct(node, n, q).masked_fill(self.invalid, -math.inf)
         action = score.argmax(-1, keepdim=True)
         nxt = child.gather(1, action).squeeze(1)
-        active = nxt != self.dummy
-        path, actions = [node, torch.where(active, nxt, sim + 1)], [action]
+        active = nxt != self.dummy_flat
+        path, actions = [node, torch.where(active, nxt, new)], [action]
         for _ in range(sim):  # the tree is at most `sim` deep
             if self.check_done and not bool(active.any()):
                 break
@@ -261,33 +264,33 @@ class _Tree:
             child, n, q = self._children_of(node)
             action = self._puct(node, n, q).argmax(-1, keepdim=True)
             nxt = child.gather(1, action).squeeze(1)
-            expanded = nxt != self.dummy
-            path.append(torch.where(active & ~expanded, sim + 1, nxt))
+            expanded = nxt != self.dummy_flat
+            path.append(torch.where(active & ~expanded, new, nxt))
             actions.append(action)
             active = active & expanded
         path = torch.stack(path, 1)  # [B, D]
-        leaf = (path != self.dummy).sum(1, keepdim=True) - 1  # depth of the new node
+        leaf = (path != self.dummy_flat[:, None]).sum(1, keepdim=True) - 1  # depth of the new node
         parent = path.gather(1, leaf - 1).squeeze(1)
         return parent, torch.cat(actions, 1).gather(1, leaf - 1).squeeze(1), path
 
     def states_of(self, node: Tensor) -> Tensor:
-        """Hidden states of nodes `[B]` → `[B, ...]`."""
-        return self.states.view(self.B * self.N, *self.states.shape[2:]).index_select(0, self.offset + node)
+        """Hidden states of nodes `[B]` (flat) → `[B, ...]`."""
+        return self.states.view(self.B * self.N, *self.states.shape[2:]).index_select(0, node)
 
     def expand(self, k: int, parent: Tensor, action: Tensor, state: Tensor, reward: Tensor, logits: Tensor) -> None:
-        """Write node `k` (the child reached by `action` from `parent`) into every tree."""
+        """Write slot `k` of every tree: the child reached by `action` from `parent` (flat) `[B]`."""
         self.states[:, k] = state
         self.stats[:, k, REWARD] = reward
         self.prior[:, k] = torch.softmax(logits.to(self.prior.dtype), -1)
-        self.children.view(-1).index_fill_(0, (self.offset + parent) * self.A + action, k)
+        self.children.view(-1).put_(parent * self.A + action, self.offset + k)
 
     def backup(self, path: Tensor, leaf_value: Tensor) -> None:
         """Add the discounted return G_d to every node d on `path` `[B, D]`, all depths in one pass:
         G_d = γ^{-d} (Σ_{j>d} γ^{j-1} r_j + γ^L v) with L the leaf's depth."""
         gamma = self.cfg.discount
         B, D = path.shape
-        on_path = (path != self.dummy).to(self.stats.dtype)
-        flat = (self.offset[:, None] + path).view(-1)
+        on_path = (path != self.dummy_flat[:, None]).to(self.stats.dtype)
+        flat = path.view(-1)
         r = self._stats.index_select(0, flat).view(B, D, 4)[..., REWARD]  # 0 at the root
         weighted = r * self.power[:D]
         after = weighted.sum(1, keepdim=True) - weighted.cumsum(1)  # Σ_{j>d} γ^{j-1} r_j
@@ -312,8 +315,7 @@ class _Tree:
     # ------------------------------------------------------------------ result
 
     def output(self, explore: bool, temperature: float) -> SearchOutput:
-        root = torch.zeros(self.B, dtype=torch.long, device=self.stats.device)
-        _, n, q = self._children_of(root)
+        _, n, q = self._children_of(self.offset)
         q = torch.where(n > 0, q, 0.0)
         if self.gumbel is not None:
             policy = torch.softmax(self.root_logits + self._completed_q(n, q), -1)
