@@ -294,7 +294,10 @@ def preset_names() -> list[str]:
 
 
 def read_preset(preset: str) -> dict[str, Any]:
-    """The raw dict of a preset given by name (in `configs/`) or by path to a YAML file."""
+    """The raw dict of a preset given by name (in `configs/`) or by path to a YAML file.
+
+    A preset may start from another with `base: NAME`; its own values are laid over the base's.
+    """
     path = Path(preset)
     if path.suffix not in (".yaml", ".yml"):
         path = configs_dir() / f"{preset}.yaml"
@@ -309,7 +312,30 @@ def read_preset(preset: str) -> dict[str, Any]:
         raise ConfigError(f"preset '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"preset '{path}' must hold a mapping of keys to values")
-    return data
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or base == preset:
+        raise ConfigError(f"preset '{path}': `base` must name another preset, got {base!r}")
+    return merge(read_preset(base), data)
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` laid over `base`, recursively for nested mappings (a new component name drops the old options)."""
+    out = dict(base)
+    for key, value in top.items():
+        below = out.get(key)
+        same_component = not (
+            isinstance(value, dict)
+            and "name" in value
+            and isinstance(below, dict)
+            and below.get("name") != value["name"]
+        )
+        if isinstance(value, dict) and isinstance(below, dict) and same_component:
+            out[key] = merge(below, value)
+        else:
+            out[key] = value
+    return out
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import worldmodels.encoders  # noqa: F401
 import worldmodels.heads  # noqa: F401
 import worldmodels.representations  # noqa: F401
 from worldmodels.agents.base import Agent
+from worldmodels.agents.dreamer import DreamerAgent
 from worldmodels.agents.latent_mlp import LatentMLPAgent
 from worldmodels.agents.muzero import MuZeroAgent  # noqa: F401  (imports worldmodels.planners)
 from worldmodels.agents.pets import PETSAgent  # noqa: F401
 
-__all__ = ["Agent", "LatentMLPAgent"]
+__all__ = ["Agent", "DreamerAgent", "LatentMLPAgent"]

@@ -3,5 +3,6 @@
 from worldmodels.dynamics import ensemble, mlp  # noqa: F401
 from worldmodels.dynamics.latent_mlp import LatentMLPDynamics
 from worldmodels.dynamics.muzero import MuZeroMLP, MuZeroResNet  # noqa: F401
+from worldmodels.dynamics.rssm import RSSM
 
-__all__ = ["LatentMLPDynamics"]
+__all__ = ["RSSM", "LatentMLPDynamics"]

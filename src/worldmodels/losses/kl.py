@@ -12,6 +12,8 @@ def detach_dist(dist: D.Distribution) -> D.Distribution:
         return D.Independent(detach_dist(dist.base_dist), dist.reinterpreted_batch_ndims)
     if isinstance(dist, D.Normal):
         return D.Normal(dist.loc.detach(), dist.scale.detach())
+    if isinstance(dist, D.OneHotCategorical):
+        return type(dist)(logits=dist.logits.detach())
     raise TypeError(f"detach_dist does not know {type(dist).__name__}")
 
 

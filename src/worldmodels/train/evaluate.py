@@ -13,7 +13,17 @@ from worldmodels.envs import EnvPool, make_env, obs_map, to_tensor
 
 
 def evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.ndarray:
-    """Returns of `episodes` episodes, each in its own environment, acting deterministically: `[episodes]`."""
+    """Returns of `episodes` episodes, each in its own environment, acting deterministically: `[episodes]`.
+
+    Torch's random state is forked: latent samples drawn while acting depend on `seed` alone, and the
+    caller's random stream (a training run's) is left exactly as it was.
+    """
+    with torch.random.fork_rng(devices=[agent.device] if agent.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        return _evaluate(agent, env_cfg, episodes, seed)
+
+
+def _evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.ndarray:
     pool = EnvPool(env_cfg, seed, num_envs=episodes)
     returns = np.full(episodes, np.nan)
     state = agent.initial_state(episodes)

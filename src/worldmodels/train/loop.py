@@ -46,6 +46,12 @@ def build_agent(cfg: Config, obs_spec, act_spec) -> Agent:
     return agent.to(resolve_device(cfg.device))
 
 
+def _to_device(state: Any, device: torch.device) -> Any:
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    return state.to(device) if isinstance(state, torch.Tensor) else state
+
+
 def crossed(before: int, after: int, every: int) -> bool:
     """Whether a multiple of `every` lies in (before, after]."""
     return every > 0 and before // every != after // every
@@ -245,7 +251,7 @@ class Trainer:
         }
         payload = Payload(
             weights=self.agent.state_dict(),
-            torch_state={"optimizers": self.agent.optimizer_state()},
+            torch_state={"optimizers": self.agent.optimizer_state(), "act_state": self.state},
             arrays={"replay": replay_arrays, "envs": self.pool.state_dict()},
             state=json.loads(json.dumps(state)),
         )
@@ -276,6 +282,7 @@ class Trainer:
         self.update_credit, self.episodes = s["update_credit"], s["episodes"]
         self.last_return, self.last_eval_step = s["last_return"], s["last_eval_step"]
         self.is_first = np.asarray(s["is_first"], bool)
+        self.state = _to_device(payload.torch_state.get("act_state"), self.device)  # recurrent agents' memory
         torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(s["rng"]["torch"])), dtype=torch.uint8))
         if "cuda" in s["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(

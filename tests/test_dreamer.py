@@ -1,0 +1,170 @@
+"""RSSM shapes for both latent types, KL weights of each Dreamer version, gradient isolation between
+the world model and the actor, and a smoke run of every Dreamer preset."""
+
+import pytest
+import torch
+
+from worldmodels.agents.base import frozen
+from worldmodels.agents.dreamer import KLConfig
+from worldmodels.config import load_config
+from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.registry import DYNAMICS, REPRESENTATIONS
+from worldmodels.train import Trainer
+from worldmodels.train.loop import build_agent
+
+B, T, E, A = 3, 6, 10, 2
+
+
+@pytest.mark.parametrize("classes, stoch_dim", [(0, 8), (4, 32)], ids=["gaussian", "categorical"])
+def test_rssm_shapes(classes, stoch_dim):
+    rssm = DYNAMICS.build(
+        "rssm", {"deter": 16, "hidden": 12, "stoch": 8, "classes": classes, "blocks": 4}, embed_dim=E, action_dim=A
+    )
+    assert REPRESENTATIONS.get("rssm") is DYNAMICS.get("rssm")
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[1, 3] = True
+    post, prior = rssm.observe(torch.randn(B, T, E), torch.randn(B, T, A), is_first)
+    for state in (post, prior):
+        assert state["deter"].shape == (B, T, 16) and state["stoch"].shape == (B, T, stoch_dim)
+        assert rssm.features(state).shape == (B, T, 16 + stoch_dim) == (B, T, rssm.feat_dim)
+    if classes:
+        assert post["logits"].shape == (B, T, 8, classes)
+        assert set(post["stoch"].unique().tolist()) <= {0.0, 1.0}  # one-hot samples
+        assert torch.allclose(post["stoch"].view(B, T, 8, classes).sum(-1), torch.ones(B, T, 8))
+    else:
+        assert post["std"].min() >= 0.1  # min std
+    start = {k: v[:, -1] for k, v in post.items()}
+    feats, actions = rssm.imagine(start, lambda f: torch.distributions.Normal(f[..., :A], 1.0), 5, rsample=True)
+    assert feats.shape == (6, B, rssm.feat_dim) and actions.shape == (5, B, A)
+
+
+def test_rssm_resets_at_episode_starts():
+    """A state that starts an episode does not depend on what came before it."""
+    rssm = DYNAMICS.build("rssm", {"deter": 16, "hidden": 12, "stoch": 4, "classes": 0}, embed_dim=E, action_dim=A)
+    embed, action = torch.randn(1, 4, E), torch.randn(1, 4, A)
+    is_first = torch.tensor([[True, False, True, False]])
+    torch.manual_seed(0)
+    post, _ = rssm.observe(embed, action, is_first)
+    other = embed.clone()
+    other[:, :2] = torch.randn(1, 2, E)  # a different previous episode
+    torch.manual_seed(0)
+    post_other, _ = rssm.observe(other, action, is_first)
+    assert torch.allclose(post["deter"][:, 2:], post_other["deter"][:, 2:])
+    assert not torch.allclose(post["deter"][:, 1], post_other["deter"][:, 1])
+
+
+def test_kl_weights_of_each_version():
+    assert KLConfig(dyn_scale=0.5, rep_scale=0.1).weights() == (0.5, 0.1)  # V3
+    dyn, rep = KLConfig(balance=0.8, scale=1.0).weights()  # V2: α = 0.8
+    assert (dyn, rep) == pytest.approx((0.8, 0.2))
+    assert KLConfig(balance=0.5, scale=1.0, free_bits=3.0).weights() == (0.5, 0.5)  # V1: one plain KL
+
+
+def _batch(obs_dim=4):
+    batch = {
+        "obs": torch.randn(2, 8, obs_dim),
+        "action": torch.nn.functional.one_hot(torch.randint(2, (2, 8)), 2).float(),
+        "reward": torch.randn(2, 8),
+        "is_first": torch.zeros(2, 8, dtype=torch.bool),
+        "is_terminal": torch.zeros(2, 8, dtype=torch.bool),
+    }
+    batch["is_first"][:, 0] = True
+    return batch
+
+
+TINY_DREAMER = [
+    "agent.rssm.deter=32",
+    "agent.rssm.hidden=16",
+    "agent.rssm.stoch=4",
+    "agent.imagination_horizon=4",
+    "agent.encoder.mlp.hidden=16",
+    "agent.decoder.mlp.hidden=16",
+    "agent.reward.hidden=16",
+    "agent.cont.hidden=16",
+    "agent.discrete_actor.hidden=16",
+    "agent.continuous_actor.hidden=16",
+    "agent.critic.hidden=16",
+    "agent.encoder.cnn.depth=4",
+    "agent.decoder.cnn.depth=4",
+]
+
+
+def _snapshot(module: torch.nn.Module, behaviour: bool) -> dict[str, torch.Tensor]:
+    """Copies of the behaviour (actor, critic) or of the world-model parameters of an agent."""
+    return {n: p.detach().clone() for n, p in module.named_parameters() if n.startswith("behaviour.") == behaviour}
+
+
+def _changed(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> list[str]:
+    return [n for n, p in module.named_parameters() if n in before and not torch.equal(p, before[n])]
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["reinforce", "dynamics-backprop"])
+def test_actor_loss_never_updates_the_world_model_and_world_model_loss_never_the_actor(discrete):
+    torch.manual_seed(0)
+    cfg = load_config("dreamerv3", [*TINY_DREAMER, "agent.rssm.classes=4", "agent.rssm.blocks=1"])
+    agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(discrete, 2))
+    batch = _batch()
+    if not discrete:
+        batch["action"] = torch.rand(2, 8, 2) * 2 - 1
+
+    behaviour, world = _snapshot(agent, True), _snapshot(agent, False)
+    post, _ = agent._world_model_step(batch)
+    assert _changed(agent, world) and not _changed(agent, behaviour)
+
+    # continuous actions send the actor's gradient through the dynamics, which must still not change
+    behaviour, world = _snapshot(agent, True), _snapshot(agent, False)
+    start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+    with frozen(*agent.world_model):
+        agent.behaviour.learn(
+            lambda actor, rsample: agent.rssm.imagine(start, actor, 4, rsample), agent._reward_cont, torch.ones(16)
+        )
+    assert not _changed(agent, world)
+    assert any(n.startswith("behaviour.actor.") for n in _changed(agent, behaviour))
+
+
+@pytest.mark.parametrize(
+    "preset, env", [("dreamerv1", "Pendulum-v1"), ("dreamerv2", "CartPole-v1"), ("dreamerv3", "wm/DummyContinuous-v0")]
+)
+def test_every_dreamer_preset_trains(tmp_path, preset, env):
+    overrides = [
+        *TINY_DREAMER,
+        "train.steps=120",
+        "train.prefill=60",
+        "train.batch_size=2",
+        "train.seq_len=8",
+        "train.ratio=16",
+        "train.eval_episodes=1",
+        "train.eval_every=0",
+        "train.threads=1",
+        "env.max_episode_steps=40",
+        f"env.id={env}",
+    ]
+    trainer = Trainer(load_config(preset, overrides), tmp_path / "run")
+    summary = trainer.run()
+    trainer.close()
+    assert summary["updates"] > 0 and "eval/return" in summary
+
+
+def test_dreamer_resumes_exactly_with_its_recurrent_state(tmp_path):
+    overrides = [
+        *TINY_DREAMER,
+        "train.prefill=40",
+        "train.batch_size=2",
+        "train.seq_len=8",
+        "train.ratio=16",
+        "train.eval_every=0",
+        "train.checkpoint_every=80",
+        "train.threads=1",
+        "env.id=wm/Dummy-v0",
+    ]
+    a = Trainer(load_config("dreamerv3", [*overrides, "train.steps=160"]), tmp_path / "a")
+    a.run()
+    a.close()
+    b = Trainer(load_config("dreamerv3", [*overrides, "train.steps=80"]), tmp_path / "b")
+    b.run()
+    b.close()
+    b = Trainer(load_config("dreamerv3", [*overrides, "train.steps=160"]), tmp_path / "b", resume=True)
+    b.run()
+    b.close()
+    wa, wb = a.agent.state_dict(), b.agent.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
