@@ -3,7 +3,7 @@
 Speed: one action of PETS (CEM population 500, 5 iterations, horizon 15, ensemble of 5 × (3 × 200),
 20 particles, TS1, Pendulum's state and known reward) evaluates 500·5·15·20 = 750k model rows. The script
 times the planner (median seconds per action) and, in the same run, torch's own batched matmuls
-(`baddbmm`) at exactly the model's shapes; planner GFLOP/s = model FLOP / planner time, so the ratio
+(`bmm`, no bias or activation) at exactly the model's shapes; planner GFLOP/s = model FLOP / planner time, so the ratio
 says how much of the time goes to anything but the matrix multiplies. Float32 and bfloat16 (autocast).
 
 iCEM: MPC episodes on Pendulum-v1 planned with the true dynamics (so the planner alone is compared),
@@ -81,8 +81,8 @@ def speed_rows(repeats: int) -> tuple[list[list], dict]:
 
         def matmuls(mats=mats):
             for _ in range(I * H):
-                for x, w, b in mats:
-                    torch.baddbmm(b, x, w)
+                for x, w in mats:
+                    torch.bmm(x, w)
 
         mm_seconds = median_time(matmuls, repeats)
         times[precision] = seconds
