@@ -139,7 +139,9 @@ def test_every_dreamer_preset_trains(tmp_path, preset, env):
         "env.max_episode_steps=40",
         f"env.id={env}",
     ]
-    trainer = Trainer(load_config(preset, overrides), tmp_path / "run")
+    cfg = load_config(preset, overrides)
+    assert cfg.agent.name == "dreamer"
+    trainer = Trainer(cfg, tmp_path / "run")
     summary = trainer.run()
     trainer.close()
     assert summary["updates"] > 0 and "eval/return" in summary

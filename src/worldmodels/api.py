@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import yaml
 
+from worldmodels.agents.base import to_tensor
 from worldmodels.config import Config, load_config, read_preset
-from worldmodels.envs import EnvPool, Obs, obs_map, to_tensor
+from worldmodels.envs import EnvPool, Obs, obs_map
 from worldmodels.errors import CheckpointError
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video

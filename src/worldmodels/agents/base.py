@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map
 from worldmodels.errors import TrainingError
 
 
@@ -88,6 +88,11 @@ def step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float, name: str)
     norm = nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     return {f"loss/{name}": loss.item(), f"grad_norm/{name}": norm.item()}
+
+
+def to_tensor(obs: Obs, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
+    """An observation batch (array or dict of arrays) as tensors on `device`."""
+    return obs_map(lambda x: torch.as_tensor(x, device=device), obs)
 
 
 @contextlib.contextmanager

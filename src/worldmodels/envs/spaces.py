@@ -11,7 +11,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from worldmodels.errors import ConfigError
 
@@ -89,8 +88,3 @@ def obs_set(batch: Obs, index: Any, rows: Obs) -> None:
             batch[key][index] = rows[key]
     else:
         batch[index] = rows
-
-
-def to_tensor(obs: Obs, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:
-    """An observation batch (array or dict of arrays) as tensors on `device`."""
-    return obs_map(lambda x: torch.as_tensor(x, device=device), obs)

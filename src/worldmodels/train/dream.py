@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Agent
+from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
-from worldmodels.envs import EnvPool, Obs, obs_map, to_tensor
+from worldmodels.envs import EnvPool, Obs, obs_map
 from worldmodels.train.logger import plt
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Agent
+from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
-from worldmodels.envs import EnvPool, make_env, obs_map, to_tensor
+from worldmodels.envs import EnvPool, make_env, obs_map
 
 
 def evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.ndarray:

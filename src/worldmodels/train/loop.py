@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.agents.base import Agent
+from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import Config, save_config
 from worldmodels.data import Replay
-from worldmodels.envs import EnvPool, to_tensor
+from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.registry import AGENTS
 from worldmodels.train.checkpoint import (
