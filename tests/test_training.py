@@ -197,3 +197,11 @@ def test_cli_train_eval_and_video(tmp_path, capsys):
     assert (run / "eval.gif").stat().st_size > 0
     assert main(["train", "--resume", str(run), "train.steps=250"]) == 0
     assert latest_checkpoint(run / "checkpoints").name == "step_000000000250"
+
+
+def test_stop_return_ends_the_run_at_the_first_good_evaluation(tiny, tmp_path):
+    trainer = Trainer(tiny("train.steps=600", "train.eval_every=100", "train.stop_return=-1e9"), tmp_path / "r")
+    summary = trainer.run()
+    trainer.close()
+    assert summary["step"] == 100  # the first evaluation already clears the bar
+    assert latest_checkpoint(tmp_path / "r" / "checkpoints").name == "step_000000000100"

@@ -111,6 +111,8 @@ class TrainConfig:
     """Env steps between evaluations (0: only at the end)."""
     eval_episodes: int = positive(10)
     """Episodes per evaluation, acting with the policy's mode."""
+    stop_return: float | None = None
+    """Stop early once an evaluation's mean return reaches this (None: train for all `steps`)."""
     log_every: int = positive(1000)
     """Env steps between metric logs."""
     checkpoint_every: int = non_negative(10_000)

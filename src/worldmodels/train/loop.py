@@ -122,6 +122,9 @@ class Trainer:
                 bar.update(self.step - before)
                 if crossed(before, self.step, t.eval_every):
                     self._evaluate(bar)
+                    if t.stop_return is not None and self.last_eval["eval/return"] >= t.stop_return:
+                        bar.write(f"eval return reached train.stop_return={t.stop_return:g}: stopping")
+                        break
                 if crossed(before, self.step, t.log_every):
                     bar.set_postfix_str(self._log(), refresh=False)
                 if crossed(before, self.step, t.checkpoint_every):
