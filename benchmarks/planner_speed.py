@@ -135,7 +135,7 @@ def icem_rows(episodes: int) -> list[list]:
     settings = [
         (name, {**base, "population": p, "elites": max(p // 10, 2)})
         for name in ("cem", "icem")
-        for p in (200, 50, 25, 12)
+        for p in (200, 50, 25, 12, 6)
     ]
     rows = []
     for name, cfg in settings:
