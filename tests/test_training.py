@@ -177,6 +177,9 @@ def test_api_learn_predict_save_load(tiny, tmp_path):
 
     loaded = load_agent(tmp_path / "saved")
     assert loaded.predict(np.zeros(4, np.float32))[0] == action
+    env = loaded.make_env()
+    obs, _ = env.reset(seed=0)
+    env.step(loaded.predict(obs)[0])
     result = loaded.evaluate(episodes=2)
     assert result["episodes"] == 2 and np.isfinite(result["return_mean"])
     assert loaded.learn(100)["step"] == 300  # continues the saved run

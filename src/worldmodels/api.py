@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
 
 from worldmodels.agents.base import to_tensor
 from worldmodels.config import Config, load_config, read_preset
-from worldmodels.envs import EnvPool, Obs, obs_map
+from worldmodels.envs import EnvPool, Obs, make_env, obs_map
 from worldmodels.errors import CheckpointError
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video
@@ -64,7 +65,8 @@ class WorldModelAgent:
         self, obs: Obs, state: Any = None, episode_start: np.ndarray | None = None, deterministic: bool = True
     ) -> tuple[np.ndarray, Any]:
         """Env actions for one observation `[*obs_shape]` or a batch `[N, *obs_shape]` (arrays or dicts of
-        arrays), and the next recurrent state."""
+        arrays), and the next recurrent state. Observations and actions are those of the environment as
+        the package builds it (`make_env()`: continuous actions in [-1, 1], frames resized)."""
         agent = self.agent
         obs = obs_map(np.asarray, obs)
         key, spec = agent.obs_spec.items()[0]
@@ -79,6 +81,10 @@ class WorldModelAgent:
         action, state = agent.act(batch, first, state, explore=not deterministic)
         env_action = agent.act_spec.to_env(action.cpu().numpy())
         return (env_action[0] if single else env_action), state
+
+    def make_env(self, render: bool = False) -> gym.Env:
+        """The environment this agent acts in, with the run's wrappers (the one `predict` expects)."""
+        return make_env(self.cfg.env, render=render)
 
     def evaluate(self, episodes: int = 10, seed: int = 12345) -> dict[str, float]:
         returns = evaluate(self.agent, self.cfg.env, episodes, seed)
