@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from worldmodels.config import positive
 from worldmodels.decoders.prediction import ImagePrediction
-from worldmodels.encoders.cnn import ChannelNorm, conv_stages
+from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages
 from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
@@ -22,12 +20,8 @@ class CNNDecoder(nn.Module):
     """`[..., in_dim]` → a prediction of the frame `[..., H, W, C]`."""
 
     @dataclass
-    class Config:
-        depth: int = positive(32)
-        """Channels of the last hidden layer; they double towards the start."""
-        min_res: int = positive(4)
-        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
-        norm: bool = True
+    class Config(ConvConfig):
+        pass
 
     def __init__(self, cfg: Config, in_dim: int, obs_spec: ObsSpec):
         super().__init__()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,7 @@ from torch import distributions as D
 from torch import nn
 
 from worldmodels.config import non_negative, positive, unit
-from worldmodels.nn import activation
+from worldmodels.nn import Activation, activation
 from worldmodels.registry import DYNAMICS, REPRESENTATIONS
 
 State = dict[str, torch.Tensor]
@@ -81,7 +80,7 @@ class RSSM(nn.Module):
         """Uniform probability mixed into categorical distributions."""
         min_std: float = positive(0.1)
         """Floor of the Gaussian std."""
-        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
+        act: Activation = "silu"
         norm: bool = True
         learned_initial: bool = True
         """Start episodes from a learned h (tanh of a parameter) instead of zeros."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
@@ -11,7 +10,7 @@ from torch import nn
 from worldmodels.config import positive
 from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
-from worldmodels.nn import activation
+from worldmodels.nn import Activation, activation
 from worldmodels.registry import ENCODERS
 
 
@@ -36,18 +35,26 @@ def conv_stages(height: int, width: int, min_res: int) -> int:
     return stages
 
 
+@dataclass
+class ConvConfig:
+    """Shape of a convolutional stack (the encoder's, and the decoder's mirror of it)."""
+
+    depth: int = positive(32)
+    """Channels at full resolution; they double with every halving."""
+    min_res: int = positive(4)
+    """Spatial size at which downsampling stops."""
+    act: Activation = "silu"
+    norm: bool = True
+    """LayerNorm over channels before each activation."""
+
+
 @ENCODERS.register("cnn")
 class CNNEncoder(nn.Module):
     """uint8 frames `[..., H, W, C]` → `[..., out_dim]`. Channels double per stage from `depth`."""
 
     @dataclass
-    class Config:
-        depth: int = positive(32)
-        """Channels of the first convolution."""
-        min_res: int = positive(4)
-        """Spatial size at which downsampling stops."""
-        act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
-        norm: bool = True
+    class Config(ConvConfig):
+        pass
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()

@@ -1,10 +1,11 @@
 """Building blocks with no RL knowledge."""
 
 from worldmodels.nn.dists import ClippedNormal, OneHotDist, SymlogMSE, TanhNormal, symexp, symlog
-from worldmodels.nn.mlp import MLP, MLPConfig, activation
+from worldmodels.nn.mlp import MLP, Activation, MLPConfig, activation
 
 __all__ = [
     "MLP",
+    "Activation",
     "ClippedNormal",
     "MLPConfig",
     "OneHotDist",

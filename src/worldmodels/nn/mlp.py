@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+Activation = Literal["silu", "elu", "relu", "tanh", "gelu"]
 
 
 def activation(name: str) -> nn.Module:
@@ -62,7 +63,7 @@ class MLPConfig:
     """Units per hidden layer."""
     layers: int = 2
     """Hidden layers."""
-    act: Literal["silu", "elu", "relu", "tanh", "gelu"] = "silu"
+    act: Activation = "silu"
     """Activation."""
     norm: bool = True
     """LayerNorm before each activation."""
