@@ -94,6 +94,7 @@ def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) ->
     perf = [r["perf/updates_per_s"] for r in rows if r.get("perf/updates_per_s")]
     return {
         "seed": seed,
+        "steps": curve[-1][0],
         "final": curve[-1][1],
         "curve": curve,
         "wall_s": round(wall, 1),
@@ -178,6 +179,12 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _seed_text(run: dict[str, Any], budget: int) -> str:
+    """A seed's final eval, with the step it stopped at when it stopped early."""
+    steps = run.get("steps", budget)
+    return f"{run['final']:.0f}" + (f" (at {steps:,})" if steps < budget else "")
+
+
 def write_report(results_dir: Path) -> Path:
     """Rebuild `BENCHMARKS.md` (beside `benchmarks/`) from every stored result, with a curve per task."""
     stored = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
@@ -198,7 +205,7 @@ def write_report(results_dir: Path) -> Path:
         ref = r["reference"]
         ref_text = "–" if ref.get("score") is None else f"{ref['score']:g} ({ref['source']})"
         goal = "–" if r["goal"] is None else f"{r['goal']:g}"
-        per_seed = ", ".join(f"{run['final']:.0f}" for run in r["runs"])
+        per_seed = ", ".join(_seed_text(run, r["steps"]) for run in r["runs"])
         wall = ", ".join(f"{run['wall_s'] / 60:.1f} min" for run in r["runs"])
         lines.append(
             f"| {r['task']} | {r['preset']} | {r['steps']:,} | {len(r['runs'])} | {r['mean']:.1f} ± {r['std']:.1f} "
