@@ -28,6 +28,8 @@ def test_preset_and_overrides_resolve():
         ("agent.gamma=1.5", "bad value for 'agent.gamma': expected a number in [0, 1]"),
         ("device=gpu", "bad value for 'device': expected one of 'auto', 'cpu', 'cuda'"),
         ("agent.encoder.name=cnnn", "unknown encoder 'cnnn' at 'agent.encoder.name'"),
+        ("agent.encoder.name=cnn", "'agent.encoder.mlp' is not an option of encoder 'cnn'"),
+        ("agent.encoder.mlp.hiden=3", "unknown config key 'agent.encoder.mlp.hiden' (did you mean 'hidden'?)"),
         ("agent.use_reconstruction=yes please", "bad value for 'agent.use_reconstruction': expected true or false"),
         ("env.id.x=1", "'env.id' is a value, not a section"),
         ("steps", "expected key=value"),

@@ -267,6 +267,13 @@ def _convert_spec(kind: str, default: str | None, value: Any, key: str) -> Spec:
             f"unknown {kind} '{name}' at '{key}.name'{closest(str(name), registry.names())}; valid: {valid}"
         )
     rest = {k: v for k, v in value.items() if k != "name"}
+    options = [f.name for f in dataclasses.fields(registry.get(name).Config)]
+    for option in rest:
+        if option not in options:
+            raise ConfigError(
+                f"'{key}.{option}' is not an option of {kind} '{name}'{closest(str(option), options)}; "
+                f"its options: {', '.join(options)} (options of another {kind} do not carry over)"
+            )
     return Spec(name, parse(registry.get(name).Config, rest, key))
 
 
