@@ -75,7 +75,7 @@ def speed_rows(repeats: int) -> tuple[list[list], dict]:
         # the same matrix multiplies, alone: per model step E × [P·K/E, in] @ [in, out] for each layer
         n = P * K // E
         mats = [
-            (torch.randn(E, n, a, dtype=dtype), torch.randn(E, a, b, dtype=dtype), torch.randn(E, 1, b, dtype=dtype))
+            (torch.randn(E, n, a, dtype=dtype), torch.randn(E, a, b, dtype=dtype))
             for a, b in zip(sizes[:-1], sizes[1:])
         ]
 
