@@ -127,9 +127,19 @@ class Replay:
                 "index": stream * self.stream_capacity + rows_all[pick],
                 "weight": (weight / weight.max()).astype(np.float32),
             }
-        index = (oldest[stream][:, None] + offset[:, None] + np.arange(length)) % self.stream_capacity
-        rows = {key: store[stream[:, None], index] for key, store in self.data.items()}
+        start = (oldest[stream] + offset) % self.stream_capacity
+        rows = {key: self._windows(store, stream, start, length) for key, store in self.data.items()}
         return {**unflatten(rows), **extra}
+
+    def _windows(self, store: np.ndarray, stream: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
+        """`store[stream[i], start[i] : start[i] + length]` for every i (wrapping around the ring)."""
+        out = np.empty((len(stream), length, *store.shape[2:]), store.dtype)
+        for i, (s, r) in enumerate(zip(stream, start)):
+            if r + length <= self.stream_capacity:
+                out[i] = store[s, r : r + length]  # one contiguous copy: faster than fancy indexing
+            else:
+                out[i] = store[s, (r + np.arange(length)) % self.stream_capacity]
+        return out
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priority of the windows starting at `index` (from `sample`) to `priorities` `[B]`."""
