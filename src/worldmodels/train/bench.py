@@ -82,7 +82,9 @@ def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) ->
 
         shutil.rmtree(run_dir)
     overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in task.overrides.items()]
-    overrides += [f"train.steps={task.steps}", f"train.seed={seed}", f"train.threads={threads}"]
+    overrides += [f"train.steps={task.steps}", f"train.seed={seed}"]
+    if "train.threads" not in task.overrides:  # a task may pin its own (tiny models run best on one thread)
+        overrides.append(f"train.threads={threads}")
     cmd = [sys.executable, "-m", "worldmodels.cli", "train", task.preset, *overrides, "--run-dir", str(run_dir)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
