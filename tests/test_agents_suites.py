@@ -62,3 +62,75 @@ def test_dreamer_runs_on_pixel_and_dict_suites(tmp_path, env_id, obs, repeat):
     assert summary["updates"] > 0 and "eval/return" in summary
     assert main(["dream", str(tmp_path / "run"), "--horizon", "6"]) == 0
     assert (tmp_path / "run" / ("dream.png" if obs == "state" else "dream.gif")).exists()
+
+
+def test_muzero_runs_on_atari_frames(tmp_path):
+    pytest.importorskip("ale_py", reason="ale-py not installed (pip install -e '.[atari]')")
+    from worldmodels.config import load_config
+
+    overrides = [
+        "agent.network.channels=8",
+        "agent.network.blocks=1",
+        "agent.network.head_channels=4",
+        "agent.network.head_hidden=16",
+        "agent.network.value_support=20",
+        "agent.network.reward_support=20",
+        "agent.planner.num_simulations=4",
+        "agent.unroll_steps=2",
+        "agent.td_steps=3",
+        "agent.reanalyse=0.5",
+        "env.num_envs=1",
+        "env.size=[32, 32]",
+        "env.max_episode_steps=30",
+        "train.steps=320",
+        "train.batch_size=4",
+        "train.seq_len=7",
+        "train.ratio=28",
+        "train.eval_episodes=1",
+        "train.eval_every=0",
+        "train.threads=1",
+    ]
+    trainer = Trainer(load_config("muzero_atari", overrides), tmp_path / "run")
+    summary = trainer.run()
+    trainer.close()
+    assert summary["updates"] > 0 and "eval/return" in summary
+
+
+def test_pets_runs_on_dm_control(tmp_path):
+    pytest.importorskip("dm_control", reason="dm_control not installed (pip install -e '.[dmc]')")
+    from worldmodels.config import load_config
+
+    overrides = [
+        "agent.known_task=none",
+        "agent.dynamics.hidden=16",
+        "agent.dynamics.members=2",
+        "agent.particles=2",
+        "agent.planner.horizon=3",
+        "agent.planner.population=16",
+        "agent.planner.elites=4",
+        "agent.planner.iterations=2",
+        "env.id=dmc:cartpole-balance",
+        "env.action_repeat=4",
+        "env.max_episode_steps=15",
+        "train.steps=160",
+        "train.prefill=80",
+        "train.eval_episodes=1",
+        "train.eval_every=0",
+    ]
+    trainer = Trainer(load_config("pets", overrides), tmp_path / "run")
+    summary = trainer.run()
+    trainer.close()
+    assert summary["updates"] > 0 and "eval/return" in summary
+
+
+@pytest.mark.parametrize(
+    "preset, overrides, message",
+    [
+        ("muzero", ["env.id=Pendulum-v1"], "muzero' needs a discrete action space"),
+        ("pets", ["env.id=wm/DummyContinuous-v0", "env.obs=pixels"], "pets plans on state vectors"),
+    ],
+)
+def test_agents_refuse_spaces_their_method_does_not_cover(tmp_path, capsys, preset, overrides, message):
+    assert main(["train", preset, *overrides, "--run-dir", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
