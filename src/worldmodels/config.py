@@ -84,7 +84,7 @@ class EnvConfig:
     camera: int | None = None
     """dm_control camera id (None: the usual one for the domain)."""
     render_effects: bool = False
-    """dm_control: draw shadows and reflections (the standard look; ~10× slower on a CPU renderer)."""
+    """dm_control: draw shadows and reflections (the standard look; ~3× slower on a CPU renderer)."""
     sticky_actions: float = unit(0.25)
     """Atari: probability that the previous action is repeated instead of the chosen one."""
     noop_max: int = non_negative(30)

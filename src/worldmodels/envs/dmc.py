@@ -46,8 +46,8 @@ class DMCEnv(gym.Env):
         if not sep or (domain, task.replace("-", "_")) not in suite.ALL_TASKS:
             raise ConfigError(f"unknown dm_control task 'dmc:{name}'{closest(name, tasks)}; e.g. dmc:cartpole-swingup")
         self._env = suite.load(domain, task.replace("-", "_"), task_kwargs={"random": 0})
-        # Shadows (a 2048² shadow map) and reflections dominate software rendering: without them a CPU
-        # renders 64×64 frames ~10× faster, with the same bodies in the same places.
+        # Shadows (a 2048² shadow map) and reflections dominate software rendering: without them this CPU
+        # renders 64×64 frames ~3.5× faster (56 → 195 frames/s), with the same bodies in the same places.
         self._flags = {} if render_effects else {"shadow": False, "reflection": False}
         self.obs_mode, self.size = obs, size
         self.camera = CAMERAS.get(domain, 0) if camera is None else camera
