@@ -35,13 +35,12 @@ def test_latent_mlp_runs_on_every_suite(tiny, tmp_path, env_id, obs, repeat):
     assert (tmp_path / "run" / ("dream.png" if obs == "state" else "dream.gif")).exists()
 
 
-@pytest.mark.parametrize("env_id, obs, repeat", [SUITES[1], SUITES[3], SUITES[4]])
-def test_dreamer_runs_on_pixel_and_dict_suites(tmp_path, env_id, obs, repeat):
-    from tests.test_dreamer import TINY_DREAMER
+def _train_and_dream(tmp_path, preset, tiny_overrides, env_id, obs, repeat):
+    """A few dozen agent steps of an RSSM agent on one suite, then `wm dream`."""
     from worldmodels.config import load_config
 
     overrides = [
-        *TINY_DREAMER,
+        *tiny_overrides,
         f"env.id={env_id}",
         f"env.obs={obs}",
         f"env.action_repeat={repeat}",
@@ -56,12 +55,27 @@ def test_dreamer_runs_on_pixel_and_dict_suites(tmp_path, env_id, obs, repeat):
         "train.eval_every=0",
         "train.threads=1",
     ]
-    trainer = Trainer(load_config("dreamerv3", overrides), tmp_path / "run")
+    trainer = Trainer(load_config(preset, overrides), tmp_path / "run")
     summary = trainer.run()
     trainer.close()
     assert summary["updates"] > 0 and "eval/return" in summary
     assert main(["dream", str(tmp_path / "run"), "--horizon", "6"]) == 0
     assert (tmp_path / "run" / ("dream.png" if obs == "state" else "dream.gif")).exists()
+
+
+@pytest.mark.parametrize("env_id, obs, repeat", [SUITES[1], SUITES[3], SUITES[4]])
+def test_dreamer_runs_on_pixel_and_dict_suites(tmp_path, env_id, obs, repeat):
+    from tests.test_dreamer import TINY_DREAMER
+
+    _train_and_dream(tmp_path, "dreamerv3", TINY_DREAMER, env_id, obs, repeat)
+
+
+@pytest.mark.parametrize("env_id, obs, repeat", SUITES)
+def test_planet_runs_on_every_suite(tmp_path, env_id, obs, repeat):
+    """Discrete actions (Dummy, Atari) are planned with CEM's categorical mode."""
+    from tests.test_planet import TINY_PLANET
+
+    _train_and_dream(tmp_path, "planet", TINY_PLANET, env_id, obs, repeat)
 
 
 def test_muzero_runs_on_atari_frames(tmp_path):
@@ -128,6 +142,7 @@ def test_pets_runs_on_dm_control(tmp_path):
     [
         ("muzero", ["env.id=Pendulum-v1"], "muzero' needs a discrete action space"),
         ("pets", ["env.id=wm/DummyContinuous-v0", "env.obs=pixels"], "pets plans on state vectors"),
+        ("planet", ["env.id=wm/Dummy-v0", "agent.planner.name=icem"], "icem plans continuous actions only"),
     ],
 )
 def test_agents_refuse_spaces_their_method_does_not_cover(tmp_path, capsys, preset, overrides, message):

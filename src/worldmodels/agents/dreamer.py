@@ -1,7 +1,7 @@
 """Dreamer V1, V2 and V3 as one algorithm whose versions differ only in config (see the presets
 `configs/dreamerv1.yaml`, `dreamerv2.yaml`, `dreamerv3.yaml`).
 
-World model on replayed sequences, with the RSSM filtering embeddings e_t = enc(o_t):
+World model on replayed sequences (`agents/world_model.py`), with the RSSM filtering embeddings e_t = enc(o_t):
     L = β_pred (−ln p(o_t | s_t) − ln p(r_t | s_t) − ln p(c_t | s_t))
         + β_dyn max(F, KL[sg(q_t) ‖ p_t]) + β_rep max(F, KL[q_t ‖ sg(p_t)])        (V3 eq. 5)
     V1: one KL with free nats (β_dyn = β_rep = ½, F = 3); V2: balancing α = 0.8 (β_dyn = 0.8α', β_rep = 0.2α');
@@ -13,107 +13,39 @@ and backpropagation for continuous actions, with the percentile return scale and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from worldmodels.agents.base import Agent, adam, frozen, step
+from worldmodels.agents.base import frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
-from worldmodels.config import Spec, component, non_negative, positive
-from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
-from worldmodels.losses import kl_split
-from worldmodels.registry import AGENTS, CONTINUES, DECODERS, DYNAMICS, ENCODERS, REWARDS
+from worldmodels.agents.world_model import KLConfig, RSSMAgent, WorldModelConfig
+from worldmodels.config import non_negative
+from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.registry import AGENTS
 
-
-@dataclass
-class KLConfig:
-    free_bits: float = non_negative(1.0)
-    """Each KL term below this many nats is not penalised (F)."""
-    dyn_scale: float = non_negative(0.5)
-    """β_dyn: trains the prior towards the posterior."""
-    rep_scale: float = non_negative(0.1)
-    """β_rep: keeps the posterior predictable."""
-    balance: float | None = None
-    """DreamerV2's α: if set, β_dyn = α·scale and β_rep = (1 − α)·scale."""
-    scale: float = non_negative(1.0)
-    """Total KL weight when `balance` is set."""
-
-    def weights(self) -> tuple[float, float]:
-        if self.balance is None:
-            return self.dyn_scale, self.rep_scale
-        return self.balance * self.scale, (1 - self.balance) * self.scale
+__all__ = ["DreamerAgent", "KLConfig"]
 
 
 @AGENTS.register("dreamer")
-class DreamerAgent(Agent):
+class DreamerAgent(RSSMAgent):
     @dataclass
-    class Config(BehaviourConfig):
-        encoder: Spec = component("encoder", "multi")
-        rssm: Spec = component("dynamics", "rssm")
-        decoder: Spec = component("decoder", "multi")
-        reward: Spec = component("reward", "twohot")
-        cont: Spec = component("continue", "mlp")
-        use_reconstruction: bool = True
-        """Off: the decoder-free variant, learning the latent from reward, continue and value alone."""
-        world_model_lr: float = positive(1e-4)
-        kl: KLConfig = field(default_factory=KLConfig)
+    class Config(WorldModelConfig, BehaviourConfig):
         world_model_pretrain_steps: int = non_negative(0)
         """The first updates train only the world model."""
-        report_every: int = non_negative(250)
-        """Updates between open-loop prediction reports (0: never)."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
-        super().__init__(obs_spec, act_spec)
-        self.cfg = cfg
-        self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
-        self.rssm = DYNAMICS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=self.encoder.out_dim, action_dim=act_spec.dim)
-        F = self.rssm.feat_dim
-        self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=F, obs_spec=obs_spec)
-        self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=F)
-        self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=F)
-        self.behaviour = ActorCritic(cfg, F, act_spec)
-        self.world_model: tuple[nn.Module, ...] = (self.encoder, self.rssm, self.reward, self.cont)
-        if cfg.use_reconstruction:
-            self.world_model += (self.decoder,)
-        wm_params = (p for m in self.world_model for p in m.parameters())
-        self.optimizers = {
-            "world_model": adam(wm_params, cfg.world_model_lr, cfg.adam_eps),
-            **self.behaviour.optimizers,
-        }
-
-    # ------------------------------------------------------------------ acting
-
-    def initial_state(self, n: int) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            state = self.rssm.initial(n)
-        return {**state, "action": torch.zeros(n, self.act_spec.dim, device=self.device)}
+        super().__init__(cfg, obs_spec, act_spec)
+        self.behaviour = ActorCritic(cfg, self.rssm.feat_dim, act_spec)
+        self.optimizers = {"world_model": self.world_model_optimizer(), **self.behaviour.optimizers}
 
     @torch.no_grad()
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
-        if state is None:
-            state = self.initial_state(len(is_first))
-        prev_action = state["action"]
-        latent = {k: v for k, v in state.items() if k != "action"}
-        post, _ = self.rssm.obs_step(latent, prev_action, self.encoder(obs), is_first)
+        post = self.filter(obs, is_first, state)
         policy = self.behaviour.actor(self.rssm.features(post))
         action = policy.sample() if explore else policy.mode
         return action, {**post, "action": action}
-
-    @torch.no_grad()
-    def open_loop(self, obs: Any, action: torch.Tensor, context: int) -> torch.Tensor:
-        embed = self.encoder(obs_map(lambda x: x[:context][None], obs))  # [1, C, E]
-        is_first = torch.zeros(1, context, dtype=torch.bool, device=action.device)
-        post, _ = self.rssm.observe(embed, action[None, :context], is_first)
-        state = {k: v[:, -1] for k, v in post.items()}
-        feats = [self.rssm.features(post)[0]]  # [C, F]
-        for t in range(context, action.shape[0]):
-            state = self.rssm.img_step(state, action[None, t])
-            feats.append(self.rssm.features(state))
-        return self.decoder(torch.cat(feats)).mean
-
-    # ------------------------------------------------------------------ learning
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         post, metrics = self._world_model_step(batch)
@@ -128,59 +60,6 @@ class DreamerAgent(Agent):
                         start_cont,
                     )
                 )
-        if self.cfg.report_every and self.updates % self.cfg.report_every == 0:
-            metrics.update(self._report(batch))
+        metrics.update(self._maybe_report(batch))
         self.updates += 1
-        return metrics
-
-    def _world_model_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
-        cfg = self.cfg
-        obs, action = batch["obs"], batch["action"]  # [B, T, ...]
-        cont = 1.0 - batch["is_terminal"].float()
-        post, prior = self.rssm.observe(self.encoder(obs), action, batch["is_first"])
-        feats = self.rssm.features(post)  # [B, T, F]
-        dyn, rep, kl = kl_split(self.rssm.dist(post), self.rssm.dist(prior), cfg.kl.free_bits)
-        losses = {
-            "dyn": dyn.mean(),
-            "rep": rep.mean(),
-            "reward": self.reward(feats).loss(batch["reward"]).mean(),
-            "cont": -self.cont(feats).log_prob(cont).mean(),
-        }
-        if cfg.use_reconstruction:
-            losses["recon"] = self.decoder(feats).loss(obs).mean()
-        dyn_scale, rep_scale = cfg.kl.weights()
-        total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
-        total = total + losses.get("recon", 0.0)
-        metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
-        metrics.update({f"world_model/{k}": v.item() for k, v in losses.items()})
-        metrics["world_model/kl"] = kl.mean().item()
-        return post, metrics
-
-    def _reward_cont(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.reward(feats).mean, self.cont(feats).mean
-
-    @torch.no_grad()
-    def _report(self, batch: dict[str, torch.Tensor], context: int = 5) -> dict[str, float]:
-        """Open-loop prediction error by horizon: observe `context` steps, then imagine the rest from
-        the real actions and compare observations and rewards with what really happened."""
-        obs, action, reward = batch["obs"], batch["action"], batch["reward"]
-        T = action.shape[1]
-        if context >= T:
-            return {}
-        post, _ = self.rssm.observe(
-            self.encoder(obs_map(lambda x: x[:, :context], obs)), action[:, :context], batch["is_first"][:, :context]
-        )
-        state = {k: v[:, -1] for k, v in post.items()}
-        metrics = {}
-        valid = ~batch["is_first"][:, context:].cumsum(1).bool()  # stop at a new episode
-        for h, t in enumerate(range(context, T), start=1):
-            state = self.rssm.img_step(state, action[:, t])
-            if h in (1, 5, 10, 15, 30) and valid[:, h - 1].any():
-                feat = self.rssm.features(state)
-                mask = valid[:, h - 1]
-                target = obs_map(lambda x, t=t: x[:, t], obs)
-                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean().item()
-                metrics[f"openloop/reward_error_h{h}"] = (
-                    (self.reward(feat).mean - reward[:, t]).abs()[mask].mean().item()
-                )
         return metrics

@@ -1,0 +1,121 @@
+"""PlaNet: the Gaussian RSSM world model with model-predictive control in its latent space
+(Hafner et al. 2019), no actor and no critic.
+
+Model: the RSSM world model of `agents/world_model.py` with Gaussian latents, trained on replayed sequences
+with one KL term with free nats (paper eq. 3; F = 3), a Gaussian reward head and a decoder.
+
+Acting: every step the posterior q(s_t | h_t, o_t) is filtered from the real observation (the recurrent
+state carries h, z and the previous action), then a planner (CEM in the paper: horizon 12, 1000 candidates,
+100 elites, 10 iterations) searches for the action sequence with the highest return imagined with the prior,
+all candidates in one batch of B·P latent rollouts:
+
+    a_t = argmax_{a_{t:t+H}} E_p[Σ_τ γ^τ c_{<τ} r(s_{τ+1})],      s_{τ+1} ~ p(s_{τ+1} | s_τ, a_τ)
+
+where c_{<τ} is the product of predicted continue probabilities (1 on tasks that never end). The first
+action is executed; during training it gets Gaussian exploration noise (σ = 0.3 in the paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from worldmodels.agents.world_model import KLConfig, RSSMAgent, WorldModelConfig
+from worldmodels.config import Spec, component, positive, unit
+from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.planners.protocol import Model, Plan, rollout_objective
+from worldmodels.registry import AGENTS, PLANNERS
+
+
+@AGENTS.register("planet")
+class PlaNetAgent(RSSMAgent):
+    @dataclass
+    class Config(WorldModelConfig):
+        rssm: Spec = component("dynamics", "rssm", deter=200, stoch=30, classes=0, hidden=200, act="elu", norm=False)
+        """Gaussian RSSM (PlaNet: deter 200, stoch 30, hidden 200)."""
+        reward: Spec = component("reward", "mlp", use_symlog=False)
+        """Gaussian (squared-error) reward head."""
+        planner: Spec = component(
+            "planner", "cem", horizon=12, population=1000, elites=100, iterations=10, momentum=0.0
+        )
+        """Optimiser of the action sequence (`cem`, `mppi`, `icem`, `gradient`); defaults are the paper's CEM."""
+        kl: KLConfig = field(default_factory=lambda: KLConfig(free_bits=3.0, balance=0.5, scale=1.0))
+        """One KL with 3 free nats (β_dyn = β_rep = ½)."""
+        world_model_lr: float = positive(1e-3)
+        adam_eps: float = positive(1e-4)
+        grad_clip: float = positive(1000.0)
+        """Gradient-norm clip of the world model."""
+        explore_noise: float = unit(0.3)
+        """Std of the Gaussian noise on planned continuous actions when exploring; for discrete actions the
+        probability of a uniformly random action instead."""
+        discount: float = unit(1.0)
+        """γ of the imagined return (the paper sums rewards undiscounted over the horizon)."""
+        warm_start: bool = False
+        """Start each plan from the last one shifted a step (the paper starts every plan from N(0, I))."""
+        use_continue: bool = True
+        """Weight imagined rewards by the predicted probability that the episode is still running."""
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
+        if cfg.rssm.name == "rssm" and cfg.rssm.cfg.classes > 0:
+            raise ConfigError(
+                "planet's RSSM has Gaussian latents: set agent.rssm.classes=0 (categorical latents are DreamerV2/V3's)"
+            )
+        super().__init__(cfg, obs_spec, act_spec)
+        self.planner = PLANNERS.build(
+            cfg.planner.name, cfg.planner.cfg, action_dim=act_spec.dim, discrete=act_spec.discrete
+        )
+        self.optimizers = {"world_model": self.world_model_optimizer()}
+
+    # ------------------------------------------------------------------ acting
+
+    def model(self) -> Model:
+        """The planner's view of the world model, stepped with the prior: state = (h `[N, D]`, z `[N, S]`,
+        alive `[N]`), reward `[N]`."""
+
+        def step_fn(state: tuple[torch.Tensor, ...], action: torch.Tensor):
+            deter, stoch, alive = state
+            nxt = self.rssm.img_step({"deter": deter, "stoch": stoch}, action)
+            reward, cont = self._reward_cont(self.rssm.features(nxt))  # [N]
+            if not self.cfg.use_continue:
+                cont = torch.ones_like(cont)
+            return (nxt["deter"], nxt["stoch"], alive * cont), alive * reward
+
+        return Model(step_fn)
+
+    def plan(self, post: dict[str, torch.Tensor], prev: torch.Tensor | None, reset: torch.Tensor) -> Plan:
+        """Optimise the next H actions from posterior states `[N, ...]`; `prev` `[N, H, A]`: the last plan's centre."""
+        start = (post["deter"], post["stoch"], torch.ones(len(reset), device=reset.device))
+        last = Plan(prev, prev, prev.new_zeros(len(prev))) if self.cfg.warm_start and prev is not None else None
+        x0, reuse = self.planner.warm_start(last, len(reset), reset.device, reset)
+        return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
+
+    @torch.no_grad()
+    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+        post = self.filter(obs, is_first, state)
+        plan = self.plan(post, None if state is None else state.get("plan"), is_first)
+        action = plan.actions[:, 0]
+        if explore and self.cfg.explore_noise > 0:
+            action = self._explore(action)
+        return action, {**post, "action": action, "plan": plan.centre}
+
+    def _explore(self, action: torch.Tensor) -> torch.Tensor:
+        noise = self.cfg.explore_noise
+        if self.act_spec.discrete:
+            uniform = F.one_hot(
+                torch.randint(0, action.shape[-1], action.shape[:1], device=action.device), action.shape[-1]
+            )
+            swap = torch.rand(action.shape[:1], device=action.device) < noise
+            return torch.where(swap[:, None], uniform.to(action.dtype), action)
+        return (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+
+    # ------------------------------------------------------------------ learning
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        _, metrics = self._world_model_step(batch)
+        metrics.update(self._maybe_report(batch))
+        self.updates += 1
+        return metrics

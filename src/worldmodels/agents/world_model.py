@@ -1,0 +1,172 @@
+"""The RSSM world model shared by Dreamer and PlaNet: encoder, RSSM, decoder, reward and continue heads,
+trained on replayed sequences with the RSSM filtering embeddings e_t = enc(o_t):
+
+    L = β_pred (−ln p(o_t | s_t) − ln p(r_t | s_t) − ln p(c_t | s_t))
+        + β_dyn max(F, KL[sg(q_t) ‖ p_t]) + β_rep max(F, KL[q_t ‖ sg(p_t)])        (DreamerV3 eq. 5)
+
+PlaNet and DreamerV1 use one KL with free nats (β_dyn = β_rep = ½, F = 3); DreamerV2 balances it (α = 0.8);
+DreamerV3 uses β_dyn = 0.5, β_rep = 0.1, F = 1. Agents subclass `RSSMAgent` and add how they act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from worldmodels.agents.base import Agent, adam, step
+from worldmodels.config import Spec, component, non_negative, positive
+from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
+from worldmodels.losses import kl_split
+from worldmodels.registry import CONTINUES, DECODERS, DYNAMICS, ENCODERS, REWARDS
+
+
+@dataclass
+class KLConfig:
+    free_bits: float = non_negative(1.0)
+    """Each KL term below this many nats is not penalised (F)."""
+    dyn_scale: float = non_negative(0.5)
+    """β_dyn: trains the prior towards the posterior."""
+    rep_scale: float = non_negative(0.1)
+    """β_rep: keeps the posterior predictable."""
+    balance: float | None = None
+    """DreamerV2's α: if set, β_dyn = α·scale and β_rep = (1 − α)·scale."""
+    scale: float = non_negative(1.0)
+    """Total KL weight when `balance` is set."""
+
+    def weights(self) -> tuple[float, float]:
+        if self.balance is None:
+            return self.dyn_scale, self.rep_scale
+        return self.balance * self.scale, (1 - self.balance) * self.scale
+
+
+@dataclass
+class WorldModelConfig:
+    """Fields of every agent built on the RSSM world model (its `Config` inherits them)."""
+
+    encoder: Spec = component("encoder", "multi")
+    rssm: Spec = component("dynamics", "rssm")
+    decoder: Spec = component("decoder", "multi")
+    reward: Spec = component("reward", "twohot")
+    cont: Spec = component("continue", "mlp")
+    use_reconstruction: bool = True
+    """Off: the decoder-free variant, learning the latent from reward, continue and value alone."""
+    world_model_lr: float = positive(1e-4)
+    kl: KLConfig = field(default_factory=KLConfig)
+    adam_eps: float = positive(1e-6)
+    grad_clip: float = positive(100.0)
+    """Gradient-norm clip, per optimiser."""
+    report_every: int = non_negative(250)
+    """Updates between open-loop prediction reports (0: never)."""
+
+
+class RSSMAgent(Agent):
+    """An agent whose world model is the RSSM: it builds and trains the model, filters observations into
+    posterior states while acting, and imagines observations open-loop for `wm dream`."""
+
+    def __init__(self, cfg: WorldModelConfig, obs_spec: ObsSpec, act_spec: ActSpec):
+        super().__init__(obs_spec, act_spec)
+        self.cfg = cfg
+        self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
+        self.rssm = DYNAMICS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=self.encoder.out_dim, action_dim=act_spec.dim)
+        F = self.rssm.feat_dim
+        self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=F, obs_spec=obs_spec)
+        self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=F)
+        self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=F)
+        self.world_model: tuple[nn.Module, ...] = (self.encoder, self.rssm, self.reward, self.cont)
+        if cfg.use_reconstruction:
+            self.world_model += (self.decoder,)
+
+    def world_model_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        return adam((p for m in self.world_model for p in m.parameters()), cfg.world_model_lr, cfg.adam_eps)
+
+    # ------------------------------------------------------------------ acting
+
+    def initial_state(self, n: int) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            state = self.rssm.initial(n)
+        return {**state, "action": torch.zeros(n, self.act_spec.dim, device=self.device)}
+
+    def filter(self, obs: Any, is_first: torch.Tensor, state: dict[str, torch.Tensor] | None) -> dict:
+        """The posterior latent after the previous action (carried in `state`) and this observation."""
+        if state is None:
+            state = self.initial_state(len(is_first))
+        latent = {k: v for k, v in state.items() if k in ("deter", "stoch", "mean", "std", "logits")}
+        post, _ = self.rssm.obs_step(latent, state["action"], self.encoder(obs), is_first)
+        return post
+
+    @torch.no_grad()
+    def open_loop(self, obs: Any, action: torch.Tensor, context: int) -> torch.Tensor:
+        embed = self.encoder(obs_map(lambda x: x[:context][None], obs))  # [1, C, E]
+        is_first = torch.zeros(1, context, dtype=torch.bool, device=action.device)
+        post, _ = self.rssm.observe(embed, action[None, :context], is_first)
+        state = {k: v[:, -1] for k, v in post.items()}
+        feats = [self.rssm.features(post)[0]]  # [C, F]
+        for t in range(context, action.shape[0]):
+            state = self.rssm.img_step(state, action[None, t])
+            feats.append(self.rssm.features(state))
+        return self.decoder(torch.cat(feats)).mean
+
+    # ------------------------------------------------------------------ learning
+
+    def _world_model_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
+        """One world-model update on `[B, T, ...]`; returns the posterior states `[B, T, ...]` and metrics."""
+        cfg = self.cfg
+        obs, action = batch["obs"], batch["action"]  # [B, T, ...]
+        cont = 1.0 - batch["is_terminal"].float()
+        post, prior = self.rssm.observe(self.encoder(obs), action, batch["is_first"])
+        feats = self.rssm.features(post)  # [B, T, F]
+        dyn, rep, kl = kl_split(self.rssm.dist(post), self.rssm.dist(prior), cfg.kl.free_bits)
+        losses = {
+            "dyn": dyn.mean(),
+            "rep": rep.mean(),
+            "reward": self.reward(feats).loss(batch["reward"]).mean(),
+            "cont": -self.cont(feats).log_prob(cont).mean(),
+        }
+        if cfg.use_reconstruction:
+            losses["recon"] = self.decoder(feats).loss(obs).mean()
+        dyn_scale, rep_scale = cfg.kl.weights()
+        total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
+        total = total + losses.get("recon", 0.0)
+        metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
+        metrics.update({f"world_model/{k}": v.item() for k, v in losses.items()})
+        metrics["world_model/kl"] = kl.mean().item()
+        return post, metrics
+
+    def _reward_cont(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted rewards and continue probabilities `[...]` of features `[..., F]`."""
+        return self.reward(feats).mean, self.cont(feats).mean
+
+    def _maybe_report(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        if self.cfg.report_every and self.updates % self.cfg.report_every == 0:
+            return self._report(batch)
+        return {}
+
+    @torch.no_grad()
+    def _report(self, batch: dict[str, torch.Tensor], context: int = 5) -> dict[str, float]:
+        """Open-loop prediction error by horizon: observe `context` steps, then imagine the rest from
+        the real actions and compare observations and rewards with what really happened."""
+        obs, action, reward = batch["obs"], batch["action"], batch["reward"]
+        T = action.shape[1]
+        if context >= T:
+            return {}
+        post, _ = self.rssm.observe(
+            self.encoder(obs_map(lambda x: x[:, :context], obs)), action[:, :context], batch["is_first"][:, :context]
+        )
+        state = {k: v[:, -1] for k, v in post.items()}
+        metrics = {}
+        valid = ~batch["is_first"][:, context:].cumsum(1).bool()  # stop at a new episode
+        for h, t in enumerate(range(context, T), start=1):
+            state = self.rssm.img_step(state, action[:, t])
+            if h in (1, 5, 10, 15, 30) and valid[:, h - 1].any():
+                feat = self.rssm.features(state)
+                mask = valid[:, h - 1]
+                target = obs_map(lambda x, t=t: x[:, t], obs)
+                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean().item()
+                metrics[f"openloop/reward_error_h{h}"] = (
+                    (self.reward(feat).mean - reward[:, t]).abs()[mask].mean().item()
+                )
+        return metrics
