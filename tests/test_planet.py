@@ -12,6 +12,7 @@ from worldmodels.config import load_config
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.planners.cem import CEM
+from worldmodels.planners.protocol import rollout_objective
 from worldmodels.train import Trainer
 
 TINY_PLANET = [
@@ -76,6 +77,15 @@ def test_plans_the_best_action_through_the_shared_planner(name):
     assert calls == [(2, 3, 1)]  # one batched optimisation for both environments
     assert action.shape == (2, 1) and state["plan"].shape == (2, 3, 1)
     assert torch.allclose(action, torch.full((2, 1), 0.5), atol=0.1)
+
+
+@pytest.mark.parametrize("use_continue, expected", [(True, 1 + 0.5 + 0.25), (False, 3.0)])
+def test_imagined_rewards_are_weighted_by_the_predicted_continues(use_continue, expected):
+    planet = agent(f"agent.use_continue={str(use_continue).lower()}")
+    planet._reward_cont = lambda feats: (torch.ones(len(feats)), torch.full((len(feats),), 0.5))
+    start = (torch.zeros(2, 16), torch.zeros(2, 4), torch.ones(2))
+    returns = rollout_objective(planet.model(), start)(torch.zeros(2, 5, 3, 1))  # [B, P] over H = 3 steps
+    assert returns.shape == (2, 5) and torch.allclose(returns, torch.full((2, 5), expected))
 
 
 def test_actions_stay_within_bounds_even_when_the_model_wants_more():

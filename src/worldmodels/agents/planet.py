@@ -35,8 +35,10 @@ from worldmodels.registry import AGENTS, PLANNERS
 class PlaNetAgent(RSSMAgent):
     @dataclass
     class Config(WorldModelConfig):
-        rssm: Spec = component("dynamics", "rssm", deter=200, stoch=30, classes=0, hidden=200, act="elu", norm=False)
-        """Gaussian RSSM (PlaNet: deter 200, stoch 30, hidden 200)."""
+        rssm: Spec = component(
+            "dynamics", "rssm", deter=200, stoch=30, classes=0, hidden=200, act="elu", norm=False, learned_initial=False
+        )
+        """Gaussian RSSM (PlaNet: deter 200, stoch 30, hidden 200, episodes start from h = 0)."""
         reward: Spec = component("reward", "mlp", use_symlog=False)
         """Gaussian (squared-error) reward head."""
         planner: Spec = component(
