@@ -33,7 +33,7 @@ def _list(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from worldmodels.api import default_run_dir
     from worldmodels.config import load_config, read_preset
-    from worldmodels.train import Trainer
+    from worldmodels.train import make_trainer
 
     overrides = list(args.overrides)
     if args.resume:
@@ -50,7 +50,7 @@ def _train(args: argparse.Namespace) -> None:
             raise ConfigError("wm train needs a preset first, e.g. `wm train latent_mlp env.id=Pendulum-v1`")
         cfg = load_config(args.preset, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(Path(args.preset).stem, cfg.env.id)
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
+    trainer = make_trainer(cfg, run_dir, resume=bool(args.resume))
     try:
         summary = trainer.run()
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 from worldmodels.dynamics import ensemble, mlp  # noqa: F401
 from worldmodels.dynamics.latent_mlp import LatentMLPDynamics
+from worldmodels.dynamics.mdn_rnn import MDNRNN
 from worldmodels.dynamics.muzero import MuZeroMLP, MuZeroResNet  # noqa: F401
 from worldmodels.dynamics.rssm import RSSM
 
-__all__ = ["RSSM", "LatentMLPDynamics"]
+__all__ = ["MDNRNN", "RSSM", "LatentMLPDynamics"]

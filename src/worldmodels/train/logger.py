@@ -25,12 +25,13 @@ class Logger:
         self.file = self.path.open("a")
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
+    def log(self, step: int, metrics: dict[str, float], tb_step: int | None = None) -> None:
+        """One line at env step `step`; TensorBoard plots it at `tb_step` when given (a stage's own counter)."""
         clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         self.file.write(json.dumps({"step": step, **clean}) + "\n")
         self.file.flush()
         for key, value in clean.items():
-            self.tb.add_scalar(key, value, step)
+            self.tb.add_scalar(key, value, step if tb_step is None else tb_step)
 
     def flush(self) -> None:
         self.file.flush()

@@ -52,6 +52,17 @@ def _to_device(state: Any, device: torch.device) -> Any:
     return state.to(device) if isinstance(state, torch.Tensor) else state
 
 
+def resume_point(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint a run continues from (None for a new run); refuses a resume without one and a new
+    run in a folder that already holds one."""
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if resume and ckpt is None:
+        raise CheckpointError(f"cannot resume: '{run_dir}' holds no complete checkpoint")
+    if not resume and ckpt is not None:
+        raise ConfigError(f"'{run_dir}' already holds a run; continue it with --resume or pick another --run-dir")
+    return ckpt
+
+
 def crossed(before: int, after: int, every: int) -> bool:
     """Whether a multiple of `every` lies in (before, after]."""
     return every > 0 and before // every != after // every
@@ -66,13 +77,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        ckpt = latest_checkpoint(self.run_dir / "checkpoints")
-        if resume and ckpt is None:
-            raise CheckpointError(f"cannot resume: '{self.run_dir}' holds no complete checkpoint")
-        if not resume and ckpt is not None:
-            raise ConfigError(
-                f"'{self.run_dir}' already holds a run; continue it with --resume or pick another --run-dir"
-            )
+        ckpt = resume_point(self.run_dir, resume)
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)

@@ -1,0 +1,226 @@
+"""World Models (Ha & Schmidhuber 2018): V compresses each frame to z, M (an MDN-RNN) predicts the next
+z as a mixture of Gaussians given the action and its memory h, and C acts on [z, h] alone:
+
+    V:  z_t ~ q(z | o_t)                                    (ConvVAE, trained on frames of random rollouts)
+    M:  P(z_{t+1} | a_t, z_t, h_t) = Σ_k π_k N(μ_k, σ_k)     (LSTM + mixture head, + reward and termination)
+    C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
+
+The three parts are trained one after the other (the stages of `train/world_models.py`); this file holds
+the models and each part's learning step. A dream rollout runs entirely inside M: the controller acts on
+M's sampled latents at temperature τ, collects M's predicted rewards and stops where M predicts the
+episode terminates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from worldmodels.agents.base import Agent, adam, step
+from worldmodels.agents.controller import Controller, ControllerConfig
+from worldmodels.config import non_negative, param, positive, unit
+from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
+from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.registry import AGENTS, DYNAMICS, REPRESENTATIONS
+from worldmodels.representations.conv_vae import ConvVAE
+
+Stage = Literal["all", "collect", "vae", "mdrnn", "controller"]
+
+
+@dataclass
+class CollectConfig:
+    rollouts: int = positive(200)
+    """Episodes of the random policy whose frames train V and M (the paper: 10,000)."""
+    policy: Literal["uniform", "brownian"] = "uniform"
+    """Random actions: independent uniform draws, or (continuous actions) a clipped random walk
+    a_{t+1} = a_t + √dt·N(0, 1) with dt = 1/50, which drives further than jitter."""
+    max_steps: int | None = None
+    """Cut each random rollout after this many steps (None: the environment's time limit)."""
+    workers: int = positive(2)
+    """Processes collecting rollouts in parallel."""
+
+
+@dataclass
+class VAETrainConfig:
+    epochs: int = positive(10)
+    """Passes over all collected frames."""
+    batch_size: int = positive(32)
+    lr: float = positive(1e-3)
+    grad_clip: float = positive(100.0)
+
+
+@dataclass
+class MDNTrainConfig:
+    epochs: int = positive(20)
+    """Passes over all collected steps (windows of `seq_len` drawn at random positions)."""
+    batch_size: int = positive(16)
+    seq_len: int = param(32, lambda v: v >= 2, "an integer >= 2")
+    """Steps per training window; the LSTM starts each window from zeros, as at an episode's start."""
+    lr: float = positive(1e-3)
+    grad_clip: float = positive(1.0)
+    validation: float = unit(0.1)
+    """Fraction of the rollouts held out to measure M and the no-memory baseline on."""
+
+
+@dataclass
+class EvolutionConfig:
+    where: Literal["real", "dream"] = "real"
+    """Score candidates by rollouts in the real environment, or inside M's dream."""
+    population: int = positive(16)
+    """Candidates per CMA-ES generation (the paper: 64)."""
+    samples: int = positive(4)
+    """Rollouts per candidate; its fitness is their mean return (the paper: 16)."""
+    generations: int = positive(50)
+    sigma: float = positive(0.1)
+    """Initial CMA-ES step size (the parameters start at zero)."""
+    workers: int = positive(2)
+    """Processes stepping real-environment rollouts in parallel (1: in this process)."""
+    temperature: float = positive(1.15)
+    """τ of M when sampling dream latents (higher: a more random, harder dream)."""
+    dream_horizon: int = positive(1000)
+    """Longest dream rollout, in steps."""
+    max_steps: int | None = None
+    """Cut real-environment rollouts after this many steps (None: the environment's time limit)."""
+    eval_every: int = non_negative(5)
+    """Generations between evaluations of the search's mean in the real environment (0: only at the end)."""
+
+
+@AGENTS.register("world_models")
+class WorldModelsAgent(Agent):
+    @dataclass
+    class Config:
+        stage: Stage = "all"
+        """`all` runs every unfinished stage in order; a single stage runs that one alone (redoing it if
+        finished, which also resets the stages after it). Not kept in the run's config.yaml."""
+        vae: ConvVAE.Config = field(default_factory=ConvVAE.Config)
+        mdrnn: MDNConfig = field(default_factory=MDNConfig)
+        controller: ControllerConfig = field(default_factory=ControllerConfig)
+        collect: CollectConfig = field(default_factory=CollectConfig)
+        vae_train: VAETrainConfig = field(default_factory=VAETrainConfig)
+        mdrnn_train: MDNTrainConfig = field(default_factory=MDNTrainConfig)
+        evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
+        super().__init__(obs_spec, act_spec)
+        if not obs_spec.is_image:
+            raise ConfigError(
+                f"world_models sees frames through its VAE, got observations {obs_spec}; use env.obs=pixels"
+            )
+        self.cfg = cfg
+        self.vae: ConvVAE = REPRESENTATIONS.build("conv_vae", cfg.vae, obs_spec=obs_spec)
+        z_dim = cfg.vae.latent_dim
+        self.mdrnn: MDNRNN = DYNAMICS.build("mdn_rnn", cfg.mdrnn, z_dim=z_dim, action_dim=act_spec.dim)
+        self.memoryless = MemorylessMDN(cfg.mdrnn, z_dim, act_spec.dim)
+        self.controller = Controller(cfg.controller, z_dim + cfg.mdrnn.hidden, act_spec)
+        self.register_buffer("controller_params", torch.zeros(self.controller.num_params))
+        self.optimizers = {
+            "vae": adam(self.vae.parameters(), cfg.vae_train.lr, 1e-8),
+            "mdrnn": adam(self.mdrnn.parameters(), cfg.mdrnn_train.lr, 1e-8),
+            "memoryless": adam(self.memoryless.parameters(), cfg.mdrnn_train.lr, 1e-8),
+        }
+
+    # ------------------------------------------------------------------ acting
+
+    def initial_state(self, n: int) -> LSTMState:
+        return self.mdrnn.initial_state(n)
+
+    @torch.no_grad()
+    def act(
+        self, obs: torch.Tensor, is_first: torch.Tensor, state: LSTMState, explore: bool
+    ) -> tuple[torch.Tensor, LSTMState]:
+        """a_t = C([z_t, h_t]) with z_t the VAE's mean (a sample when exploring); then M takes (z_t, a_t)."""
+        keep = (~is_first).float()[None, :, None]
+        state = (state[0] * keep, state[1] * keep)
+        q = self.vae(obs)
+        z = q.sample() if explore else q.mean
+        return self.control(self.controller_params[None], z, state)
+
+    def control(self, params: torch.Tensor, z: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        """Each row acts with its own controller parameters `[N, P]` (or one row for all) on [z `[N, Z]`, h];
+        returns the actions `[N, A]` and M's state after seeing (z, a)."""
+        action = self.controller(params, torch.cat([z, state[0][0]], -1))
+        _, state = self.mdrnn(z, action, state)
+        return action, state
+
+    @torch.no_grad()
+    def dream_returns(
+        self, params: torch.Tensor, z0: torch.Tensor, temperature: float, horizon: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns and lengths `[N]` of rollouts inside M: row i starts from latent `z0[i]` and acts with
+        `params[i]`; next latents are sampled at `temperature`, rewards are M's predictions, and a row
+        stops when its sampled termination (Bernoulli of M's probability) fires."""
+        n = z0.shape[0]
+        z, state = z0, self.mdrnn.initial_state(n)
+        alive = torch.ones(n, dtype=torch.bool, device=z0.device)
+        returns = torch.zeros(n, device=z0.device)
+        lengths = torch.zeros(n, device=z0.device)
+        for _ in range(horizon):
+            action = self.controller(params, torch.cat([z, state[0][0]], -1))
+            pred, state = self.mdrnn(z, action, state)
+            returns += pred.reward * alive
+            lengths += alive.float()
+            done = torch.rand(n, generator=generator, device=z0.device) < torch.sigmoid(pred.done_logit)
+            alive &= ~done
+            if not alive.any():
+                break
+            z = pred.sample(temperature, generator)
+        return returns, lengths
+
+    @torch.no_grad()
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+        """Frames `[T, H, W, C]`: the VAE's reconstructions of the first `context` real frames, then M's
+        dream from there, the controller acting on M's latents sampled at the configured τ (the real
+        actions after the context are not used: in the dream the controller chooses its own)."""
+        z_real = self.vae(obs).mean  # [T, Z]
+        z, state = z_real[:1], self.mdrnn.initial_state(1)
+        latents = [z]
+        for t in range(1, len(obs)):
+            if t < context:
+                _, state = self.mdrnn(z, action[t : t + 1].float(), state)
+                z = z_real[t : t + 1]
+            else:
+                a = self.controller(self.controller_params[None], torch.cat([z, state[0][0]], -1))
+                pred, state = self.mdrnn(z, a, state)
+                z = pred.sample(self.cfg.evolution.temperature)
+            latents.append(z)
+        return self.vae.decode(torch.cat(latents)).mean
+
+    # ------------------------------------------------------------------ learning steps
+
+    def vae_update(self, frames: torch.Tensor) -> dict[str, float]:
+        """One step on uint8 frames `[N, H, W, C]`: reconstruction + KL with the paper's tolerance."""
+        loss, metrics = self.vae.loss(frames)
+        step(self.optimizers["vae"], loss, self.cfg.vae_train.grad_clip, "vae")
+        return metrics
+
+    def mdrnn_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One step of M, and of the no-memory baseline, on windows `[B, T]`: `z` (sampled from V's
+        posterior), `action` (a_t, taken after z_t), `reward` and `done` (of step t + 1), `mask`."""
+        z, a = batch["z"], batch["action"]
+        target = (batch["z"][:, 1:], batch["reward"][:, 1:], batch["done"][:, 1:], batch["mask"][:, 1:])
+        pred, _ = self.mdrnn(z[:, :-1], a[:, 1:])
+        parts = mdn_loss(pred, *target)
+        step(self.optimizers["mdrnn"], self.cfg.mdrnn.weigh(parts), self.cfg.mdrnn_train.grad_clip, "mdrnn")
+        base = mdn_loss(self.memoryless(z[:, :-1], a[:, 1:]), *target)
+        step(self.optimizers["memoryless"], self.cfg.mdrnn.weigh(base), self.cfg.mdrnn_train.grad_clip, "memoryless")
+        self.updates += 1
+        metrics = {f"mdrnn/{k}": v.item() for k, v in parts.items()}
+        return metrics | {f"memoryless/{k}": v.item() for k, v in base.items()}
+
+    @torch.no_grad()
+    def mdrnn_validate(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """M's and the baseline's losses on held-out windows (same layout as `mdrnn_update`)."""
+        z, a = batch["z"], batch["action"]
+        target = (z[:, 1:], batch["reward"][:, 1:], batch["done"][:, 1:], batch["mask"][:, 1:])
+        parts = mdn_loss(self.mdrnn(z[:, :-1], a[:, 1:])[0], *target)
+        base = mdn_loss(self.memoryless(z[:, :-1], a[:, 1:]), *target)
+        return {f"valid/mdrnn_{k}": v.item() for k, v in parts.items()} | {
+            f"valid/memoryless_{k}": v.item() for k, v in base.items()
+        }
+
+    def set_controller(self, params: np.ndarray) -> None:
+        self.controller_params.copy_(torch.as_tensor(params, dtype=torch.float32))

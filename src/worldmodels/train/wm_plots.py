@@ -1,0 +1,78 @@
+"""Pictures of a World Models run: VAE reconstructions as a grid, and the pipeline's curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodels.agents.world_models import WorldModelsAgent
+from worldmodels.train.logger import plt, read_metrics
+
+
+@torch.no_grad()
+def reconstruction_grid(agent: WorldModelsAgent, files: list[Path], out: Path, columns: int = 8) -> Path:
+    """Frames from `columns` rollouts (top row) and V's reconstructions of them (bottom row), as a PNG."""
+    import imageio.v2 as imageio
+
+    picks = np.linspace(0, len(files) - 1, min(columns, len(files))).round().astype(int)
+    frames = []
+    for i in picks:
+        with np.load(files[i], allow_pickle=False) as npz:
+            obs = npz["obs"]
+        frames.append(obs[len(obs) // 2])
+    real = np.stack(frames)
+    recon = agent.vae.decode(agent.vae(torch.as_tensor(real, device=agent.device)).mean).mean
+    recon = recon.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    rows = [np.concatenate(list(row), 1) for row in (real, recon)]
+    grid = np.concatenate([rows[0], np.full_like(rows[0][:2], 255), rows[1]], 0)
+    if grid.shape[-1] == 1:
+        grid = grid.repeat(3, -1)
+    imageio.imwrite(out, np.kron(grid, np.ones((2, 2, 1), np.uint8)))
+    return out
+
+
+def plot_pipeline(run_dir: Path, title: str) -> Path:
+    """`curve.png`: V's loss per epoch, M's NLL against the no-memory baseline per epoch, and the
+    controller's fitness per generation with the real-environment evaluations and the random policy."""
+    rows = read_metrics(run_dir)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=100)
+
+    def series(counter: str, key: str) -> tuple[list[float], list[float]]:
+        pts = [(r[counter], r[key]) for r in rows if counter in r and key in r]
+        return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
+
+    ax = axes[0]
+    for key, label in (("vae/loss", "loss"), ("vae/recon", "reconstruction"), ("vae/kl", "KL")):
+        ax.plot(*series("vae/epoch", key), marker="o", ms=3, label=label)
+    ax.set(title="V: ConvVAE", xlabel="epoch", ylabel="per frame")
+    ax = axes[1]
+    for key, label, style in (
+        ("mdrnn/nll", "MDN-RNN (train)", "-"),
+        ("valid/mdrnn_nll", "MDN-RNN (held out)", "-"),
+        ("memoryless/nll", "no memory (train)", "--"),
+        ("valid/memoryless_nll", "no memory (held out)", "--"),
+    ):
+        ax.plot(*series("mdrnn/epoch", key), ls=style, marker="o", ms=3, label=label)
+    ax.set(title="M: GMM NLL of the next z", xlabel="epoch", ylabel="nats per latent dim")
+    ax = axes[2]
+    ax.plot(*series("controller/generation", "controller/fitness_mean"), label="population mean fitness")
+    ax.plot(*series("controller/generation", "controller/fitness_max"), alpha=0.6, label="best candidate")
+    gens, evals = series("controller/generation", "eval/return")
+    if gens:
+        ax.plot(gens, evals, color="tab:red", marker="o", ms=4, lw=2, label="eval (search mean, real env)")
+    random_returns = [r["collect/return"] for r in rows if "collect/return" in r]
+    if random_returns:
+        ax.axhline(random_returns[-1], color="k", ls=":", label="random policy")
+    ax.set(title="C: CMA-ES", xlabel="generation", ylabel="return")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = run_dir / "curve.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out
