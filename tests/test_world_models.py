@@ -218,7 +218,8 @@ def test_stages_resume_and_run_alone(tmp_path, capsys):
     run = tmp_path / "run"
     cfg = load_config("world_models", [*TINY, "agent.stage=collect"])
     with pytest.raises(ConfigError, match="agent.stage=collect"):
-        make_trainer(load_config("world_models", [*TINY, "agent.stage=mdrnn"]), tmp_path / "fresh").run()
+        make_trainer(load_config("world_models", [*TINY, "agent.stage=mdrnn"]), tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists()
     trainer = make_trainer(cfg, run)
     assert isinstance(trainer, WorldModelsTrainer)
     assert trainer.run()["stages_done"] == ["collect"]
@@ -234,6 +235,8 @@ def test_stages_resume_and_run_alone(tmp_path, capsys):
     done = WorldModelsTrainer(first, run, resume=True)
     assert done.p["done"] == ["collect", "vae", "mdrnn"] and len(done.p["evolution"]["history"]) == 1
     done.close()
+    assert main(["train", "--resume", str(run), "agent.evolution.population=6"]) == 2
+    assert "agent.evolution.population=4" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "train.steps=1000000"]) == 0
     rows = _rows(run)
     assert [r["controller/generation"] for r in rows if "controller/generation" in r] == [1, 2, 3]

@@ -94,8 +94,8 @@ class WorldModelsAgent(Agent):
     @dataclass
     class Config:
         stage: Stage = "all"
-        """`all` runs every unfinished stage in order; a single stage runs that one alone (redoing it if
-        finished, which also resets the stages after it). Not kept in the run's config.yaml."""
+        """`all` continues every unfinished stage in order; a single stage runs that one alone, from scratch
+        (resetting the stages after it, which depend on it). Not kept in the run's config.yaml."""
         vae: ConvVAE.Config = field(default_factory=ConvVAE.Config)
         mdrnn: MDNConfig = field(default_factory=MDNConfig)
         controller: ControllerConfig = field(default_factory=ControllerConfig)

@@ -62,21 +62,24 @@ class WorldModelsTrainer:
         pool.close()
         self.agent: WorldModelsAgent = build_agent(cfg, pool.obs_spec, pool.act_spec)
         self.device = self.agent.device
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        kept = copy.deepcopy(cfg)
-        kept.agent.cfg.stage = "all"  # a stage is this command's choice: a later --resume continues them all
-        save_config(kept, self.run_dir / "config.yaml")
         self.p: dict[str, Any] = {"done": [], "saves": 0, "step": 0, "log_lines": 0, "lengths": [], "returns": []}
         self.p |= {"vae_epoch": 0, "mdrnn_epoch": 0, "evolution": None, "last_eval": None}
         if resume:
             self._restore(ckpt)
+        self.stages = self._plan()  # before the folder is touched: a stage that cannot run changes nothing
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        kept = copy.deepcopy(cfg)
+        kept.agent.cfg.stage = "all"  # a stage is this command's choice: a later --resume continues them all
+        save_config(kept, self.run_dir / "config.yaml")
         self.logger = Logger(self.run_dir)
         self.step = self.p["step"]
+        if self.wm.stage != "all":
+            self.save()  # the reset stages are recorded at once
 
     # ------------------------------------------------------------------ stages
 
     def run(self) -> dict[str, Any]:
-        for stage in self._plan():
+        for stage in self.stages:
             getattr(self, f"_{stage}")()
             if stage not in self.p["done"]:
                 break  # stopped early (budget or stop_return); the stage resumes next time
@@ -88,6 +91,12 @@ class WorldModelsTrainer:
     def _plan(self) -> list[str]:
         stage, done = self.wm.stage, self.p["done"]
         if stage == "all":
+            search = self.p["evolution"]
+            if search is not None and search["popsize"] != self.wm.evolution.population:
+                raise ConfigError(
+                    f"the controller search in '{self.run_dir}' runs with agent.evolution.population="
+                    f"{search['popsize']}; continue it with that, or start it again with agent.stage=controller"
+                )
             return [s for s in STAGES if s not in done]
         missing = [s for s in STAGES[: STAGES.index(stage)] if s not in done]
         if missing:
@@ -95,8 +104,7 @@ class WorldModelsTrainer:
                 f"stage '{stage}' needs {NEEDS[stage]}, but stage '{missing[0]}' has not finished in "
                 f"'{self.run_dir}'; run it first with agent.stage={missing[0]} (or agent.stage=all)"
             )
-        if stage in done:
-            self._reset_from(stage)
+        self._reset_from(stage)
         return [stage]
 
     def _reset_from(self, stage: str) -> None:
@@ -186,10 +194,7 @@ class WorldModelsTrainer:
 
     def _mdrnn(self) -> None:
         t = self.wm.mdrnn_train
-        latents_path = self.run_dir / "latents.npz"
-        if not latents_path.exists():
-            encode_rollouts(self.agent, self._files(), latents_path)
-        data = load_latents(latents_path)
+        data = self._latents()
         episodes = len(data["starts"])
         held = min(episodes - 1, round(episodes * t.validation)) if t.validation > 0 else 0
         train_eps, valid_eps = np.arange(episodes - held), np.arange(episodes - held, episodes)
@@ -222,6 +227,13 @@ class WorldModelsTrainer:
                 self.p["done"].append("mdrnn")
             self.save()
         bar.close()
+
+    def _latents(self) -> dict[str, np.ndarray]:
+        """Every collected frame encoded by V (computed once per trained V, kept in latents.npz)."""
+        path = self.run_dir / "latents.npz"
+        if not path.exists():
+            encode_rollouts(self.agent, self._files(), path)
+        return load_latents(path)
 
     def _controller(self) -> None:
         e, seed = self.wm.evolution, self.cfg.train.seed
@@ -285,7 +297,7 @@ class WorldModelsTrainer:
 
     def _dream_starts(self) -> torch.Tensor:
         """Latents `[N, Z]` of the first frames of the collected episodes (dreams start from them)."""
-        data = load_latents(self.run_dir / "latents.npz")
+        data = self._latents()
         first = data["starts"]
         mean, log_std = torch.as_tensor(data["mean"][first]), torch.as_tensor(data["log_std"][first])
         return (mean + log_std.exp() * torch.randn(mean.shape)).to(self.device)
