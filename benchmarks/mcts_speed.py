@@ -1,7 +1,9 @@
 """MCTS speed: simulations per second of `planners.mcts.search` for B = 1, 16, 256, 1024 trees at 50
 simulations, with a small MLP model (state 32, hidden 64, 4 actions), on CPU (and CUDA when present).
+Each batch runs the eager loop (`compile: false`) and, up to `compile_max_batch` trees, the compiled
+fixed-shape simulation (`compile: true`); model calls are part of every simulation timed.
 
-    python benchmarks/mcts_speed.py --out result.json [--batches 1 16 256 1024] [--repeats 5] [--threads 1]
+    python benchmarks/mcts_speed.py --out result.json [--batches 1 16 256 1024] [--repeats 20] [--threads 1]
 
 One intra-op thread by default: every op here is small, and a second thread only adds synchronisation
 (on this 2-core machine, 2 threads measured 4x slower at B = 256 while other work shared the cores).
@@ -14,6 +16,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -47,15 +50,18 @@ class SmallModel(nn.Module):
         return s, reward, pred[:, :ACTIONS], pred[:, ACTIONS]
 
 
-def measure(model: SmallModel, B: int, device: torch.device, repeats: int, cfg: MCTSConfig) -> float:
+def measure(model: SmallModel, B: int, device: torch.device, repeats: int, cfg: MCTSConfig) -> tuple[float, float]:
+    """Simulations/s (best of `repeats` searches) and the seconds of the first search (compiling, if any)."""
     obs = torch.randn(B, OBS, device=device)
 
     def once() -> None:
         search(obs, model.root, model.recurrent, cfg, explore=True)
 
+    start = time.perf_counter()
     once()  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
+    first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -63,14 +69,22 @@ def measure(model: SmallModel, B: int, device: torch.device, repeats: int, cfg: 
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return B * cfg.num_simulations / min(times)
+    return B * cfg.num_simulations / min(times), first
+
+
+def same_search(model: SmallModel, B: int, device: torch.device, cfg: MCTSConfig) -> bool:
+    """Whether the compiled and the eager search build the same trees (deterministic search, same visits)."""
+    obs = torch.randn(B, OBS, device=device)
+    loop, fixed = (replace(cfg, compile=c) for c in (False, True))
+    runs = [search(obs, model.root, model.recurrent, c, explore=False) for c in (loop, fixed)]
+    return torch.equal(runs[0].visit_counts, runs[1].visit_counts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256, 1024])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--simulations", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (ops here are tiny)")
     args = parser.parse_args()
@@ -79,24 +93,32 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = MCTSConfig(num_simulations=args.simulations)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    rows = []
+    rows, same = [], []
     for device in devices:
         model = SmallModel().to(device).eval()
-        for B in args.batches:
-            with torch.inference_mode():
-                rate = measure(model, B, device, args.repeats, cfg)
-            rows.append([device.type, B, args.simulations, round(rate), round(B / rate * args.simulations * 1e3, 2)])
-            print(f"{device.type:5s} B={B:5d}  {rate:12,.0f} simulations/s", flush=True)
+        for batch in args.batches:
+            for compiled in (False, True) if batch <= cfg.compile_max_batch else (False,):
+                with torch.inference_mode():
+                    rate, first = measure(model, batch, device, args.repeats, replace(cfg, compile=compiled))
+                    if compiled:
+                        same.append(same_search(model, batch, device, cfg))
+                path = "compiled graph" if compiled else "eager loop"
+                ms = round(batch / rate * args.simulations * 1e3, 2)
+                rows.append([device.type, batch, path, args.simulations, round(rate), ms, round(first, 1)])
+                print(f"{device.type:5s} B={batch:5d} {path:14s} {rate:12,.0f} simulations/s", flush=True)
     result = {
         "description": (
             f"MCTS simulations/s, {args.simulations} simulations, MLP model (state {STATE}, hidden {HIDDEN}, "
             f"{ACTIONS} actions), pUCT with Dirichlet noise; best of {args.repeats}"
         ),
-        "columns": ["device", "trees B", "simulations", "simulations/s", "ms per search"],
+        "columns": ["device", "trees B", "path", "simulations", "simulations/s", "ms per search", "first search s"],
         "rows": rows,
         "notes": (
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads available, "
-            f"torch {torch.__version__} with {torch.get_num_threads()} intra-op threads."
+            f"torch {torch.__version__} with {torch.get_num_threads()} intra-op threads. `compile: true` runs the "
+            f"compiled graph up to compile_max_batch = {cfg.compile_max_batch} trees and the eager loop above; "
+            f"the first search compiles (its seconds include the compiler's cache, warm or cold). Compiled and "
+            f"eager searches built the same trees: {all(same)}."
         ),
     }
     with open(args.out, "w") as f:

@@ -189,3 +189,58 @@ def test_the_accelerator_path_without_early_exit_gives_the_same_search(monkeypat
     full = search(obs, model.root, model.recurrent, cfg, explore=False)
     assert torch.equal(early.visit_counts, full.visit_counts) and torch.equal(early.action, full.action)
     torch.testing.assert_close(early.root_value, full.root_value, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_the_fixed_shape_simulation_gives_the_same_search_as_the_loop(monkeypatch, selection):
+    """`compile: true` runs `select_everywhere` / `backup_everywhere`; here run eagerly (compiling takes tens of
+    seconds), they must reproduce the depth loop's trees: same visits, values and actions, noise included."""
+    monkeypatch.setattr(mcts, "_compiled_simulation", lambda: mcts._simulate_fixed)
+    model = RandomModel(A=5, seed=3)
+    obs = torch.randn(7, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    invalid = torch.rand(7, 5, generator=torch.Generator().manual_seed(5)) < 0.4
+    invalid[:, 2] = False
+    for explore, simulations in [(False, 1), (False, 30), (True, 30)]:
+        outs = []
+        for compiled in (False, True):
+            torch.manual_seed(6)
+            cfg = _cfg(num_simulations=simulations, root_selection=selection, discount=0.95, compile=compiled)
+            outs.append(search(obs, model.root, model.recurrent, cfg, invalid, explore=explore))
+        loop, fixed = outs
+        assert torch.equal(loop.visit_counts, fixed.visit_counts) and torch.equal(loop.action, fixed.action)
+        for name in ("policy", "root_value", "q_values"):
+            torch.testing.assert_close(getattr(fixed, name), getattr(loop, name), rtol=1e-12, atol=1e-12)
+
+
+def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch):
+    """The chain of `test_backup_on_a_chain...` (depth grows by one every simulation) through the fixed-shape
+    simulation, against the same hand-computed returns."""
+    monkeypatch.setattr(mcts, "_compiled_simulation", lambda: mcts._simulate_fixed)
+    gamma, S = 0.9, 5
+
+    def root(obs):
+        return torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, 1), torch.tensor([0.5], dtype=torch.float64)
+
+    def recurrent(state, action):
+        d = state + 1
+        return d, d[:, 0], torch.zeros(1, 1), 10 * d[:, 0]
+
+    out = search(None, root, recurrent, MCTSConfig(num_simulations=S, discount=gamma, compile=True), explore=False)
+    returns = [0.5] + [sum(gamma ** (j - 1) * j for j in range(1, s + 1)) + gamma**s * 10 * s for s in range(1, S + 1)]
+    assert out.root_value.item() == pytest.approx(sum(returns) / (S + 1), rel=1e-12)
+    assert out.q_values.item() == pytest.approx(1 + gamma * sum((g - 1) / gamma for g in returns[1:]) / S, rel=1e-12)
+
+
+def test_batches_above_compile_max_batch_keep_the_eager_loop(monkeypatch):
+    calls = []
+
+    def fixed(tree, recurrent_fn):
+        calls.append(tree.B)
+        mcts._simulate_fixed(tree, recurrent_fn)
+
+    monkeypatch.setattr(mcts, "_compiled_simulation", lambda: fixed)
+    model = RandomModel()
+    cfg = _cfg(num_simulations=4, compile=True, compile_max_batch=2)
+    for B in (2, 3):
+        search(torch.randn(B, 3, dtype=torch.float64), model.root, model.recurrent, cfg, explore=False)
+    assert calls == [2] * 4

@@ -15,11 +15,17 @@ The model enters only through two callbacks:
     root(obs) -> (state [B, ...], prior_logits [B, A], value [B])
     recurrent(state [B, ...], action [B]) -> (state [B, ...], reward [B], prior_logits [B, A], value [B])
 
-Every step is a tensor op over the batch; the only Python loops run over simulations and tree depth.
+Every step is a tensor op over the batch; the only Python loops run over simulations and tree depth. That
+loop costs ~100 small ops per simulation, which at B = 1 is nearly all of the time. With `compile: true`,
+small batches instead run a fixed-shape simulation compiled once with `torch.compile` (selection, model call,
+expansion and backup in one graph): selection scores the edges of every node at once and finds the path by
+pointer doubling (`select_everywhere`), backup updates every node under a path mask (`backup_everywhere`).
+Its work grows with the tree's size rather than its depth, so large batches keep the loop.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +65,13 @@ class MCTSConfig:
     """Gumbel: c_visit of σ(q̂) = (c_visit + max_b N(b)) · c_scale · q̂."""
     value_scale: float = non_negative(0.1)
     """Gumbel: c_scale of σ(q̂)."""
+    compile: bool = False
+    """Run each simulation (selection, the model call, backup) as one `torch.compile`d graph of fixed shape,
+    for batches of at most `compile_max_batch` trees: a few fused calls instead of ~100 small ops, which is
+    what small batches need. The first search of each shape compiles (tens of seconds on a CPU)."""
+    compile_max_batch: int = positive(64)
+    """Larger batches keep the eager loop, whose work grows with the tree's depth rather than its size
+    (see `select_everywhere`); on a CPU it overtakes the compiled graph between 64 and 256 trees."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +134,16 @@ def search(
         if bool(invalid.all(-1).any()):
             raise ValueError("a root has every action marked invalid; at least one action must be valid")
         tree = _Tree.new(cfg, state, logits, value, invalid, explore)
-        for sim in range(cfg.num_simulations):
-            parent, action, path = tree.select(sim)
-            k = sim + 1
-            child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
-            tree.expand(k, parent, action, child_state, reward, child_logits)
-            tree.backup(path, child_value.to(tree.stats.dtype))
+        if cfg.compile and len(logits) <= cfg.compile_max_batch:
+            simulate = _compiled_simulation()
+            for _ in range(cfg.num_simulations):
+                simulate(tree, recurrent_fn)
+        else:
+            for sim in range(cfg.num_simulations):
+                parent, action, path = tree.select(sim)
+                child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
+                tree.expand(sim + 1, parent, action, child_state, reward, child_logits)
+                tree.backup(path, child_value.to(tree.stats.dtype))
         return tree.output(explore, temperature)
 
 
@@ -138,7 +155,10 @@ class _Tree:
 
     Per node, packed so that one gather reads every child of a node: `stats` `[B, N, 4]` holds N(s),
     W(s) (the sum of returns backed up through s), r (the reward on arriving in s) and Q = r + γ W / N
-    (the value of the edge into s); `explore` `[B, N]` caches c(s) · √N(s) of the pUCT bonus.
+    (the value of the edge into s); `explore` `[B, N]` caches c(s) · √N(s) of the pUCT bonus. The fixed-shape
+    simulation also keeps, per node `[B, N]`, its `parent`, `discount` γ^(depth − 1) and `prefix` return
+    Σ_{j≤depth} γ^{j-1} r_j, and `count`, the slot it fills next (a 0-dim tensor, so that one compiled graph
+    serves every simulation).
     """
 
     def __init__(self, cfg: MCTSConfig, B: int, A: int, state: Tensor, dtype: torch.dtype):
@@ -154,6 +174,13 @@ class _Tree:
         self.offset = torch.arange(B, device=dev) * N  # each tree's root
         self.dummy_flat = self.offset + self.dummy
         self.children = self.dummy_flat[:, None, None].expand(B, N, A).clone()  # flat index of each child
+        self.nodes = self.offset[:, None] + torch.arange(N, device=dev)  # flat index of each slot
+        self.parent = self.dummy_flat[:, None].expand(B, N).clone()
+        self.parent[:, 0] = self.offset
+        self.discount = torch.full((B, N), 1 / cfg.discount, dtype=dtype, device=dev)
+        self.prefix = torch.zeros(B, N, dtype=dtype, device=dev)
+        self.count = torch.tensor(1, device=dev)
+        self.hops = (N - 1).bit_length()  # 2^hops > the deepest possible path
         self.qmin = torch.full((B,), math.inf, dtype=dtype, device=dev)
         self.qmax = torch.full((B,), -math.inf, dtype=dtype, device=dev)
         # Q̄ = (Q − lo) · scale: min-max normalised once the tree has seen two different Q values
@@ -211,11 +238,15 @@ class _Tree:
         stats = self._stats.index_select(0, child.view(-1)).view(self.B, self.A, 4)
         return child, stats[..., VISITS], stats[..., Q]
 
-    def _puct(self, flat: Tensor, n: Tensor, q: Tensor) -> Tensor:
-        """pUCT scores `[B, A]` at nodes `flat` `[B]`:
-        Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
-        bonus = self.explore.view(-1).take(flat)[:, None] * self._prior.index_select(0, flat)
-        return (q - self.lo) * self.scale * (n > 0) + bonus / (1 + n)
+    def _puct(self, explore: Tensor, prior: Tensor, n: Tensor, q: Tensor) -> Tensor:
+        """pUCT scores `[B, ..., A]` of edges with prior, child visits and Q `[B, ..., A]` below nodes whose
+        c(s) √N(s) is `explore` `[B, ..., 1]`: Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
+        shape = (self.B,) + (1,) * (n.dim() - 1)
+        return (q - self.lo.view(shape)) * self.scale.view(shape) * (n > 0) + explore * prior / (1 + n)
+
+    def _puct_at(self, flat: Tensor, n: Tensor, q: Tensor) -> Tensor:
+        """pUCT scores `[B, A]` at nodes `flat` `[B]`."""
+        return self._puct(self.explore.view(-1).take(flat)[:, None], self._prior.index_select(0, flat), n, q)
 
     def _completed_q(self, n: Tensor, q: Tensor) -> Tensor:
         """Gumbel MuZero's σ(completed Q) at the root `[B, A]`: unvisited actions take the mixed value
@@ -251,7 +282,7 @@ class _Tree:
         if self.gumbel is not None:
             score = self._gumbel_score(n, q, self.schedule[:, sim : sim + 1])
         else:
-            score = self._puct(node, n, q).masked_fill(self.invalid, -math.inf)
+            score = self._puct_at(node, n, q).masked_fill(self.invalid, -math.inf)
         action = score.argmax(-1, keepdim=True)
         nxt = child.gather(1, action).squeeze(1)
         active = nxt != self.dummy_flat
@@ -262,7 +293,7 @@ class _Tree:
             # finished rows descend into the dummy slot, whose children are all the dummy again
             node = nxt
             child, n, q = self._children_of(node)
-            action = self._puct(node, n, q).argmax(-1, keepdim=True)
+            action = self._puct_at(node, n, q).argmax(-1, keepdim=True)
             nxt = child.gather(1, action).squeeze(1)
             expanded = nxt != self.dummy_flat
             path.append(torch.where(active & ~expanded, new, nxt))
@@ -273,16 +304,46 @@ class _Tree:
         parent = path.gather(1, leaf - 1).squeeze(1)
         return parent, torch.cat(actions, 1).gather(1, leaf - 1).squeeze(1), path
 
+    def select_everywhere(self) -> tuple[Tensor, Tensor, Tensor]:
+        """`select` with a fixed number of ops whatever the depth, for a compiled graph that serves every
+        simulation: parent `[B]` and action `[B]` as there, and the path `[B, N]` (bool) of the nodes from the
+        root to the parent. It scores the edges of every node at once, which gives each node its greedy child;
+        a node is on the path iff the chain of greedy edges above it reaches the root, which pointer doubling
+        finds in log2(N) gathers. The work grows with the tree (N · A per tree and simulation, against `select`'s
+        depth · A), so this pays only where the count of ops dominates: small batches."""
+        B, N, A = self.B, self.N, self.A
+        stats = self.stats.view(B * N, 4).index_select(0, self.children.view(-1)).view(B, N, A, 4)
+        n, q = stats[..., VISITS], stats[..., Q]
+        score = self._puct(self.explore[..., None], self.prior, n, q)
+        if self.gumbel is not None:
+            root = self._gumbel_score(n[:, 0], q[:, 0], self.schedule.index_select(1, (self.count - 1).view(1)))
+        else:
+            root = score[:, 0].masked_fill(self.invalid, -math.inf)
+        best = torch.cat([root[:, None], score[:, 1:]], 1).argmax(-1)  # [B, N]
+        greedy = self.children.gather(2, best[..., None]).squeeze(2)  # each node's greedy child (flat)
+        link = torch.where(greedy.view(-1).take(self.parent) == self.nodes, self.parent, self.dummy_flat[:, None])
+        link[:, 0] = self.offset
+        for _ in range(self.hops):
+            link = link.view(-1).take(link)
+        path = link == self.offset[:, None]
+        parent = (path * self.nodes).amax(1)  # the path's deepest node: slots grow with depth along a path
+        return parent, best.view(-1).take(parent), path
+
     def states_of(self, node: Tensor) -> Tensor:
         """Hidden states of nodes `[B]` (flat) → `[B, ...]`."""
         return self.states.view(self.B * self.N, *self.states.shape[2:]).index_select(0, node)
 
-    def expand(self, k: int, parent: Tensor, action: Tensor, state: Tensor, reward: Tensor, logits: Tensor) -> None:
-        """Write slot `k` of every tree: the child reached by `action` from `parent` (flat) `[B]`."""
-        self.states[:, k] = state
-        self.stats[:, k, REWARD] = reward
-        self.prior[:, k] = torch.softmax(logits.to(self.prior.dtype), -1)
-        self.children.view(-1).put_(parent * self.A + action, self.offset + k)
+    def expand(
+        self, k: int | Tensor, parent: Tensor, action: Tensor, state: Tensor, reward: Tensor, logits: Tensor
+    ) -> None:
+        """Write slot `k` of every tree: the child reached by `action` from `parent` (flat) `[B]`. `k` is an int
+        in the eager loop and the 0-dim `count` in the compiled graph, where the writes become index_put_s that
+        the compiler performs in place (not copies of whole arrays)."""
+        at = slice(k, k + 1) if isinstance(k, int) else k.view(1)
+        self.states[:, at] = state.unsqueeze(1)
+        self.stats[:, at, REWARD] = reward.to(self.stats.dtype)[:, None]
+        self.prior[:, at] = torch.softmax(logits.to(self.prior.dtype), -1)[:, None]
+        self.children.view(-1)[parent * self.A + action] = self.offset + k
 
     def backup(self, path: Tensor, leaf_value: Tensor) -> None:
         """Add the discounted return G_d to every node d on `path` `[B, D]`, all depths in one pass:
@@ -312,6 +373,38 @@ class _Tree:
         self.lo = torch.where(spread > 0, self.qmin[:, None], 0.0)
         self.scale = torch.where(spread > 0, 1 / spread, 1.0)
 
+    def place(self, parent: Tensor) -> None:
+        """Record where the node just expanded into slot `count` sits, for `select_everywhere` and
+        `backup_everywhere`: its parent, γ^(depth − 1), and its prefix Σ_{j≤depth} γ^{j-1} r_j."""
+        k = self.count.view(1)
+        discount = self.discount.view(-1).take(parent) * self.cfg.discount
+        self.parent[:, k] = parent[:, None]
+        self.discount[:, k] = discount[:, None]
+        self.prefix[:, k] = self.prefix.view(-1).take(parent)[:, None] + discount[:, None] * self.stats[:, k, REWARD]
+
+    def backup_everywhere(self, path: Tensor, leaf_value: Tensor) -> None:
+        """`backup` with a fixed number of ops, for the nodes of `path` `[B, N]` (bool) and the new node in slot
+        `count`: G_d = γ^{-d} (Σ_{j>d} γ^{j-1} r_j + γ^L v), the sum being the difference of two nodes'
+        `prefix` sums, since every node of the path is an ancestor of the new one."""
+        gamma = self.cfg.discount
+        new = self.count.view(1)
+        path = path | (self.nodes == self.offset[:, None] + self.count)
+        leaf = self.prefix.index_select(1, new) + leaf_value[:, None] * self.discount.index_select(1, new) * gamma
+        g = (leaf - self.prefix) / (self.discount * gamma)
+        self.stats[..., VISITS] += path
+        self.stats[..., VALUE] += torch.where(path, g, 0.0)
+        n = self.stats[..., VISITS]
+        q = self.stats[..., REWARD] + gamma * self.stats[..., VALUE] / n.clamp(min=1)
+        self.stats[..., Q] = q
+        self.explore.copy_(self._bonus(n))
+        # in place, so that the compiled graph has no outputs to hand back
+        edge = path & (self.nodes != self.offset[:, None])
+        self.qmin.copy_(torch.minimum(self.qmin, q.masked_fill(~edge, math.inf).amin(1)))
+        self.qmax.copy_(torch.maximum(self.qmax, q.masked_fill(~edge, -math.inf).amax(1)))
+        spread = (self.qmax - self.qmin)[:, None]
+        self.lo.copy_(torch.where(spread > 0, self.qmin[:, None], 0.0))
+        self.scale.copy_(torch.where(spread > 0, 1 / spread, 1.0))
+
     # ------------------------------------------------------------------ result
 
     def output(self, explore: bool, temperature: float) -> SearchOutput:
@@ -330,6 +423,23 @@ class _Tree:
                 action = n.argmax(-1)
         root_value = self.stats[:, 0, VALUE] / self.stats[:, 0, VISITS]
         return SearchOutput(action, n, policy, root_value, q)
+
+
+def _simulate_fixed(tree: _Tree, recurrent_fn: RecurrentFn) -> None:
+    """One simulation as the same graph for every simulation, so that it compiles once."""
+    parent, action, path = tree.select_everywhere()
+    child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
+    tree.expand(tree.count, parent, action, child_state, reward, child_logits)
+    tree.place(parent)
+    tree.backup_everywhere(path, child_value.to(tree.stats.dtype))
+    tree.count += 1
+
+
+@functools.cache
+def _compiled_simulation() -> Callable[[_Tree, RecurrentFn], None]:
+    # the C++ wrapper and no size asserts: at small batches the Python around the kernels is most of the cost
+    options = {"cpp_wrapper": True, "size_asserts": False, "alignment_asserts": False}
+    return torch.compile(_simulate_fixed, options=options)
 
 
 @PLANNERS.register("mcts")
