@@ -81,3 +81,15 @@ def test_wm_list_prints_every_kind(capsys):
         assert kind in out
     assert "latent_mlp" in out and "categorical" in out
     assert main(["list", "encodr"]) == 2
+
+
+def test_an_option_of_a_default_component_keeps_the_agents_other_defaults(tmp_path):
+    # planet's default planner is the paper's CEM (horizon 12, 10 iterations), not CEM's own defaults
+    preset = tmp_path / "bare_planet.yaml"
+    preset.write_text("agent: {name: planet}\n")
+    planner = load_config(str(preset), ["agent.planner.population=100"]).agent.cfg.planner
+    assert planner.name == "cem" and planner.cfg.population == 100
+    assert planner.cfg.horizon == 12 and planner.cfg.iterations == 10
+    # choosing another component starts from that component's own defaults
+    mppi = load_config(str(preset), ["agent.planner.name=mppi"]).agent.cfg.planner
+    assert mppi.name == "mppi"

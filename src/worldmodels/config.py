@@ -39,7 +39,7 @@ def component(kind: str, name: str, **cfg: Any) -> Any:
     def default() -> Spec:
         return Spec(name, parse(REGISTRIES[kind].get(name).Config, cfg, f"{kind}.{name}"))
 
-    return field(default_factory=default, metadata={"kind": kind, "default": name})
+    return field(default_factory=default, metadata={"kind": kind, "default": name, "options": cfg})
 
 
 def param(default: Any, check: typing.Callable[[Any], bool], expect: str) -> Any:
@@ -183,7 +183,7 @@ def _convert(tp: Any, value: Any, key: str, meta: typing.Mapping[str, Any]) -> A
     fail = ConfigError(f"bad value for '{key}': expected {_describe(tp)}, got {value!r}")
     origin = typing.get_origin(tp)
     if tp is Spec:
-        return _convert_spec(meta["kind"], meta.get("default"), value, key)
+        return _convert_spec(meta["kind"], meta.get("default"), meta.get("options", {}), value, key)
     if dataclasses.is_dataclass(tp):
         return parse(tp, value, key)
     if origin in (Union, types.UnionType):
@@ -252,7 +252,9 @@ def _number(text: str, fail: ConfigError) -> float:
         raise fail from None
 
 
-def _convert_spec(kind: str, default: str | None, value: Any, key: str) -> Spec:
+def _convert_spec(kind: str, default: str | None, options: dict[str, Any], value: Any, key: str) -> Spec:
+    """A component from `{name, <its options>}`. For the field's default component, options given here
+    are applied over the field's own defaults (so `agent.planner.population=100` keeps the agent's horizon)."""
     if isinstance(value, str):
         value = {"name": value}
     if isinstance(value, dict) and "name" not in value and default is not None:
@@ -267,13 +269,15 @@ def _convert_spec(kind: str, default: str | None, value: Any, key: str) -> Spec:
             f"unknown {kind} '{name}' at '{key}.name'{closest(str(name), registry.names())}; valid: {valid}"
         )
     rest = {k: v for k, v in value.items() if k != "name"}
-    options = [f.name for f in dataclasses.fields(registry.get(name).Config)]
+    valid_options = [f.name for f in dataclasses.fields(registry.get(name).Config)]
     for option in rest:
-        if option not in options:
+        if option not in valid_options:
             raise ConfigError(
-                f"'{key}.{option}' is not an option of {kind} '{name}'{closest(str(option), options)}; "
-                f"its options: {', '.join(options)} (options of another {kind} do not carry over)"
+                f"'{key}.{option}' is not an option of {kind} '{name}'{closest(str(option), valid_options)}; "
+                f"its options: {', '.join(valid_options)} (options of another {kind} do not carry over)"
             )
+    if name == default:
+        rest = {**options, **rest}
     return Spec(name, parse(registry.get(name).Config, rest, key))
 
 
