@@ -150,6 +150,12 @@ def search(
 VISITS, VALUE, REWARD, Q = range(4)  # columns of the per-node statistics
 
 
+def _puct(n: Tensor, q: Tensor, bonus: Tensor, lo: Tensor, scale: Tensor) -> Tensor:
+    """pUCT scores of edges with child visits N(s, a), Q(s, a) and bonus P(s, a) c(s) √N(s) (all `[B, ..., A]`)
+    under the normalisation Q̄ = (Q − lo) · scale: Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
+    return (q - lo) * scale * (n > 0) + bonus / (1 + n)
+
+
 class _Tree:
     """The arrays of B search trees with N node slots; see the module docstring.
 
@@ -238,15 +244,10 @@ class _Tree:
         stats = self._stats.index_select(0, child.view(-1)).view(self.B, self.A, 4)
         return child, stats[..., VISITS], stats[..., Q]
 
-    def _puct(self, explore: Tensor, prior: Tensor, n: Tensor, q: Tensor) -> Tensor:
-        """pUCT scores `[B, ..., A]` of edges with prior, child visits and Q `[B, ..., A]` below nodes whose
-        c(s) √N(s) is `explore` `[B, ..., 1]`: Q̄(s, a) (0 while unvisited) + P(s, a) c(s) √N(s) / (1 + N(s, a))."""
-        shape = (self.B,) + (1,) * (n.dim() - 1)
-        return (q - self.lo.view(shape)) * self.scale.view(shape) * (n > 0) + explore * prior / (1 + n)
-
     def _puct_at(self, flat: Tensor, n: Tensor, q: Tensor) -> Tensor:
         """pUCT scores `[B, A]` at nodes `flat` `[B]`."""
-        return self._puct(self.explore.view(-1).take(flat)[:, None], self._prior.index_select(0, flat), n, q)
+        bonus = self.explore.view(-1).take(flat)[:, None] * self._prior.index_select(0, flat)
+        return _puct(n, q, bonus, self.lo, self.scale)
 
     def _completed_q(self, n: Tensor, q: Tensor) -> Tensor:
         """Gumbel MuZero's σ(completed Q) at the root `[B, A]`: unvisited actions take the mixed value
@@ -314,7 +315,7 @@ class _Tree:
         B, N, A = self.B, self.N, self.A
         stats = self.stats.view(B * N, 4).index_select(0, self.children.view(-1)).view(B, N, A, 4)
         n, q = stats[..., VISITS], stats[..., Q]
-        score = self._puct(self.explore[..., None], self.prior, n, q)
+        score = _puct(n, q, self.explore[..., None] * self.prior, self.lo[..., None], self.scale[..., None])
         if self.gumbel is not None:
             root = self._gumbel_score(n[:, 0], q[:, 0], self.schedule.index_select(1, (self.count - 1).view(1)))
         else:
