@@ -253,3 +253,21 @@ def test_pixels_are_required(tmp_path):
         make_trainer(load_config("world_models", [*TINY, "env.obs=state"]), tmp_path / "run")
     with pytest.raises(ConfigError, match="agent.stage"):
         load_config("world_models", ["agent.stage=vea"])
+
+
+def test_worker_processes_score_candidates_like_this_process():
+    from worldmodels.train.wm_rollouts import ControllerRollouts
+
+    cfg = load_config("world_models", TINY)
+    agent = build_agent(cfg, IMAGE, ActSpec(True, 3))
+    params = np.random.default_rng(0).normal(size=(5, agent.controller.num_params))
+    seeds = [3, 4, 5, 3, 4]
+    results = []
+    for workers in (1, 2):
+        scorer = ControllerRollouts(agent, cfg.env, workers)
+        try:
+            results.append(scorer.returns(params, seeds, max_steps=20))
+        finally:
+            scorer.close()
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    assert results[0][1] == results[1][1] > 0

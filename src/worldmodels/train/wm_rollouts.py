@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import tempfile
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,16 +77,31 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _collect_job(args: tuple) -> tuple[float, int]:
-    torch.set_num_threads(1)
     return collect_rollout(*args)
 
 
-def process_pool(workers: int, initializer: Any = None, initargs: tuple = ()) -> ProcessPoolExecutor | None:
-    """`workers` spawned processes (None for 1: work then runs in this process)."""
+def _start_worker(setup: Any, *args: Any) -> None:
+    """One torch thread; exit when the training process is gone, even if it was killed without a chance to
+    stop its workers (they would otherwise wait for work forever)."""
+    torch.set_num_threads(1)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+    if setup is not None:
+        setup(*args)
+
+
+def process_pool(workers: int, setup: Any = None, args: tuple = ()) -> ProcessPoolExecutor | None:
+    """`workers` spawned processes, each running `setup(*args)` first (None for 1: work runs in this process)."""
     if workers <= 1:
         return None
     ctx = mp.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=initializer, initargs=initargs)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(setup, *args))
 
 
 def collect_many(jobs: list[tuple], pool: ProcessPoolExecutor | None) -> list[tuple[float, int]]:
@@ -139,7 +156,6 @@ _WORKER: RolloutWorker | None = None
 
 def _init_worker(*args: Any) -> None:
     global _WORKER
-    torch.set_num_threads(1)
     _WORKER = RolloutWorker(*args)
 
 

@@ -45,6 +45,8 @@ from worldmodels.train.wm_rollouts import ControllerRollouts, collect_many, proc
 
 STAGES = ("collect", "vae", "mdrnn", "controller")
 NEEDS = {"vae": "collected rollouts", "mdrnn": "a trained VAE", "controller": "a trained MDN-RNN"}
+TRAINED = {"vae": ("vae",), "mdrnn": ("mdrnn", "memoryless")}
+"""The agent's modules (and optimisers, by the same names) that each stage trains."""
 
 
 class WorldModelsTrainer:
@@ -111,14 +113,11 @@ class WorldModelsTrainer:
         """Start `stage` again from scratch; the stages after it depend on it, so they are reset too."""
         later = STAGES[STAGES.index(stage) :]
         self.p["done"] = [s for s in self.p["done"] if s not in later]
-        parts = {"vae": [self.agent.vae], "mdrnn": [self.agent.mdrnn, self.agent.memoryless]}
-        for s in later:
-            for module in parts.get(s, []):
-                for m in module.modules():
-                    if hasattr(m, "reset_parameters"):
-                        m.reset_parameters()
-            for name in {"vae": ["vae"], "mdrnn": ["mdrnn", "memoryless"]}.get(s, []):
-                self.agent.optimizers[name].state.clear()
+        for name in (part for s in later for part in TRAINED.get(s, ())):
+            for m in getattr(self.agent, name).modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            self.agent.optimizers[name].state.clear()
         if stage == "collect":
             shutil.rmtree(self.run_dir / "rollouts", ignore_errors=True)
             self.p |= {"lengths": [], "returns": []}
@@ -176,13 +175,12 @@ class WorldModelsTrainer:
             total=t.epochs * per_epoch, initial=self.p["vae_epoch"] * per_epoch, desc="vae", unit="batch", disable=None
         )
         while (epoch := self.p["vae_epoch"]) < t.epochs:
-            sums: dict[str, float] = {}
+            metrics: dict[str, float] = {}  # means over the epoch
             rng = np.random.default_rng(_seed(self.cfg.train.seed, 21, epoch))
             for frames in frame_batches(files, t.batch_size, rng):
                 for k, v in self.agent.vae_update(torch.as_tensor(frames, device=self.device)).items():
-                    sums[k] = sums.get(k, 0.0) + v / per_epoch
+                    metrics[k] = metrics.get(k, 0.0) + v / per_epoch
                 bar.update(1)
-            metrics = sums
             bar.set_postfix_str(f"loss {metrics['vae/loss']:.1f}", refresh=False)
             self.p["vae_epoch"] = epoch + 1
             self._log(epoch + 1, {"vae/epoch": epoch + 1, **metrics})
