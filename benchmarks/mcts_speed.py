@@ -94,6 +94,7 @@ def main() -> None:
     cfg = MCTSConfig(num_simulations=args.simulations)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows, same = [], []
+    load = os.getloadavg()[0]
     for device in devices:
         model = SmallModel().to(device).eval()
         for batch in args.batches:
@@ -118,7 +119,9 @@ def main() -> None:
             f"torch {torch.__version__} with {torch.get_num_threads()} intra-op threads. `compile: true` runs the "
             f"compiled graph up to compile_max_batch = {cfg.compile_max_batch} trees and the eager loop above; "
             f"the first search compiles (its seconds include the compiler's cache, warm or cold). Compiled and "
-            f"eager searches built the same trees: {all(same)}."
+            f"eager searches built the same trees: {all(same)}. 1-minute load average {load:.1f} before and "
+            f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPU threads"
+            + (": other work shared the machine, so an idle one measures faster." if load > 1 else ".")
         ),
     }
     with open(args.out, "w") as f:

@@ -210,6 +210,12 @@ def test_the_fixed_shape_simulation_gives_the_same_search_as_the_loop(monkeypatc
         assert torch.equal(loop.visit_counts, fixed.visit_counts) and torch.equal(loop.action, fixed.action)
         for name in ("policy", "root_value", "q_values"):
             torch.testing.assert_close(getattr(fixed, name), getattr(loop, name), rtol=1e-12, atol=1e-12)
+    # and each tree searched alone (B = 1, where the compiled graph is meant to run) as in the batch
+    cfg = _cfg(num_simulations=30, root_selection=selection, discount=0.95, compile=True)
+    together = search(obs, model.root, model.recurrent, cfg, invalid, explore=False)
+    for b in range(7):
+        alone = search(obs[b : b + 1], model.root, model.recurrent, cfg, invalid[b : b + 1], explore=False)
+        assert torch.equal(alone.visit_counts[0], together.visit_counts[b])
 
 
 def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch):
