@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from worldmodels.errors import ConfigError
 from worldmodels.planners import mcts
 from worldmodels.planners.mcts import MCTSConfig, considered_visits, search
 from worldmodels.registry import PLANNERS
@@ -171,6 +172,8 @@ def test_registered_planner_and_clear_errors():
         planner(None, root, recurrent, invalid=torch.ones(1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="shape"):
         planner(None, root, recurrent, invalid=torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="discount"):
+        PLANNERS.build("mcts", {"discount": 0.0})
 
 
 def test_the_accelerator_path_without_early_exit_gives_the_same_search(monkeypatch):

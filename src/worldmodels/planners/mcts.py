@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from worldmodels.config import non_negative, positive, unit
+from worldmodels.config import non_negative, param, positive, unit
 from worldmodels.registry import PLANNERS
 
 RootFn = Callable[[Any], tuple[Tensor, Tensor, Tensor]]
@@ -45,8 +45,8 @@ RecurrentFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
 class MCTSConfig:
     num_simulations: int = positive(50)
     """Simulations per search; each adds one node to every tree."""
-    discount: float = unit(0.997)
-    """γ for backing up rewards and values."""
+    discount: float = param(0.997, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    """γ for backing up rewards and values (returns are divided by γ^depth, so not 0)."""
     pb_c_init: float = non_negative(1.25)
     """c_init of the pUCT exploration term."""
     pb_c_base: float = positive(19652.0)
