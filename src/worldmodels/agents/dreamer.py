@@ -1,7 +1,7 @@
 """Dreamer V1, V2 and V3 as one algorithm whose versions differ only in config (see the presets
 `configs/dreamerv1.yaml`, `dreamerv2.yaml`, `dreamerv3.yaml`).
 
-World model on replayed sequences (`agents/world_model.py`), with the RSSM filtering embeddings e_t = enc(o_t):
+World model on replayed sequences (`agents/rssm_agent.py`), with the RSSM filtering embeddings e_t = enc(o_t):
     L = β_pred (−ln p(o_t | s_t) − ln p(r_t | s_t) − ln p(c_t | s_t))
         + β_dyn max(F, KL[sg(q_t) ‖ p_t]) + β_rep max(F, KL[q_t ‖ sg(p_t)])        (V3 eq. 5)
     V1: one KL with free nats (β_dyn = β_rep = ½, F = 3); V2: balancing α = 0.8 (β_dyn = 0.8α', β_rep = 0.2α');
@@ -20,7 +20,7 @@ import torch
 
 from worldmodels.agents.base import frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
-from worldmodels.agents.world_model import KLConfig, RSSMAgent, WorldModelConfig
+from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.config import non_negative
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.registry import AGENTS

@@ -1,7 +1,7 @@
 """PlaNet: the Gaussian RSSM world model with model-predictive control in its latent space
 (Hafner et al. 2019), no actor and no critic.
 
-Model: the RSSM world model of `agents/world_model.py` with Gaussian latents, trained on replayed sequences
+Model: the RSSM world model of `agents/rssm_agent.py` with Gaussian latents, trained on replayed sequences
 with one KL term with free nats (paper eq. 3; F = 3), a Gaussian reward head and a decoder.
 
 Acting: every step the posterior q(s_t | h_t, o_t) is filtered from the real observation (the recurrent
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from worldmodels.agents.world_model import KLConfig, RSSMAgent, WorldModelConfig
+from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.config import Spec, component, positive, unit
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
