@@ -132,6 +132,14 @@ def test_the_dream_rollout_respects_temperature():
     params = torch.zeros(64, agent.controller.num_params)
     returns, lengths = agent.dream_returns(params, z0, 1.15, 30, torch.Generator().manual_seed(0))
     assert returns.shape == lengths.shape == (64,) and lengths.min() >= 1 and lengths.max() <= 30
+    # learned termination: a dream ends where M gives termination a probability above one half
+    done_row = agent.mdrnn.head.linear
+    with torch.no_grad():
+        done_row.weight[-1].zero_()
+        for bias, expected in ((5.0, 1.0), (-5.0, 30.0)):
+            done_row.bias[-1] = bias
+            _, lengths = agent.dream_returns(params, z0, 1.15, 30, torch.Generator().manual_seed(0))
+            assert (lengths == expected).all()
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])

@@ -152,7 +152,8 @@ class WorldModelsAgent(Agent):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns and lengths `[N]` of rollouts inside M: row i starts from latent `z0[i]` and acts with
         `params[i]`; next latents are sampled at `temperature`, rewards are M's predictions, and a row
-        stops when its sampled termination (Bernoulli of M's probability) fires."""
+        stops where M gives termination a probability above one half (sampling it instead would end
+        dreams of tasks that never terminate at random, and reward controllers that provoke it)."""
         n = z0.shape[0]
         z, state = z0, self.mdrnn.initial_state(n)
         alive = torch.ones(n, dtype=torch.bool, device=z0.device)
@@ -163,8 +164,7 @@ class WorldModelsAgent(Agent):
             pred, state = self.mdrnn(z, action, state)
             returns += pred.reward * alive
             lengths += alive.float()
-            done = torch.rand(n, generator=generator, device=z0.device) < torch.sigmoid(pred.done_logit)
-            alive &= ~done
+            alive &= pred.done_logit <= 0
             if not alive.any():
                 break
             z = pred.sample(temperature, generator)
