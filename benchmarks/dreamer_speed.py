@@ -16,7 +16,12 @@ from worldmodels.config import load_config
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.train.loop import build_agent
 
-CASES = [("dreamerv3", "vector"), ("dreamerv3", "pixels"), ("dreamerv3_size12m", "vector"), ("dreamerv3_size12m", "pixels")]
+CASES = [
+    ("dreamerv3", "vector"),
+    ("dreamerv3", "pixels"),
+    ("dreamerv3_size12m", "vector"),
+    ("dreamerv3_size12m", "pixels"),
+]
 
 
 def batch(obs: ObsSpec, B: int = 16, T: int = 64) -> dict[str, torch.Tensor]:
