@@ -1,11 +1,15 @@
-"""Shared fixtures: a tiny latent_mlp config that trains in seconds."""
+"""Shared fixtures: a tiny latent_mlp config that trains in seconds, and the exact-resume check."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
 from worldmodels.config import load_config
+from worldmodels.train import Trainer
 
 TINY = [
     "agent.encoder.mlp.hidden=32",
@@ -43,3 +47,25 @@ def tiny():
         return load_config("latent_mlp", [*TINY, f"env.id={env}", *overrides])
 
     return make
+
+
+def assert_resumes_exactly(
+    preset: str, overrides: list[str], root: Path, steps: int, on_resume: Callable[[Trainer], None] | None = None
+) -> None:
+    """A run checkpointed at `steps / 2`, stopped there and resumed to `steps` ends with the same weights as
+    one that ran `steps` straight; `on_resume` may inspect the resumed trainer before it runs."""
+
+    def run(n: int, folder: str, resume: bool = False, check: Callable[[Trainer], None] | None = None) -> Trainer:
+        cfg = load_config(preset, [*overrides, f"train.steps={n}", f"train.checkpoint_every={steps // 2}"])
+        trainer = Trainer(cfg, root / folder, resume=resume)
+        if check is not None:
+            check(trainer)
+        trainer.run()
+        trainer.close()
+        return trainer
+
+    straight = run(steps, "straight")
+    run(steps // 2, "resumed")
+    resumed = run(steps, "resumed", resume=True, check=on_resume)
+    a, b = straight.agent.state_dict(), resumed.agent.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,7 @@ the world model and the actor, and a smoke run of every Dreamer preset."""
 import pytest
 import torch
 
+from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.base import frozen
 from worldmodels.agents.dreamer import KLConfig
 from worldmodels.config import load_config
@@ -155,18 +156,7 @@ def test_dreamer_resumes_exactly_with_its_recurrent_state(tmp_path):
         "train.seq_len=8",
         "train.ratio=16",
         "train.eval_every=0",
-        "train.checkpoint_every=80",
         "train.threads=1",
         "env.id=wm/Dummy-v0",
     ]
-    a = Trainer(load_config("dreamerv3", [*overrides, "train.steps=160"]), tmp_path / "a")
-    a.run()
-    a.close()
-    b = Trainer(load_config("dreamerv3", [*overrides, "train.steps=80"]), tmp_path / "b")
-    b.run()
-    b.close()
-    b = Trainer(load_config("dreamerv3", [*overrides, "train.steps=160"]), tmp_path / "b", resume=True)
-    b.run()
-    b.close()
-    wa, wb = a.agent.state_dict(), b.agent.state_dict()
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert_resumes_exactly("dreamerv3", overrides, tmp_path, steps=160)
