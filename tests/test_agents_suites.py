@@ -149,3 +149,33 @@ def test_agents_refuse_spaces_their_method_does_not_cover(tmp_path, capsys, pres
     assert main(["train", preset, *overrides, "--run-dir", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "env_id, repeat",
+    [
+        pytest.param("dmc:cartpole-swingup", 2, id="dmc-pixels", marks=needs["dmc"]),
+        pytest.param("atari:Pong", 4, id="atari", marks=needs["atari"]),
+    ],
+)
+def test_world_models_runs_on_dm_control_and_atari_frames(tmp_path, env_id, repeat):
+    from tests.test_world_models import TINY
+
+    run = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith("env.id=")]
+    assert (
+        main(
+            [
+                "train",
+                "world_models",
+                *overrides,
+                f"env.id={env_id}",
+                f"env.action_repeat={repeat}",
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    assert (run / "reconstructions.png").exists()
+    assert main(["dream", str(run), "--horizon", "4"]) == 0 and (run / "dream.gif").exists()
