@@ -264,7 +264,7 @@ def test_pixels_are_required(tmp_path):
 
 
 def test_worker_processes_score_candidates_like_this_process():
-    from worldmodels.train.wm_rollouts import ControllerRollouts
+    from worldmodels.train.world_models.rollouts import ControllerRollouts
 
     cfg = load_config("world_models", TINY)
     agent = build_agent(cfg, IMAGE, ActSpec(True, 3))

@@ -5,7 +5,7 @@ z as a mixture of Gaussians given the action and its memory h, and C acts on [z,
     M:  P(z_{t+1} | a_t, z_t, h_t) = Σ_k π_k N(μ_k, σ_k)     (LSTM + mixture head, + reward and termination)
     C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
 
-The three parts are trained one after the other (the stages of `train/world_models.py`); this file holds
+The three parts are trained one after the other (the stages of `train/world_models/`); this file holds
 the models and each part's learning step. A dream rollout runs entirely inside M: the controller acts on
 M's sampled latents at temperature τ, collects M's predicted rewards and stops where M predicts the
 episode terminates.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from worldmodels.agents.world_models import WorldModelsAgent
-from worldmodels.train.wm_rollouts import write_npz
+from worldmodels.train.world_models.rollouts import write_npz
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:

@@ -39,9 +39,15 @@ from worldmodels.train.checkpoint import Payload, load_checkpoint, save_checkpoi
 from worldmodels.train.evaluate import evaluate
 from worldmodels.train.logger import Logger
 from worldmodels.train.loop import _seed, build_agent, resume_point
-from worldmodels.train.wm_data import encode_rollouts, frame_batches, load_latents, sample_windows, split_windows
-from worldmodels.train.wm_plots import plot_pipeline, reconstruction_grid
-from worldmodels.train.wm_rollouts import ControllerRollouts, collect_many, process_pool
+from worldmodels.train.world_models.data import (
+    encode_rollouts,
+    frame_batches,
+    load_latents,
+    sample_windows,
+    split_windows,
+)
+from worldmodels.train.world_models.plots import plot_pipeline, reconstruction_grid
+from worldmodels.train.world_models.rollouts import ControllerRollouts, collect_many, process_pool
 
 STAGES = ("collect", "vae", "mdrnn", "controller")
 NEEDS = {"vae": "collected rollouts", "mdrnn": "a trained VAE", "controller": "a trained MDN-RNN"}
