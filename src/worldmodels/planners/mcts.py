@@ -366,13 +366,16 @@ class _Tree:
         q = r + gamma * stats[..., VALUE] / n.clamp(min=1)
         self._stats.view(-1).put_(flat * 4 + Q, q.view(-1))
         self.explore.view(-1).put_(flat, self._bonus(n).view(-1))
-        # the tree's Q bounds, over the edges on the path (not the root)
-        edge = on_path[:, 1:] > 0
-        self.qmin = torch.minimum(self.qmin, q[:, 1:].masked_fill(~edge, math.inf).amin(1))
-        self.qmax = torch.maximum(self.qmax, q[:, 1:].masked_fill(~edge, -math.inf).amax(1))
+        self._widen_q_bounds(q[:, 1:], on_path[:, 1:] > 0)  # over the edges on the path (not the root)
+
+    def _widen_q_bounds(self, q: Tensor, edge: Tensor) -> None:
+        """Widen the tree's Q bounds by the values `q` `[B, M]` where `edge`, and refresh the min-max
+        normalisation Q̄ = (Q − lo) · scale. In place, so that the compiled graph has no outputs to hand back."""
+        self.qmin.copy_(torch.minimum(self.qmin, q.masked_fill(~edge, math.inf).amin(1)))
+        self.qmax.copy_(torch.maximum(self.qmax, q.masked_fill(~edge, -math.inf).amax(1)))
         spread = (self.qmax - self.qmin)[:, None]
-        self.lo = torch.where(spread > 0, self.qmin[:, None], 0.0)
-        self.scale = torch.where(spread > 0, 1 / spread, 1.0)
+        self.lo.copy_(torch.where(spread > 0, self.qmin[:, None], 0.0))
+        self.scale.copy_(torch.where(spread > 0, 1 / spread, 1.0))
 
     def place(self, parent: Tensor) -> None:
         """Record where the node just expanded into slot `count` sits, for `select_everywhere` and
@@ -398,13 +401,7 @@ class _Tree:
         q = self.stats[..., REWARD] + gamma * self.stats[..., VALUE] / n.clamp(min=1)
         self.stats[..., Q] = q
         self.explore.copy_(self._bonus(n))
-        # in place, so that the compiled graph has no outputs to hand back
-        edge = path & (self.nodes != self.offset[:, None])
-        self.qmin.copy_(torch.minimum(self.qmin, q.masked_fill(~edge, math.inf).amin(1)))
-        self.qmax.copy_(torch.maximum(self.qmax, q.masked_fill(~edge, -math.inf).amax(1)))
-        spread = (self.qmax - self.qmin)[:, None]
-        self.lo.copy_(torch.where(spread > 0, self.qmin[:, None], 0.0))
-        self.scale.copy_(torch.where(spread > 0, 1 / spread, 1.0))
+        self._widen_q_bounds(q, path & (self.nodes != self.offset[:, None]))
 
     # ------------------------------------------------------------------ result
 
