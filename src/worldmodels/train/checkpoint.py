@@ -14,6 +14,7 @@ previous checkpoint as the latest complete one. A file that does not match its m
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -31,6 +32,25 @@ from worldmodels.errors import CheckpointError
 
 FORMAT = "worldmodels-checkpoint-v1"
 PREFIX = "step_"
+
+
+def torch_rng_state() -> dict[str, Any]:
+    """torch's CPU (and CUDA) generator states as JSON-ready base64 strings, for a checkpoint's state.json."""
+    rng: dict[str, Any] = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
+    if torch.cuda.is_available():
+        rng["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
+    return rng
+
+
+def set_torch_rng_state(rng: dict[str, Any]) -> None:
+    """Restore what `torch_rng_state` recorded (the CUDA states only where CUDA is present)."""
+
+    def decode(text: str) -> torch.Tensor:
+        return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+    torch.set_rng_state(decode(rng["torch"]))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([decode(x) for x in rng["cuda"]])
 
 
 @dataclass

@@ -15,13 +15,18 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 class Logger:
     """Appends `{"step": ..., name: value}` lines. On resume from step S, lines after S are dropped first,
-    so the log matches the run that continues from the checkpoint."""
+    so the log matches the run that continues from the checkpoint; a run whose steps do not order its lines
+    (a staged pipeline) gives the count of lines to keep instead, `keep_lines`."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, resume_step: int | None = None, keep_lines: int | None = None):
         self.path = run_dir / "metrics.jsonl"
-        if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+        if (resume_step is not None or keep_lines is not None) and self.path.exists():
+            lines = self.path.read_text().splitlines()
+            if resume_step is not None:
+                lines = [line for line in lines if json.loads(line)["step"] <= resume_step]
+            if keep_lines is not None:
+                lines = lines[:keep_lines]
+            self.path.write_text("".join(line + "\n" for line in lines))
         self.file = self.path.open("a")
         self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
 

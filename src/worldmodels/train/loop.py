@@ -3,7 +3,6 @@ log → checkpoint, with a progress bar. A run can be resumed exactly from its l
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import time
@@ -27,6 +26,8 @@ from worldmodels.train.checkpoint import (
     load_checkpoint,
     replay_chunks,
     save_checkpoint,
+    set_torch_rng_state,
+    torch_rng_state,
 )
 from worldmodels.train.evaluate import evaluate
 from worldmodels.train.logger import Logger, plot_curve
@@ -241,9 +242,6 @@ class Trainer:
 
     def save(self) -> Path:
         replay_arrays, replay_meta = self.replay.save(self.run_dir / "replay")
-        rng = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()}
-        if torch.cuda.is_available():
-            rng["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()]
         state = {
             "step": self.step,
             "updates": self.agent.updates,
@@ -255,7 +253,7 @@ class Trainer:
             "agent": self.cfg.agent.name,
             "env": self.cfg.env.id,
             "replay": replay_meta,
-            "rng": {**rng, "numpy": self.rng.bit_generator.state, "python": random.getstate()},
+            "rng": {**torch_rng_state(), "numpy": self.rng.bit_generator.state, "python": random.getstate()},
         }
         payload = Payload(
             weights=self.agent.state_dict(),
@@ -291,10 +289,6 @@ class Trainer:
         self.last_return, self.last_eval_step = s["last_return"], s["last_eval_step"]
         self.is_first = np.asarray(s["is_first"], bool)
         self.state = _to_device(payload.torch_state.get("act_state"), self.device)  # recurrent agents' memory
-        torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(s["rng"]["torch"])), dtype=torch.uint8))
-        if "cuda" in s["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(
-                [torch.frombuffer(bytearray(base64.b64decode(x)), dtype=torch.uint8) for x in s["rng"]["cuda"]]
-            )
+        set_torch_rng_state(s["rng"])
         self.rng.bit_generator.state = s["rng"]["numpy"]
         random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in s["rng"]["python"]))

@@ -18,7 +18,6 @@ controller stage; `train.stop_return` stops it at the first evaluation that reac
 
 from __future__ import annotations
 
-import base64
 import copy
 import math
 import random
@@ -35,7 +34,7 @@ from worldmodels.agents.world_models import WorldModelsAgent
 from worldmodels.config import Config, save_config
 from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError, ConfigError
-from worldmodels.train.checkpoint import Payload, load_checkpoint, save_checkpoint
+from worldmodels.train.checkpoint import Payload, load_checkpoint, save_checkpoint, set_torch_rng_state, torch_rng_state
 from worldmodels.train.evaluate import evaluate
 from worldmodels.train.logger import Logger
 from worldmodels.train.loop import _seed, build_agent, resume_point
@@ -79,7 +78,8 @@ class WorldModelsTrainer:
         kept = copy.deepcopy(cfg)
         kept.agent.cfg.stage = "all"  # a stage is this command's choice: a later --resume continues them all
         save_config(kept, self.run_dir / "config.yaml")
-        self.logger = Logger(self.run_dir)
+        # lines written after the checkpoint belong to the run being replaced
+        self.logger = Logger(self.run_dir, keep_lines=self.p["log_lines"] if resume else None)
         self.step = self.p["step"]
         if self.wm.stage != "all":
             self.save()  # the reset stages are recorded at once
@@ -89,11 +89,10 @@ class WorldModelsTrainer:
     def run(self) -> dict[str, Any]:
         for stage in self.stages:
             getattr(self, f"_{stage}")()
+            plot_pipeline(self.run_dir, f"World Models on {self.cfg.env.id}")
             if stage not in self.p["done"]:
                 break  # stopped early (budget or stop_return); the stage resumes next time
-            plot_pipeline(self.run_dir, f"World Models on {self.cfg.env.id}")
         self.logger.flush()
-        plot_pipeline(self.run_dir, f"World Models on {self.cfg.env.id}")
         return self.summary()
 
     def _plan(self) -> list[str]:
@@ -342,7 +341,7 @@ class WorldModelsTrainer:
             "agent": "world_models",
             "env": self.cfg.env.id,
             "progress": self.p,
-            "rng": {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()},
+            "rng": torch_rng_state(),
         }
         payload = Payload(
             weights=self.agent.state_dict(),
@@ -365,11 +364,7 @@ class WorldModelsTrainer:
                 "resume without overrides that change the VAE, the MDN-RNN or the controller"
             ) from None
         self.p |= s["progress"]
-        torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(s["rng"]["torch"])), dtype=torch.uint8))
-        metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():  # lines written after this checkpoint belong to the run being replaced
-            lines = metrics.read_text().splitlines()[: self.p["log_lines"]]
-            metrics.write_text("".join(line + "\n" for line in lines))
+        set_torch_rng_state(s["rng"])
 
     def close(self) -> None:
         self.logger.close()
