@@ -142,9 +142,13 @@ class WorldModelsAgent(Agent):
     def control(self, params: torch.Tensor, z: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
         """Each row acts with its own controller parameters `[N, P]` (or one row for all) on [z `[N, Z]`, h];
         returns the actions `[N, A]` and M's state after seeing (z, a)."""
-        action = self.controller(params, torch.cat([z, state[0][0]], -1))
+        action = self._control_action(params, z, state)
         _, state = self.mdrnn(z, action, state)
         return action, state
+
+    def _control_action(self, params: torch.Tensor, z: torch.Tensor, state: LSTMState) -> torch.Tensor:
+        """C's actions `[N, A]` on [z, h], with h the top of M's LSTM state."""
+        return self.controller(params, torch.cat([z, state[0][0]], -1))
 
     @torch.no_grad()
     def dream_returns(
@@ -160,8 +164,7 @@ class WorldModelsAgent(Agent):
         returns = torch.zeros(n, device=z0.device)
         lengths = torch.zeros(n, device=z0.device)
         for _ in range(horizon):
-            action = self.controller(params, torch.cat([z, state[0][0]], -1))
-            pred, state = self.mdrnn(z, action, state)
+            pred, state = self.mdrnn(z, self._control_action(params, z, state), state)
             returns += pred.reward * alive
             lengths += alive.float()
             alive &= pred.done_logit <= 0
@@ -183,8 +186,7 @@ class WorldModelsAgent(Agent):
                 _, state = self.mdrnn(z, action[t : t + 1].float(), state)
                 z = z_real[t : t + 1]
             else:
-                a = self.controller(self.controller_params[None], torch.cat([z, state[0][0]], -1))
-                pred, state = self.mdrnn(z, a, state)
+                pred, state = self.mdrnn(z, self._control_action(self.controller_params[None], z, state), state)
                 z = pred.sample(self.cfg.evolution.temperature)
             latents.append(z)
         return self.vae.decode(torch.cat(latents)).mean
@@ -200,12 +202,8 @@ class WorldModelsAgent(Agent):
     def mdrnn_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One step of M, and of the no-memory baseline, on windows `[B, T]`: `z` (sampled from V's
         posterior), `action` (a_t, taken after z_t), `reward` and `done` (of step t + 1), `mask`."""
-        z, a = batch["z"], batch["action"]
-        target = (batch["z"][:, 1:], batch["reward"][:, 1:], batch["done"][:, 1:], batch["mask"][:, 1:])
-        pred, _ = self.mdrnn(z[:, :-1], a[:, 1:])
-        parts = mdn_loss(pred, *target)
+        parts, base = self._mdn_losses(batch)
         step(self.optimizers["mdrnn"], self.cfg.mdrnn.weigh(parts), self.cfg.mdrnn_train.grad_clip, "mdrnn")
-        base = mdn_loss(self.memoryless(z[:, :-1], a[:, 1:]), *target)
         step(self.optimizers["memoryless"], self.cfg.mdrnn.weigh(base), self.cfg.mdrnn_train.grad_clip, "memoryless")
         self.updates += 1
         metrics = {f"mdrnn/{k}": v.item() for k, v in parts.items()}
@@ -214,13 +212,18 @@ class WorldModelsAgent(Agent):
     @torch.no_grad()
     def mdrnn_validate(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """M's and the baseline's losses on held-out windows (same layout as `mdrnn_update`)."""
+        parts, base = self._mdn_losses(batch)
+        return {f"valid/mdrnn_{k}": v.item() for k, v in parts.items()} | {
+            f"valid/memoryless_{k}": v.item() for k, v in base.items()
+        }
+
+    def _mdn_losses(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The loss terms of M and of the no-memory baseline, predicting step t + 1 from (z_t, a_t)."""
         z, a = batch["z"], batch["action"]
         target = (z[:, 1:], batch["reward"][:, 1:], batch["done"][:, 1:], batch["mask"][:, 1:])
         parts = mdn_loss(self.mdrnn(z[:, :-1], a[:, 1:])[0], *target)
         base = mdn_loss(self.memoryless(z[:, :-1], a[:, 1:]), *target)
-        return {f"valid/mdrnn_{k}": v.item() for k, v in parts.items()} | {
-            f"valid/memoryless_{k}": v.item() for k, v in base.items()
-        }
+        return parts, base
 
     def set_controller(self, params: np.ndarray) -> None:
         self.controller_params.copy_(torch.as_tensor(params, dtype=torch.float32))
