@@ -188,7 +188,8 @@ TINY = [
     "agent.vae_train.epochs=2",
     "agent.vae_train.batch_size=16",
     "agent.mdrnn.hidden=16",
-    "agent.mdrnn_train.epochs=2",
+    "agent.mdrnn_train.updates=4",
+    "agent.mdrnn_train.validate_every=2",
     "agent.mdrnn_train.seq_len=4",
     "agent.mdrnn_train.batch_size=4",
     "agent.evolution.population=4",
@@ -213,7 +214,8 @@ def test_pipeline_end_to_end_then_dream_and_eval(tmp_path, capsys):
         assert (run / name).exists(), name
     rows = _rows(run)
     assert [r["vae/epoch"] for r in rows if "vae/epoch" in r] == [1, 2]
-    assert all("valid/mdrnn_nll" in r and "valid/memoryless_nll" in r for r in rows if "mdrnn/epoch" in r)
+    assert all("valid/mdrnn_nll" in r and "valid/memoryless_nll" in r for r in rows if "mdrnn/update" in r)
+    assert [r["mdrnn/update"] for r in rows if "mdrnn/update" in r] == [2, 4]
     assert [r["controller/generation"] for r in rows if "eval/return" in r] == [2, 3]
     steps = [r["step"] for r in rows]
     assert steps == sorted(steps) and steps[-1] == summary["step"] > 0

@@ -55,8 +55,11 @@ class VAETrainConfig:
 
 @dataclass
 class MDNTrainConfig:
-    epochs: int = positive(20)
-    """Passes over all collected steps (windows of `seq_len` drawn at random positions)."""
+    updates: int = positive(3000)
+    """Gradient steps of M (and of the no-memory baseline), each on `batch_size` windows drawn at random
+    places of the collected episodes: the budget does not grow with the data, as passes over it would."""
+    validate_every: int = positive(250)
+    """Updates between validations on the held-out rollouts (and checkpoints)."""
     batch_size: int = positive(16)
     seq_len: int = param(32, lambda v: v >= 2, "an integer >= 2")
     """Steps per training window; the LSTM starts each window from zeros, as at an episode's start."""

@@ -2,18 +2,19 @@
 
     collect     random-policy episodes written to RUN/rollouts/ (one .npz each)
     vae         V on every collected frame, `vae_train.epochs` passes; writes reconstructions.png
-    mdrnn       the frames encoded once by V (RUN/latents.npz), then M and its no-memory baseline on
-                windows of the latent sequences; held-out rollouts measure both
+    mdrnn       the frames encoded once by V (RUN/latents.npz), then `mdrnn_train.updates` steps of M and
+                of its no-memory baseline on windows of the latent sequences; held-out rollouts measure both
     controller  CMA-ES over C's parameters, candidates scored in the real environment or in M's dream,
                 the search's mean evaluated in the real environment every `evolution.eval_every` generations
 
 A checkpoint (the package's format: weights, optimiser states, JSON state) is written after every
-chunk of rollouts, epoch and generation; checkpoints are numbered by save, and their state says which
-stages are finished and how far the current one is. The CMA-ES search is kept as the fitness values
-it was told and rebuilt by replaying them. `step` in metrics.jsonl counts real environment steps
-(collection and controller rollouts, not evaluations); TensorBoard plots each stage's scalars against
-its own counter (rollouts, epochs, generations). `train.steps` caps the real steps spent by the
-controller stage; `train.stop_return` stops it at the first evaluation that reaches that return.
+chunk of rollouts, V epoch, `mdrnn_train.validate_every` updates of M and generation; checkpoints are
+numbered by save, and their state says which stages are finished and how far the current one is.
+The CMA-ES search is kept as the fitness values it was told and rebuilt by replaying them. `step` in
+metrics.jsonl counts real environment steps (collection and controller rollouts, not evaluations);
+TensorBoard plots each stage's scalars against its own counter (rollouts, V epochs, M updates,
+generations). `train.steps` caps the real steps spent by the controller stage; `train.stop_return`
+stops it at the first evaluation that reaches that return.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class WorldModelsTrainer:
         self.agent: WorldModelsAgent = build_agent(cfg, pool.obs_spec, pool.act_spec)
         self.device = self.agent.device
         self.p: dict[str, Any] = {"done": [], "saves": 0, "step": 0, "log_lines": 0, "lengths": [], "returns": []}
-        self.p |= {"vae_epoch": 0, "mdrnn_epoch": 0, "evolution": None, "last_eval": None}
+        self.p |= {"vae_epoch": 0, "mdrnn_update": 0, "evolution": None, "last_eval": None}
         if resume:
             self._restore(ckpt)
         self.stages = self._plan()  # before the folder is touched: a stage that cannot run changes nothing
@@ -129,7 +130,7 @@ class WorldModelsTrainer:
         if "vae" in later:
             self.p["vae_epoch"] = 0
         if "mdrnn" in later:
-            self.p["mdrnn_epoch"] = 0
+            self.p["mdrnn_update"] = 0
             (self.run_dir / "latents.npz").unlink(missing_ok=True)
         self.p |= {"evolution": None, "last_eval": None}
         self.agent.controller_params.zero_()
@@ -202,31 +203,24 @@ class WorldModelsTrainer:
         held = min(episodes - 1, round(episodes * t.validation)) if t.validation > 0 else 0
         train_eps, valid_eps = np.arange(episodes - held), np.arange(episodes - held, episodes)
         valid = split_windows(data, valid_eps, t.seq_len) if held else None
-        steps = int(sum(data["lengths"][train_eps]))
-        per_epoch = max(1, math.ceil(steps / (t.batch_size * t.seq_len)))
-        bar = tqdm(
-            total=t.epochs * per_epoch,
-            initial=self.p["mdrnn_epoch"] * per_epoch,
-            desc="mdrnn",
-            unit="batch",
-            disable=None,
-        )
-        while (epoch := self.p["mdrnn_epoch"]) < t.epochs:
-            rng = np.random.default_rng(_seed(self.cfg.train.seed, 22, epoch))
-            sums: dict[str, float] = {}
-            for _ in range(per_epoch):
+        bar = tqdm(total=t.updates, initial=self.p["mdrnn_update"], desc="mdrnn", unit="update", disable=None)
+        while (done := self.p["mdrnn_update"]) < t.updates:
+            rng = np.random.default_rng(_seed(self.cfg.train.seed, 22, done))
+            n = min(t.validate_every, t.updates - done)
+            sums: dict[str, float] = {}  # means over the updates since the last validation
+            for _ in range(n):
                 batch = sample_windows(data, train_eps, t.batch_size, t.seq_len, rng, self.device)
                 for k, v in self.agent.mdrnn_update(batch).items():
-                    sums[k] = sums.get(k, 0.0) + v / per_epoch
+                    sums[k] = sums.get(k, 0.0) + v / n
                 bar.update(1)
             if valid is not None:
                 sums |= self.agent.mdrnn_validate({k: v.to(self.device) for k, v in valid.items()})
             key = "valid/mdrnn_nll" if valid is not None else "mdrnn/nll"
             base = key.replace("mdrnn", "memoryless")
             bar.set_postfix_str(f"nll {sums[key]:.3f} (no memory {sums[base]:.3f})", refresh=False)
-            self.p["mdrnn_epoch"] = epoch + 1
-            self._log(epoch + 1, {"mdrnn/epoch": epoch + 1, **sums})
-            if epoch + 1 == t.epochs:
+            self.p["mdrnn_update"] = done + n
+            self._log(done + n, {"mdrnn/update": done + n, **sums})
+            if done + n == t.updates:
                 self.p["done"].append("mdrnn")
             self.save()
         bar.close()

@@ -34,7 +34,7 @@ def reconstruction_grid(agent: WorldModelsAgent, files: list[Path], out: Path, c
 
 
 def plot_pipeline(run_dir: Path, title: str) -> Path:
-    """`curve.png`: V's loss per epoch, M's NLL against the no-memory baseline per epoch, and the
+    """`curve.png`: V's loss per epoch, M's NLL against the no-memory baseline per update, and the
     controller's fitness per generation with the real-environment evaluations and the random policy."""
     rows = read_metrics(run_dir)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=100)
@@ -54,8 +54,8 @@ def plot_pipeline(run_dir: Path, title: str) -> Path:
         ("memoryless/nll", "no memory (train)", "--"),
         ("valid/memoryless_nll", "no memory (held out)", "--"),
     ):
-        ax.plot(*series("mdrnn/epoch", key), ls=style, marker="o", ms=3, label=label)
-    ax.set(title="M: GMM NLL of the next z", xlabel="epoch", ylabel="nats per latent dim")
+        ax.plot(*series("mdrnn/update", key), ls=style, marker="o", ms=3, label=label)
+    ax.set(title="M: GMM NLL of the next z", xlabel="update", ylabel="nats per latent dim")
     ax = axes[2]
     ax.plot(*series("controller/generation", "controller/fitness_mean"), label="population mean fitness")
     ax.plot(*series("controller/generation", "controller/fitness_max"), alpha=0.6, label="best candidate")
