@@ -39,6 +39,25 @@ def test_rssm_shapes(classes, stoch_dim):
     assert feats.shape == (6, B, rssm.feat_dim) and actions.shape == (5, B, A)
 
 
+def test_compiled_rssm_steps_match_the_eager_ones():
+    """`compile: true` runs the same step: equal deterministic states, logits and gradients."""
+    torch.manual_seed(0)
+    rssm = DYNAMICS.build(
+        "rssm", {"deter": 16, "hidden": 12, "stoch": 4, "classes": 3, "blocks": 2}, embed_dim=E, action_dim=A
+    )
+    state = {k: v.detach() for k, v in rssm.initial(B).items()}
+    action, embed = torch.randn(B, A), torch.randn(B, E)
+    eager = rssm.obs_step(state, action, embed, torch.zeros(B, dtype=torch.bool))
+    eager_grad = torch.autograd.grad(eager[0]["logits"].sum(), rssm.post_net[1].weight)
+    rssm.compile_steps()
+    compiled = rssm.obs_step(state, action, embed, torch.zeros(B, dtype=torch.bool))
+    compiled_grad = torch.autograd.grad(compiled[0]["logits"].sum(), rssm.post_net[1].weight)
+    for a, b in zip(eager, compiled):
+        assert torch.allclose(a["deter"], b["deter"], atol=1e-5) and torch.allclose(a["logits"], b["logits"], atol=1e-5)
+    assert torch.allclose(eager_grad[0], compiled_grad[0], atol=1e-5)
+    assert build_agent(load_config("dreamerv3", ["agent.compile=true"]), ObsSpec((4,), "float32"), ActSpec(True, 2))
+
+
 def test_rssm_resets_at_episode_starts():
     """A state that starts an episode does not depend on what came before it."""
     rssm = DYNAMICS.build("rssm", {"deter": 16, "hidden": 12, "stoch": 4, "classes": 0}, embed_dim=E, action_dim=A)

@@ -99,6 +99,7 @@ class RSSM(nn.Module):
             _layer(cfg.deter + embed_dim, cfg.hidden, cfg.act, cfg.norm), nn.Linear(cfg.hidden, stats)
         )
         self.initial_deter = nn.Parameter(torch.zeros(cfg.deter), requires_grad=cfg.learned_initial)
+        self._kernels = dict(_KERNELS)  # the step functions, eager or compiled (`compile_steps`)
 
     # ------------------------------------------------------------------ distributions
 
@@ -137,10 +138,7 @@ class RSSM(nn.Module):
 
     def img_step(self, state: State, action: torch.Tensor) -> State:
         """One imagined step: the prior state after `action` `[N, A]`."""
-        x = self.img_in(torch.cat([state["stoch"], action], -1))
-        deter = self.gru(x, state["deter"])
-        stats = self._stats(self.prior_net(deter))
-        return {"deter": deter, "stoch": self._sample(stats), **stats}
+        return self._kernels["img"](self, state, action)
 
     def obs_step(
         self, state: State, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor
@@ -151,10 +149,12 @@ class RSSM(nn.Module):
             start = self.initial(len(is_first))
             state = {k: torch.where(is_first.view(-1, *[1] * (v.dim() - 1)), start[k], v) for k, v in state.items()}
             action = torch.where(is_first[:, None], torch.zeros_like(action), action)
-        prior = self.img_step(state, action)
-        stats = self._stats(self.post_net(torch.cat([prior["deter"], embed], -1)))
-        post = {"deter": prior["deter"], "stoch": self._sample(stats), **stats}
-        return post, prior
+        return self._kernels["obs"](self, state, action, embed)
+
+    def compile_steps(self) -> None:
+        """Run the imagined and the observed step as `torch.compile`d graphs (compiled on first use, once
+        per batch size and grad mode): fused elementwise ops, at the cost of the compile time."""
+        self._kernels = {k: torch.compile(f, dynamic=False) for k, f in _KERNELS.items()}
 
     def observe(
         self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: State | None = None
@@ -187,3 +187,19 @@ class RSSM(nn.Module):
             feats.append(self.features(state))
             actions.append(action)
         return torch.stack(feats), torch.stack(actions)
+
+
+def _img_step(rssm: RSSM, state: State, action: torch.Tensor) -> State:
+    x = rssm.img_in(torch.cat([state["stoch"], action], -1))
+    deter = rssm.gru(x, state["deter"])
+    stats = rssm._stats(rssm.prior_net(deter))
+    return {"deter": deter, "stoch": rssm._sample(stats), **stats}
+
+
+def _obs_step(rssm: RSSM, state: State, action: torch.Tensor, embed: torch.Tensor) -> tuple[State, State]:
+    prior = _img_step(rssm, state, action)
+    stats = rssm._stats(rssm.post_net(torch.cat([prior["deter"], embed], -1)))
+    return {"deter": prior["deter"], "stoch": rssm._sample(stats), **stats}, prior
+
+
+_KERNELS = {"img": _img_step, "obs": _obs_step}
