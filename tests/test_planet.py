@@ -118,7 +118,7 @@ def test_act_carries_the_filtered_latent_and_the_executed_action():
 def test_exploration_noise_is_gaussian_with_the_configured_std():
     planet = agent("agent.explore_noise=0.2")
     planned = torch.zeros(20000, 1)
-    noisy = planet._explore(planned)
+    noisy = planet.explore(planned)
     assert noisy.std().item() == pytest.approx(0.2, rel=0.05)
 
 

@@ -44,7 +44,7 @@ class DreamerAgent(RSSMAgent):
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
         post = self.filter(obs, is_first, state)
         policy = self.behaviour.actor(self.rssm.features(post))
-        action = policy.sample() if explore else policy.mode
+        action = self.explore(policy.sample()) if explore else policy.mode
         return action, {**post, "action": action}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.config import Spec, component, positive, unit
@@ -52,8 +51,6 @@ class PlaNetAgent(RSSMAgent):
         grad_clip: float = positive(1000.0)
         """Gradient-norm clip of the world model."""
         explore_noise: float = unit(0.3)
-        """Std of the Gaussian noise on planned continuous actions when exploring; for discrete actions the
-        probability of a uniformly random action instead."""
         discount: float = unit(1.0)
         """γ of the imagined return (the paper sums rewards undiscounted over the horizon)."""
         warm_start: bool = False
@@ -100,19 +97,9 @@ class PlaNetAgent(RSSMAgent):
         post = self.filter(obs, is_first, state)
         plan = self.plan(post, None if state is None else state.get("plan"), is_first)
         action = plan.actions[:, 0]
-        if explore and self.cfg.explore_noise > 0:
-            action = self._explore(action)
+        if explore:
+            action = self.explore(action)
         return action, {**post, "action": action, "plan": plan.centre}
-
-    def _explore(self, action: torch.Tensor) -> torch.Tensor:
-        noise = self.cfg.explore_noise
-        if self.act_spec.discrete:
-            uniform = F.one_hot(
-                torch.randint(0, action.shape[-1], action.shape[:1], device=action.device), action.shape[-1]
-            )
-            swap = torch.rand(action.shape[:1], device=action.device) < noise
-            return torch.where(swap[:, None], uniform.to(action.dtype), action)
-        return (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
 
     # ------------------------------------------------------------------ learning
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from worldmodels.agents.base import Agent, adam, step
-from worldmodels.config import Spec, component, non_negative, positive
+from worldmodels.config import Spec, component, non_negative, positive, unit
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.losses import kl_split
 from worldmodels.registry import CONTINUES, DECODERS, DYNAMICS, ENCODERS, REWARDS
@@ -60,6 +60,9 @@ class WorldModelConfig:
     """Gradient-norm clip, per optimiser."""
     report_every: int = non_negative(250)
     """Updates between open-loop prediction reports (0: never)."""
+    explore_noise: float = unit(0.0)
+    """While collecting: std of Gaussian noise added to continuous actions (clipped to [-1, 1]); for
+    discrete actions the probability of a uniformly random action instead (PlaNet, DreamerV1: 0.3)."""
     compile: bool = False
     """`torch.compile` the RSSM's observed and imagined steps (`wm bench dreamer_speed` measures the gain)."""
 
@@ -93,6 +96,17 @@ class RSSMAgent(Agent):
         with torch.no_grad():
             state = self.rssm.initial(n)
         return {**state, "action": torch.zeros(n, self.act_spec.dim, device=self.device)}
+
+    def explore(self, action: torch.Tensor) -> torch.Tensor:
+        """Collection actions `[N, A]`: `action` with the `explore_noise` of the config."""
+        noise = self.cfg.explore_noise
+        if noise == 0:
+            return action
+        if self.act_spec.discrete:
+            n, k = action.shape
+            uniform = nn.functional.one_hot(torch.randint(0, k, (n,), device=action.device), k).to(action.dtype)
+            return torch.where((torch.rand(n, device=action.device) < noise)[:, None], uniform, action)
+        return (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
 
     def filter(self, obs: Any, is_first: torch.Tensor, state: dict[str, torch.Tensor] | None) -> dict:
         """The posterior latent after the previous action (carried in `state`) and this observation."""
