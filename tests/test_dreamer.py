@@ -192,3 +192,15 @@ def test_dreamerv1_explores_with_additive_gaussian_noise():
     torch.manual_seed(0)
     sampled, _ = agent.act(obs, first, None, explore=True)
     assert explored.abs().max() <= 1.0 and not torch.equal(explored, sampled)
+
+
+def test_imagination_starts_a_random_subset_of_the_posterior_states():
+    cfg = load_config("dreamerv3", [*TINY_DREAMER, "agent.imagination_starts=5", "agent.imagination_horizon=3"])
+    agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
+    pick = agent.behaviour.starts(16, torch.device("cpu"))
+    assert pick.shape == (5,) and len(set(pick.tolist())) == 5 and pick.max() < 16
+    assert agent.behaviour.starts(4, torch.device("cpu")) == slice(None)  # never more starts than states
+    seen = []
+    agent.behaviour.learn = lambda imagine, reward_cont, start_cont: seen.append(start_cont.shape) or {}
+    agent.update(_batch())
+    assert seen == [(5,)]

@@ -46,6 +46,9 @@ class BehaviourConfig:
     """Gradient-norm clip, per optimiser."""
     imagination_horizon: int = positive(15)
     """Imagined steps per start state."""
+    imagination_starts: int = non_negative(0)
+    """Posterior states that start imagined rollouts, drawn at random from each batch (0: all of its B·T
+    states, as in the papers). Fewer make the behaviour update cheaper on a CPU."""
     gamma: float = unit(0.997)
     lambda_return: float = unit(0.95)
     """λ of the λ-return."""
@@ -86,6 +89,11 @@ class ActorCritic(nn.Module):
         if mode == "auto":
             mode = "reinforce" if act_spec.discrete else "dynamics"
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
+
+    def starts(self, n: int, device: torch.device) -> torch.Tensor | slice:
+        """Which of a batch's `n` flattened posterior states start imagined rollouts."""
+        k = self.cfg.imagination_starts
+        return torch.randperm(n, device=device)[:k] if 0 < k < n else slice(None)
 
     def learn(
         self,

@@ -95,6 +95,8 @@ class LatentMLPAgent(Agent):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         start, start_cont, metrics = self._world_model_step(batch)
+        pick = self.behaviour.starts(len(start), start.device)
+        start, start_cont = start[pick], start_cont[pick]
         with frozen(*self.world_model):
             metrics.update(
                 self.behaviour.learn(
