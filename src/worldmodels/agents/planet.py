@@ -51,6 +51,7 @@ class PlaNetAgent(RSSMAgent):
         grad_clip: float = positive(1000.0)
         """Gradient-norm clip of the world model."""
         explore_noise: float = unit(0.3)
+        """Exploration noise while collecting (the paper's 0.3; see `WorldModelConfig.explore_noise`)."""
         discount: float = unit(1.0)
         """γ of the imagined return (the paper sums rewards undiscounted over the horizon)."""
         warm_start: bool = False
