@@ -55,7 +55,8 @@ def test_compiled_rssm_steps_match_the_eager_ones():
     for a, b in zip(eager, compiled):
         assert torch.allclose(a["deter"], b["deter"], atol=1e-5) and torch.allclose(a["logits"], b["logits"], atol=1e-5)
     assert torch.allclose(eager_grad[0], compiled_grad[0], atol=1e-5)
-    assert build_agent(load_config("dreamerv3", ["agent.compile=true"]), ObsSpec((4,), "float32"), ActSpec(True, 2))
+    agent = build_agent(load_config("dreamerv3", ["agent.compile=true"]), ObsSpec((4,), "float32"), ActSpec(True, 2))
+    assert agent.rssm._kernels["img"] is not DYNAMICS.build("rssm", {}, embed_dim=E, action_dim=A)._kernels["img"]
 
 
 def test_rssm_resets_at_episode_starts():
