@@ -25,7 +25,7 @@ from worldmodels.config import Config, load_config, read_preset
 from worldmodels.envs import EnvPool, Obs, make_env, obs_map
 from worldmodels.errors import CheckpointError
 from worldmodels.train import make_trainer
-from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint, replay_chunks
+from worldmodels.train.checkpoint import fitting, latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video
 from worldmodels.train.loop import Trainer, build_agent
 
@@ -163,10 +163,8 @@ def _load_weights(cfg: Config, run_dir: Path):
     pool.close()
     agent = build_agent(cfg, obs_spec, act_spec)
     payload = load_checkpoint(ckpt)
-    try:
+    with fitting(ckpt, "load it with the config.yaml it was trained with"):
         agent.load_state_dict(payload.weights)
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint '{ckpt}' does not fit the run's config: {str(err)[:200]}") from None
     agent.eval()
     return agent
 

@@ -15,11 +15,13 @@ previous checkpoint as the latest complete one. A file that does not match its m
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,18 @@ def set_torch_rng_state(rng: dict[str, Any]) -> None:
     torch.set_rng_state(decode(rng["torch"]))
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([decode(x) for x in rng["cuda"]])
+
+
+@contextlib.contextmanager
+def fitting(path: Path, fix: str) -> Iterator[None]:
+    """Load a checkpoint's contents into the run's objects inside this block: a mismatch with the run's
+    config (missing keys, shapes) becomes one CheckpointError naming the checkpoint, the error and `fix`."""
+    try:
+        yield
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit this run's config ({type(err).__name__}: {str(err)[:200]}); {fix}"
+        ) from None
 
 
 @dataclass

@@ -21,6 +21,7 @@ from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.registry import AGENTS
 from worldmodels.train.checkpoint import (
     Payload,
+    fitting,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -274,16 +275,11 @@ class Trainer:
         s = payload.state
         if s.get("agent") != self.cfg.agent.name:
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not '{self.cfg.agent.name}'")
-        try:
+        with fitting(path, "resume without overrides that change the model, replay or environments"):
             self.agent.load_state_dict(payload.weights)
             self.agent.load_optimizer_state(payload.torch_state["optimizers"])
             self.replay.load(self.run_dir / "replay", payload.arrays["replay"], s["replay"])
             self.pool.load_state_dict(payload.arrays["envs"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(
-                f"checkpoint '{path}' does not fit this run's config ({type(err).__name__}: {str(err)[:200]}); "
-                "resume without overrides that change the model, replay or environments"
-            ) from None
         self.step, self.agent.updates = s["step"], s["updates"]
         self.update_credit, self.episodes = s["update_credit"], s["episodes"]
         self.last_return, self.last_eval_step = s["last_return"], s["last_eval_step"]

@@ -35,7 +35,14 @@ from worldmodels.agents.world_models import WorldModelsAgent
 from worldmodels.config import Config, save_config
 from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError, ConfigError
-from worldmodels.train.checkpoint import Payload, load_checkpoint, save_checkpoint, set_torch_rng_state, torch_rng_state
+from worldmodels.train.checkpoint import (
+    Payload,
+    fitting,
+    load_checkpoint,
+    save_checkpoint,
+    set_torch_rng_state,
+    torch_rng_state,
+)
 from worldmodels.train.evaluate import evaluate
 from worldmodels.train.logger import Logger
 from worldmodels.train.loop import _seed, build_agent, resume_point
@@ -349,14 +356,9 @@ class WorldModelsTrainer:
         s = payload.state
         if s.get("agent") != "world_models":
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not 'world_models'")
-        try:
+        with fitting(path, "resume without overrides that change the VAE, the MDN-RNN or the controller"):
             self.agent.load_state_dict(payload.weights)
             self.agent.load_optimizer_state(payload.torch_state["optimizers"])
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(
-                f"checkpoint '{path}' does not fit this run's config ({type(err).__name__}: {str(err)[:200]}); "
-                "resume without overrides that change the VAE, the MDN-RNN or the controller"
-            ) from None
         self.p |= s["progress"]
         set_torch_rng_state(s["rng"])
 
