@@ -133,6 +133,22 @@ def test_tampered_or_foreign_checkpoint_fails_cleanly(tiny, tmp_path, capsys):
         load_checkpoint(tmp_path)
 
 
+def test_checkpoint_that_does_not_fit_the_config_names_itself_and_the_fix(tiny, tmp_path, capsys):
+    trainer = Trainer(tiny("train.steps=150", "train.eval_every=0"), tmp_path / "r")
+    trainer.run()
+    trainer.close()
+    path, config = latest_checkpoint(tmp_path / "r" / "checkpoints"), tmp_path / "r" / "config.yaml"
+    saved = config.read_text()
+    with pytest.raises(CheckpointError, match=rf"checkpoint '{path}' does not fit this run's config \(RuntimeError"):
+        Trainer(tiny("train.steps=300", "agent.critic.hidden=48"), tmp_path / "r", resume=True)
+    assert main(["train", "--resume", str(tmp_path / "r"), "agent.critic.hidden=48"]) == 1
+    assert "resume without overrides that change the model, replay or environments" in capsys.readouterr().err
+    assert config.read_text() == saved  # a failed resume leaves the run's config as it was
+    config.write_text(saved.replace("hidden: 32", "hidden: 40"))
+    with pytest.raises(CheckpointError, match="load it with the config.yaml it was trained with"):
+        load_agent(tmp_path / "r").evaluate(1)
+
+
 def test_existing_run_dir_is_never_overwritten(tiny, tmp_path):
     trainer = Trainer(tiny("train.steps=120", "train.eval_every=0"), tmp_path / "r")
     trainer.run()

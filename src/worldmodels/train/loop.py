@@ -89,7 +89,6 @@ class Trainer:
         self.pool = EnvPool(cfg.env, _seed(t.seed, 2))
         self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the environment and agent are known good
-        save_config(cfg, self.run_dir / "config.yaml")
         self.device = self.agent.device
         self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3), priority=self.agent.priority)
         self.state = self.agent.initial_state(self.pool.num_envs)
@@ -104,6 +103,7 @@ class Trainer:
         else:
             first = self.pool.first_records()
             self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
+        save_config(cfg, self.run_dir / "config.yaml")  # after a resume fits: a failed one leaves the run as it was
         self.logger = Logger(self.run_dir, resume_step=self.step if resume else None)
         self._window = {"time": time.perf_counter(), "step": self.step, "updates": self.agent.updates}
         self._recent: dict[str, list[float]] = {}
