@@ -50,8 +50,9 @@ class DreamerAgent(RSSMAgent):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         post, metrics = self._world_model_step(batch)
         if self.updates >= self.cfg.world_model_pretrain_steps:
-            pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)  # posterior states that
-            start = {k: v.detach().flatten(0, 1)[pick] for k, v in post.items()}  # start a dream (default: all)
+            # the posterior states that start a dream (by default all of them)
+            pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)
+            start = {k: v.detach().flatten(0, 1)[pick] for k, v in post.items()}
             start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
             with frozen(*self.world_model):
                 metrics.update(
