@@ -133,16 +133,21 @@ def test_presets_parse():
     assert atari.agent.cfg.network.name == "muzero_resnet"
 
 
+TINY_MUZERO = [
+    "agent.network.hidden=16",
+    "agent.network.state_dim=8",
+    "agent.planner.num_simulations=4",
+    "agent.unroll_steps=2",
+    "agent.td_steps=3",
+    "agent.reanalyse=0.5",
+]
+
+
 def test_smoke_run_learns_something(tmp_path):
     cfg = load_config(
         "muzero",
         [
-            "agent.network.hidden=16",
-            "agent.network.state_dim=8",
-            "agent.planner.num_simulations=4",
-            "agent.unroll_steps=2",
-            "agent.td_steps=3",
-            "agent.reanalyse=0.5",
+            *TINY_MUZERO,
             "env.num_envs=2",
             "train.steps=120",
             "train.batch_size=4",

@@ -83,7 +83,7 @@ def test_discrete_actions_are_one_hot(planner):
     pets = agent(f"agent.planner={spec}", obs_dim=2, discrete=True, action_dim=3)
     action, (plan, holdout) = pets.act(torch.zeros(2, 2), torch.ones(2, dtype=torch.bool), None, explore=True)
     assert action.shape == (2, 3) and action.sum(-1).eq(1).all()
-    assert plan.actions.shape == (2, 5, 3) and holdout.shape == (2,)
+    assert plan["actions"].shape == (2, 5, 3) and holdout.shape == (2,)
 
 
 @pytest.mark.parametrize("propagation", ["ts1", "tsinf", "expectation"])

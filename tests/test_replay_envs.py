@@ -4,7 +4,7 @@ import pytest
 from worldmodels.config import EnvConfig
 from worldmodels.data import Replay
 from worldmodels.envs import EnvPool
-from worldmodels.errors import ConfigError
+from worldmodels.errors import CheckpointError, ConfigError
 
 
 def _fill(replay: Replay, pool: EnvPool, steps: int, rng: np.random.Generator) -> None:
@@ -54,7 +54,7 @@ def test_fifo_eviction_and_exact_chunked_save_load(tmp_path, capacity, saves):
     if meta["chunks"][0]:
         chunk = tmp_path / meta["chunks"][0][0]["name"]
         chunk.write_bytes(chunk.read_bytes()[:-10])
-        with pytest.raises(ValueError, match="does not match its sha256"):
+        with pytest.raises(CheckpointError, match=f"replay chunk '{chunk}' is corrupt"):
             Replay(capacity=capacity, num_streams=2, seed=0).load(tmp_path, tail, meta)
 
 

@@ -9,6 +9,7 @@ import torch
 
 from worldmodels.api import load_agent, make_agent
 from worldmodels.cli import main
+from worldmodels.data.files import sha256
 from worldmodels.errors import CheckpointError, ConfigError, TrainingError
 from worldmodels.train import Trainer
 from worldmodels.train import checkpoint as ckpt_module
@@ -120,7 +121,7 @@ def test_tampered_or_foreign_checkpoint_fails_cleanly(tiny, tmp_path, capsys):
 
     torch.save({"optimizers": Evil()}, path / "optim.pt")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["optim.pt"] = ckpt_module._sha256(path / "optim.pt")
+    manifest["files"]["optim.pt"] = sha256(path / "optim.pt")
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_checkpoint(path)

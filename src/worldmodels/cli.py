@@ -32,7 +32,7 @@ def _list(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from worldmodels.api import default_run_dir
-    from worldmodels.config import load_config, read_preset
+    from worldmodels.config import load_config, preset_id, read_preset
     from worldmodels.train import make_trainer
 
     overrides = list(args.overrides)
@@ -40,11 +40,15 @@ def _train(args: argparse.Namespace) -> None:
         run_dir = Path(args.resume)
         if args.preset and "=" in args.preset:
             overrides.insert(0, args.preset)
-        elif args.preset:
-            raise ConfigError("with --resume the preset comes from the run folder; pass only key=value overrides")
         if not (run_dir / "config.yaml").exists():
             raise ConfigError(f"cannot resume '{run_dir}': it has no config.yaml (is it a run folder?)")
         cfg = load_config(read_preset(str(run_dir / "config.yaml")), overrides)
+        if args.preset and "=" not in args.preset and preset_id(args.preset) != cfg.preset:
+            made = f"preset '{cfg.preset}'" if cfg.preset else "a preset it does not record"
+            raise ConfigError(
+                f"'{run_dir}' was made from {made}, not '{args.preset}'; resume it with "
+                f"`wm train --resume {run_dir}` (the preset comes from the run folder)"
+            )
     else:
         if not args.preset or "=" in args.preset:
             raise ConfigError("wm train needs a preset first, e.g. `wm train latent_mlp env.id=Pendulum-v1`")
@@ -134,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all("=" in x and not x.startswith("-") for x in extra):
+        args.overrides += extra  # overrides after an option: `wm train PRESET --resume DIR train.steps=N`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         args.func(args)
     except WMError as err:

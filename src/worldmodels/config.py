@@ -131,6 +131,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` takes CUDA when available."""
+    preset: str = ""
+    """The preset the run was made from (recorded by `load_config`; `wm train PRESET --resume` checks it)."""
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -268,6 +270,13 @@ def _convert_spec(kind: str, default: str | None, options: dict[str, Any], value
         raise ConfigError(
             f"unknown {kind} '{name}' at '{key}.name'{closest(str(name), registry.names())}; valid: {valid}"
         )
+    if default is not None and name != default and name not in registry.fitting(default):
+        raise ConfigError(
+            f"{kind} '{name}' cannot fill '{key}': this slot builds a {kind} like '{default}' "
+            f"(from {registry.signature(default) or 'its config alone'}), '{name}' is built from "
+            f"{registry.signature(name) or 'its config alone'}; "
+            f"names that fit: {', '.join(registry.fitting(default))}"
+        )
     rest = {k: v for k, v in value.items() if k != "name"}
     valid_options = [f.name for f in dataclasses.fields(registry.get(name).Config)]
     for option in rest:
@@ -352,8 +361,9 @@ def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Iterable[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` strings (values read as YAML) to a nested dict, in place."""
-    for item in overrides:
+    """Apply `a.b.c=value` strings (values read as YAML) to a nested dict, in place. Choices of component
+    (`...name=`) go first: a new name drops the options given for the old component, as `merge` does."""
+    for item in sorted(overrides, key=lambda item: not item.partition("=")[0].endswith(".name")):
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"bad override '{item}': expected key=value, e.g. train.steps=5000")
@@ -373,6 +383,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"bad override '{key}': '{'.'.join(parts[: i + 1])}' is a value, not a section")
         node = child
+    if parts[-1] == "name" and node.get("name", value) != value:
+        node.clear()
     node[parts[-1]] = value
 
 
@@ -386,8 +398,17 @@ def load_config(preset: str | dict[str, Any] | None = None, overrides: typing.It
     elif isinstance(preset, dict):
         data = preset
     else:
-        data = read_preset(preset)
+        data = {**read_preset(preset), "preset": preset_id(preset)}
     return parse(Config, apply_overrides(data, overrides))
+
+
+def preset_id(preset: str) -> str:
+    """How a run records its preset: the name of one in `configs/`, else the YAML file's absolute path."""
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        return preset
+    path = path.resolve()
+    return path.stem if path.parent == configs_dir().resolve() else str(path)
 
 
 def save_config(cfg: Config, path: Path) -> None:

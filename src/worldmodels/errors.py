@@ -30,6 +30,26 @@ class TrainingError(WMError):
     """A run-time failure of training, such as a non-finite loss."""
 
 
+class EnvError(WMError):
+    """An environment that returned something unusable, such as a NaN observation or reward."""
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line: a heading that ends in ':' keeps its first detail (torch's
+    `load_state_dict` errors), the rest is counted; cut at a word boundary past `limit` characters."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text, rest = lines[0], lines[1:]
+    if text.endswith(":") and rest:
+        text, rest = f"{text} {rest[0]}", rest[1:]
+    if rest:
+        text += f" (and {len(rest)} more line{'s' if len(rest) > 1 else ''})"
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " …"
+    return text
+
+
 def closest(name: str, options: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest option, or '' when nothing is close."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)

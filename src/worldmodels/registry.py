@@ -12,6 +12,7 @@ encoder = ENCODERS.build("mlp", {"hidden": 128}, obs_shape=(4,))
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -49,6 +50,15 @@ class Registry:
             valid = ", ".join(self.names()) or "none registered"
             raise ConfigError(f"unknown {self.kind} '{name}'{closest(name, self._entries)}; valid: {valid}")
         return self._entries[name]
+
+    def signature(self, name: str) -> str:
+        """The arguments entry `name` is built from besides its config, e.g. `in_dim, action_dim`."""
+        params = list(inspect.signature(self.get(name)).parameters.values())[1:]
+        return ", ".join(p.name for p in params)
+
+    def fitting(self, name: str) -> list[str]:
+        """The entries that can stand where `name` does: those built from the same arguments."""
+        return [other for other in self.names() if self.signature(other) == self.signature(name)]
 
     def build(self, name: str, cfg: Any = None, **kwargs: Any) -> Any:
         """Build entry `name` from its config (None for defaults, a dict, or a `Config` instance)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -141,9 +141,10 @@ class PETSAgent(Agent):
         prev, holdout = state if state is not None else (None, None)
         new = torch.rand(len(obs), device=obs.device) < self.cfg.holdout
         holdout = new if holdout is None else torch.where(is_first, new, holdout)
-        plan = self.plan(obs, prev, is_first)
+        plan = self.plan(obs, None if prev is None else Plan(**prev), is_first)
         self._records = {"holdout": holdout.float().cpu().numpy()}
-        return plan.actions[:, 0], (plan, holdout)
+        # the acting state goes into checkpoints, which load tensors and plain containers only: a dict, not a Plan
+        return plan.actions[:, 0], ({f.name: getattr(plan, f.name) for f in fields(plan)}, holdout)
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:

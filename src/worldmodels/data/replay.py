@@ -14,12 +14,14 @@ million frames writes only what is new since the last checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from worldmodels.data.files import load_npz, sha256
+from worldmodels.errors import CheckpointError
 
 CHUNK = 1024
 
@@ -43,10 +45,6 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Replay:
@@ -154,6 +152,13 @@ class Replay:
         ring = np.arange(start, stop) % self.stream_capacity
         return {key: store[s, ring] for key, store in self.data.items()}
 
+    def unsaved_bytes(self) -> int:
+        """Bytes of the rows held that no chunk file has yet (what the next `save` writes, about)."""
+        row = sum(store[0, 0].nbytes for store in self.data.values())
+        saved = [c[-1]["start"] + c[-1]["rows"] if c else 0 for c in self.chunks]
+        first = self.written - self.count
+        return int(row * (self.written - np.maximum(saved, first)).clip(0).sum())
+
     def save(self, directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Write the chunks completed since the last save to `directory`; return the tail arrays and
         the JSON metadata a checkpoint must keep to `load` this exact replay."""
@@ -171,7 +176,7 @@ class Replay:
                 with (directory / name).open("wb") as f:
                     np.savez(f, **self._rows(s, start, stop))
                 self.chunks[s].append(
-                    {"name": name, "start": start, "rows": stop - start, "sha256": _sha256(directory / name)}
+                    {"name": name, "start": start, "rows": stop - start, "sha256": sha256(directory / name)}
                 )
                 start = stop
             for key, value in self._rows(s, start, int(self.written[s])).items():
@@ -201,10 +206,14 @@ class Replay:
             pieces = []
             for chunk in self.chunks[s]:
                 path = directory / chunk["name"]
-                if not path.exists() or _sha256(path) != chunk["sha256"]:
-                    raise ValueError(f"replay chunk {path} is missing or does not match its sha256")
-                with np.load(path, allow_pickle=False) as npz:
-                    pieces.append((chunk["start"], {k: npz[k] for k in npz.files}))
+                if not path.exists():
+                    raise CheckpointError(f"replay chunk '{path}' is missing; the replay cannot be restored")
+                if sha256(path) != chunk["sha256"]:
+                    raise CheckpointError(
+                        f"replay chunk '{path}' is corrupt or was modified: it does not match its sha256 in the "
+                        "checkpoint's state.json; the replay cannot be restored"
+                    )
+                pieces.append((chunk["start"], load_npz(path)))
             tail_rows = {k.split("/", 1)[1]: v for k, v in tail.items() if k.startswith(f"{s}/")}
             tail_start = int(self.written[s]) - len(next(iter(tail_rows.values()), []))
             pieces.append((tail_start, tail_rows))

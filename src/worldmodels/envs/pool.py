@@ -23,7 +23,7 @@ import numpy as np
 from worldmodels.config import EnvConfig
 from worldmodels.envs.make import make_env
 from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map, obs_set
-from worldmodels.errors import ConfigError, WMError
+from worldmodels.errors import ConfigError, EnvError, WMError
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -163,7 +163,23 @@ class EnvPool:
             self.episodes[i] += 1
             self.ep_return[i], self.ep_length[i] = 0.0, 0
             self.ep_actions[i] = []
+        self._check_finite(_stack(obs), np.zeros(len(which)), list(which))
         return obs
+
+    def _check_finite(self, obs: Obs, reward: np.ndarray, which: Sequence[int]) -> None:
+        """Stop at an observation or reward that is NaN or infinite (one `isfinite` per array of the batch)
+        with one line naming the environment, the field and the step, before it reaches a model."""
+        fields = {"reward": reward}
+        fields |= {f"observation {k}": v for k, v in obs.items()} if isinstance(obs, dict) else {"observation": obs}
+        for name, value in fields.items():
+            if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+                row = int(np.flatnonzero(~np.isfinite(value.reshape(len(value), -1)).all(1))[0])
+                i = which[row]
+                bad = value[row][~np.isfinite(value[row])].flat[0] if value.ndim > 1 else value[row]
+                raise EnvError(
+                    f"environment '{self.cfg.id}' returned a non-finite {name} ({bad}) in env {i} at step "
+                    f"{self.ep_length[i]} of its episode {self.episodes[i]}; fix or wrap the environment"
+                )
 
     @staticmethod
     def _records(obs, action, reward, is_first, is_terminal) -> dict[str, Obs]:
@@ -191,10 +207,11 @@ class EnvPool:
         reward = np.array([r[1] for r in results])
         terminated = np.array([r[2] for r in results])
         truncated = np.array([r[3] for r in results])
+        self.ep_length += 1
+        self._check_finite(obs, reward, range(n))
         for i in range(n):
             self.ep_actions[i].append(action[i])
         self.ep_return += reward
-        self.ep_length += 1
         records = self._records(obs, action, reward, np.zeros(n, bool), terminated)
         streams = np.arange(n)
         done = np.flatnonzero(terminated | truncated)

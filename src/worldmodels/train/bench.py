@@ -140,6 +140,48 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
     write_report(results_dir)
 
 
+BOOKKEEPING = (
+    "train.eval_every",
+    "train.eval_episodes",
+    "train.stop_return",
+    "train.threads",
+    "train.log_every",
+    "train.checkpoint_every",
+)
+"""Task overrides that change how a run is measured, not how fast it learns."""
+
+
+def cpu_settings(preset: str, agent: str) -> str | None:
+    """The stored benchmark that learned (reached its goal) with `preset`, else with another preset of
+    `agent`, in the least wall-clock time on a CPU: its command, overrides and result, as one phrase."""
+    from worldmodels.config import read_preset
+
+    found = []
+    for path in sorted((bench_dir() / "results").glob("*.json")):
+        result = json.loads(path.read_text())
+        learned = result.get("goal") is not None and result.get("mean", -np.inf) >= result["goal"]
+        if result.get("kind") == "table" or not learned or "cpu" not in result.get("machine", ""):
+            continue
+        try:
+            task_agent = read_preset(result["preset"]).get("agent", {}).get("name")
+        except ConfigError:
+            continue
+        if result["preset"] == preset or task_agent == agent:
+            wall = max(r["wall_s"] for r in result["runs"])
+            found.append((result["preset"] != preset, wall, result))
+    if not found:
+        return None
+    _, wall, result = min(found, key=lambda f: f[:2])
+    command = " ".join(
+        [f"wm train {result['preset']}"] + [f"{k}={v}" for k, v in result["overrides"].items() if k not in BOOKKEEPING]
+    )
+    steps = max(r.get("steps", result["steps"]) for r in result["runs"])
+    return (
+        f"`{command}` learned in `wm bench {result['task']}` ({result['mean']:.0f} after {steps:,} env steps, "
+        f"{wall / 60:.0f} min on {result['machine']})"
+    )
+
+
 def _run_script(name: str, task: Task, out: Path) -> None:
     print(f"[bench] {name}: {task.script}", flush=True)
     cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out)]

@@ -8,15 +8,19 @@ A checkpoint is a folder `checkpoints/step_<N>/` holding
     manifest.json         format tag and the sha256 of every file above, written last
 Replay rows live outside, in immutable chunk files under the run's `replay/` that checkpoints share;
 each is verified against the sha256 listed in the checkpoint's state.json when loaded.
-It is written into a temporary folder and renamed into place, so a run killed mid-write leaves the
-previous checkpoint as the latest complete one. A file that does not match its manifest is refused.
+It is written into a temporary folder and renamed into place, and a checkpoint folder is never replaced:
+saving a step that already has one writes `step_<N>.<k>` beside it, and older checkpoints are deleted
+only after the new one is in place. A run killed at any instant of a write therefore leaves the
+previous checkpoint as the latest complete one; `clean_interrupted` removes what the write left behind.
+A file that does not match its manifest is refused, and every failure to read one is a one-line
+`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
+import errno
 import json
 import os
 import shutil
@@ -30,7 +34,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from worldmodels.errors import CheckpointError
+from worldmodels.data.files import load_npz, readable, sha256
+from worldmodels.errors import CheckpointError, one_line
 
 FORMAT = "worldmodels-checkpoint-v1"
 PREFIX = "step_"
@@ -63,7 +68,24 @@ def fitting(path: Path, fix: str) -> Iterator[None]:
         yield
     except (KeyError, RuntimeError, ValueError) as err:
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit this run's config ({type(err).__name__}: {str(err)[:200]}); {fix}"
+            f"checkpoint '{path}' does not fit this run's config ({type(err).__name__}: {one_line(err)}); {fix}"
+        ) from None
+
+
+@contextlib.contextmanager
+def disk_space(run_dir: Path, needed: int) -> Iterator[None]:
+    """Writes inside this block that find the disk full become one CheckpointError naming `run_dir`, the
+    `needed` bytes (an estimate) and the free space; what was written before stays as it was."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        free = shutil.disk_usage(run_dir if run_dir.exists() else run_dir.parent).free
+        raise CheckpointError(
+            f"no space left on the disk of '{run_dir}': a checkpoint needs about {needed / 2**20:.0f} MiB free, "
+            f"{free / 2**20:.0f} MiB are; the previous checkpoint is intact: free space, then continue with "
+            f"`wm train --resume {run_dir}`"
         ) from None
 
 
@@ -75,18 +97,14 @@ class Payload:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint(root: Path, step: int, payload: Payload, keep: int = 2) -> Path:
     """Write `payload` as checkpoint `root/step_<step>` atomically; keep the newest `keep` checkpoints."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:012d}"
+    resave = 0
+    while final.exists():  # a step saved again (a resumed finished run): never replace the folder in place
+        resave += 1
+        final = root / f"{PREFIX}{step:012d}.{resave}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in payload.weights.items()}, tmp / "weights.safetensors")
@@ -96,28 +114,42 @@ def save_checkpoint(root: Path, step: int, payload: Payload, keep: int = 2) -> P
                 np.savez(f, **arrays)
         (tmp / "state.json").write_text(json.dumps(payload.state))
         files = sorted(p.name for p in tmp.iterdir())
-        manifest = {"format": FORMAT, "step": step, "files": {name: _sha256(tmp / name) for name in files}}
+        manifest = {"format": FORMAT, "step": step, "files": {name: sha256(tmp / name) for name in files}}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         for path in tmp.iterdir():  # data reaches the disk before the rename makes it visible
             with path.open("rb") as f:
                 os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_checkpoints(root)[:-keep]:
+        (old / "manifest.json").unlink()  # first, so that a kill midway never leaves it looking complete
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _order(path: Path) -> tuple[int, int] | None:
+    """(step, re-save) of a checkpoint folder `step_<N>[.<k>]`, None for anything else."""
+    step, _, resave = path.name[len(PREFIX) :].partition(".")
+    if not path.name.startswith(PREFIX) or not step.isdigit() or not (resave or "0").isdigit():
+        return None
+    return int(step), int(resave or 0)
 
 
 def list_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints under `root`, oldest first (temporary folders of interrupted writes are skipped)."""
     if not root.is_dir():
         return []
-    done = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "manifest.json").exists()]
-    return sorted(done, key=lambda p: p.name)
+    done = [p for p in root.iterdir() if _order(p) is not None and (p / "manifest.json").exists()]
+    return sorted(done, key=_order)
+
+
+def clean_interrupted(root: Path) -> None:
+    """Remove the temporary folders that writes killed midway left under `root`."""
+    if root.is_dir():
+        for path in root.glob(".tmp-*"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -136,27 +168,33 @@ def load_checkpoint(path: Path) -> Payload:
         raise CheckpointError(f"checkpoint '{path}' is corrupt: manifest.json is not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a {FORMAT} checkpoint")
-    for name, digest in manifest["files"].items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"checkpoint '{path}' is corrupt: '{manifest_path}' has no table of files and hashes")
+    missing = {"weights.safetensors", "optim.pt", "state.json"} - set(files)
+    if missing:
+        raise CheckpointError(f"checkpoint '{path}' is corrupt: '{manifest_path}' does not list {sorted(missing)[0]}")
+    for name, digest in files.items():
         file = path / name
         if not file.exists():
             raise CheckpointError(f"checkpoint '{path}' is incomplete: {name} is missing")
-        if _sha256(file) != digest:
+        if sha256(file) != digest:
             raise CheckpointError(
                 f"checkpoint '{path}' is corrupt or was modified: {name} does not match its sha256 in "
                 "manifest.json; resume from an earlier checkpoint by deleting this one"
             )
-    try:
-        payload = Payload(
-            weights=load_file(path / "weights.safetensors"),
-            torch_state=torch.load(path / "optim.pt", weights_only=True, map_location="cpu"),
-            state=json.loads((path / "state.json").read_text()),
-        )
-        for name in manifest["files"]:
-            if name.endswith(".npz"):
-                with np.load(path / name, allow_pickle=False) as npz:
-                    payload.arrays[name[:-4]] = {k: npz[k] for k in npz.files}
-    except Exception as err:  # a file that hashes right but cannot be read was written by something else
-        raise CheckpointError(f"checkpoint '{path}' cannot be read: {type(err).__name__}: {err}") from None
+    payload = Payload()
+    with readable(path / "weights.safetensors"):
+        payload.weights = load_file(path / "weights.safetensors")
+    with readable(path / "optim.pt"):
+        payload.torch_state = torch.load(path / "optim.pt", weights_only=True, map_location="cpu")
+    with readable(path / "state.json"):
+        payload.state = json.loads((path / "state.json").read_text())
+        if not isinstance(payload.state, dict):
+            raise ValueError("not a JSON object")
+    for name in files:
+        if name.endswith(".npz"):
+            payload.arrays[name[:-4]] = load_npz(path / name)
     return payload
 
 

@@ -16,11 +16,16 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 class Logger:
     """Appends `{"step": ..., name: value}` lines. On resume from step S, lines after S are dropped first,
     so the log matches the run that continues from the checkpoint; a run whose steps do not order its lines
-    (a staged pipeline) gives the count of lines to keep instead, `keep_lines`."""
+    (a staged pipeline) gives the count of lines to keep instead, `keep_lines`. A new run (neither given)
+    starts afresh: the log of an earlier start that was killed before its first checkpoint is moved aside
+    to `metrics.before-restart.jsonl`, and TensorBoard is told to drop that start's events."""
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, keep_lines: int | None = None):
         self.path = run_dir / "metrics.jsonl"
-        if (resume_step is not None or keep_lines is not None) and self.path.exists():
+        fresh = resume_step is None and keep_lines is None
+        if fresh and self.path.exists():
+            self.path.replace(run_dir / "metrics.before-restart.jsonl")
+        elif self.path.exists():
             lines = self.path.read_text().splitlines()
             if resume_step is not None:
                 lines = [line for line in lines if json.loads(line)["step"] <= resume_step]
@@ -28,7 +33,7 @@ class Logger:
                 lines = lines[:keep_lines]
             self.path.write_text("".join(line + "\n" for line in lines))
         self.file = self.path.open("a")
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=0 if fresh else resume_step)
 
     def log(self, step: int, metrics: dict[str, float], tb_step: int | None = None) -> None:
         """One line at env step `step`; TensorBoard plots it at `tb_step` when given (a stage's own counter)."""

@@ -16,11 +16,15 @@ from tqdm import tqdm
 from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import Config, save_config
 from worldmodels.data import Replay
+from worldmodels.data.files import readable
 from worldmodels.envs import EnvPool
-from worldmodels.errors import CheckpointError, ConfigError
+from worldmodels.errors import CheckpointError, ConfigError, EnvError
 from worldmodels.registry import AGENTS
+from worldmodels.train.bench import cpu_settings
 from worldmodels.train.checkpoint import (
     Payload,
+    clean_interrupted,
+    disk_space,
     fitting,
     latest_checkpoint,
     list_checkpoints,
@@ -32,6 +36,9 @@ from worldmodels.train.checkpoint import (
 )
 from worldmodels.train.evaluate import evaluate
 from worldmodels.train.logger import Logger, plot_curve
+
+SLOW_HOURS = 3
+"""A CPU run estimated to need more than this many hours is told which CPU setting learned in the benchmarks."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +96,7 @@ class Trainer:
         self.pool = EnvPool(cfg.env, _seed(t.seed, 2))
         self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the environment and agent are known good
+        clean_interrupted(self.run_dir / "checkpoints")
         self.device = self.agent.device
         self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3), priority=self.agent.priority)
         self.state = self.agent.initial_state(self.pool.num_envs)
@@ -107,6 +115,7 @@ class Trainer:
         self.logger = Logger(self.run_dir, resume_step=self.step if resume else None)
         self._window = {"time": time.perf_counter(), "step": self.step, "updates": self.agent.updates}
         self._recent: dict[str, list[float]] = {}
+        self._pace: dict[str, float] | None = {}  # where the pace of training is measured from; None once done
 
     # ------------------------------------------------------------------ main loop
 
@@ -127,6 +136,7 @@ class Trainer:
                 self._collect()
                 self._train()
                 bar.update(self.step - before)
+                self._warn_if_slow(bar)
                 if crossed(before, self.step, t.eval_every):
                     self._evaluate(bar)
                     if t.stop_return is not None and self.last_eval["eval/return"] >= t.stop_return:
@@ -161,7 +171,10 @@ class Trainer:
             action, self.state = self.agent.act(obs, is_first, self.state, explore=True)
             action = action.cpu().numpy()
             extra = self.agent.act_records()
-        out = self.pool.step(action)
+        try:
+            out = self.pool.step(action)
+        except EnvError as err:
+            raise EnvError(f"{err} (after {self.step:,} env steps of the run; its last checkpoint is intact)") from None
         self.replay.add(self._with_agent_records(out.records, extra, self.pool.num_envs), out.streams)
         self.is_first = out.is_first
         self.step += self.pool.num_envs * self.cfg.env.action_repeat
@@ -199,6 +212,27 @@ class Trainer:
                 self._note(key, value)
             if self.agent.priority is not None:
                 self.replay.update_priorities(index, self.agent.new_priorities)
+
+    def _warn_if_slow(self, bar: tqdm) -> None:
+        """Once, a minute into training after the prefill: when the rest of the run would take more than
+        `SLOW_HOURS` on a CPU at the measured pace, say so and name a setting the benchmarks learned with."""
+        if self._pace is None or self.step < self.cfg.train.prefill:
+            return
+        now = time.perf_counter()
+        if not self._pace:
+            self._pace.update(time=now, step=self.step)
+            return
+        if now - self._pace["time"] < 60:
+            return
+        hours = (self.cfg.train.steps - self.step) / max(self.step - self._pace["step"], 1) * (now - self._pace["time"])
+        hours /= 3600
+        self._pace = None
+        if hours > SLOW_HOURS and self.device.type == "cpu":
+            hint = cpu_settings(self.cfg.preset, self.cfg.agent.name) or "lower train.ratio or train.steps"
+            bar.write(
+                f"note: at this pace the run needs about {hours:.0f} more hours on this CPU "
+                f"(train.ratio={self.cfg.train.ratio:g}); for a CPU: {hint}"
+            )
 
     def _evaluate(self, bar: tqdm) -> None:
         t = self.cfg.train
@@ -242,6 +276,16 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Path:
+        with disk_space(self.run_dir, self._checkpoint_bytes()):
+            return self._save()
+
+    def _checkpoint_bytes(self) -> int:
+        """About what a checkpoint writes: the weights with two optimiser moments each, and the replay rows
+        not yet in chunk files."""
+        weights = sum(t.nbytes for t in self.agent.state_dict().values())
+        return 3 * weights + self.replay.unsaved_bytes()
+
+    def _save(self) -> Path:
         replay_arrays, replay_meta = self.replay.save(self.run_dir / "replay")
         state = {
             "step": self.step,
@@ -275,16 +319,23 @@ class Trainer:
         s = payload.state
         if s.get("agent") != self.cfg.agent.name:
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not '{self.cfg.agent.name}'")
+        with readable(path / "optim.pt"):
+            optimizers = payload.torch_state["optimizers"]
+        with readable(path / "manifest.json"):  # the arrays a checkpoint of this loop always has
+            replay, envs = payload.arrays["replay"], payload.arrays["envs"]
+        with readable(path / "state.json"):
+            replay_meta = s["replay"]
+            self.step, self.agent.updates = int(s["step"]), int(s["updates"])
+            self.update_credit, self.episodes = float(s["update_credit"]), int(s["episodes"])
+            self.last_return, self.last_eval_step = s["last_return"], int(s["last_eval_step"])
+            self.is_first = np.asarray(s["is_first"], bool)
+            set_torch_rng_state(s["rng"])
+            self.rng.bit_generator.state = s["rng"]["numpy"]
+            random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in s["rng"]["python"]))
         with fitting(path, "resume without overrides that change the model, replay or environments"):
             self.agent.load_state_dict(payload.weights)
-            self.agent.load_optimizer_state(payload.torch_state["optimizers"])
-            self.replay.load(self.run_dir / "replay", payload.arrays["replay"], s["replay"])
-            self.pool.load_state_dict(payload.arrays["envs"])
-        self.step, self.agent.updates = s["step"], s["updates"]
-        self.update_credit, self.episodes = s["update_credit"], s["episodes"]
-        self.last_return, self.last_eval_step = s["last_return"], s["last_eval_step"]
-        self.is_first = np.asarray(s["is_first"], bool)
+            self.agent.load_optimizer_state(optimizers)
+            self.replay.load(self.run_dir / "replay", replay, replay_meta)
+        with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
+            self.pool.load_state_dict(envs)
         self.state = _to_device(payload.torch_state.get("act_state"), self.device)  # recurrent agents' memory
-        set_torch_rng_state(s["rng"])
-        self.rng.bit_generator.state = s["rng"]["numpy"]
-        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in s["rng"]["python"]))

@@ -14,12 +14,8 @@ import numpy as np
 import torch
 
 from worldmodels.agents.world_models import WorldModelsAgent
+from worldmodels.data.files import load_npz
 from worldmodels.train.world_models.rollouts import write_npz
-
-
-def _load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
 def frame_batches(
@@ -31,7 +27,7 @@ def frame_batches(
     parts: list[np.ndarray] = []
     held = 0
     for k, i in enumerate(order):
-        parts.append(_load(files[i])["obs"])
+        parts.append(load_npz(files[i])["obs"])
         held += len(parts[-1])
         if held < buffer and k < len(order) - 1:
             continue
@@ -51,7 +47,7 @@ def encode_rollouts(agent: WorldModelsAgent, files: list[Path], out: Path, batch
     columns: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     lengths = []
     for path in files:
-        episode = _load(path)
+        episode = load_npz(path)
         for j in range(0, len(episode["obs"]), batch):
             q = agent.vae(torch.as_tensor(episode["obs"][j : j + batch], device=agent.device))
             columns["mean"].append(q.mean.cpu().numpy())
@@ -66,7 +62,7 @@ def encode_rollouts(agent: WorldModelsAgent, files: list[Path], out: Path, batch
 
 
 def load_latents(path: Path) -> dict[str, np.ndarray]:
-    return _load(path)
+    return load_npz(path)
 
 
 def _windows(

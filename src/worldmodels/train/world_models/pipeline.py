@@ -33,10 +33,13 @@ from tqdm import tqdm
 from worldmodels.agents.controller import Evolution
 from worldmodels.agents.world_models import WorldModelsAgent
 from worldmodels.config import Config, save_config
+from worldmodels.data.files import readable
 from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.train.checkpoint import (
     Payload,
+    clean_interrupted,
+    disk_space,
     fitting,
     load_checkpoint,
     save_checkpoint,
@@ -83,6 +86,7 @@ class WorldModelsTrainer:
             self._restore(ckpt)
         self.stages = self._plan()  # before the folder is touched: a stage that cannot run changes nothing
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        clean_interrupted(self.run_dir / "checkpoints")
         kept = copy.deepcopy(cfg)
         kept.agent.cfg.stage = "all"  # a stage is this command's choice: a later --resume continues them all
         save_config(kept, self.run_dir / "config.yaml")
@@ -349,18 +353,23 @@ class WorldModelsTrainer:
             torch_state={"optimizers": self.agent.optimizer_state()},
             state=state,
         )
-        return save_checkpoint(self.run_dir / "checkpoints", self.p["saves"], payload, self.cfg.train.keep_checkpoints)
+        keep = self.cfg.train.keep_checkpoints
+        with disk_space(self.run_dir, 3 * sum(t.nbytes for t in payload.weights.values())):
+            return save_checkpoint(self.run_dir / "checkpoints", self.p["saves"], payload, keep)
 
     def _restore(self, path: Path) -> None:
         payload = load_checkpoint(path)
         s = payload.state
         if s.get("agent") != "world_models":
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not 'world_models'")
+        with readable(path / "optim.pt"):
+            optimizers = payload.torch_state["optimizers"]
+        with readable(path / "state.json"):
+            self.p |= s["progress"]
+            set_torch_rng_state(s["rng"])
         with fitting(path, "resume without overrides that change the VAE, the MDN-RNN or the controller"):
             self.agent.load_state_dict(payload.weights)
-            self.agent.load_optimizer_state(payload.torch_state["optimizers"])
-        self.p |= s["progress"]
-        set_torch_rng_state(s["rng"])
+            self.agent.load_optimizer_state(optimizers)
 
     def close(self) -> None:
         self.logger.close()
