@@ -134,3 +134,36 @@ def test_bad_options_fail_clearly():
         PLANNERS.build("gradient", None, action_dim=3, discrete=True)
     with pytest.raises(ConfigError, match="low < high"):
         PLANNERS.build("mppi", None, action_dim=1, low=1.0, high=0.0)
+
+
+def test_mppi_takes_a_policy_prior_candidate_that_its_own_samples_cannot_reach():
+    """max −Σ |a − 0.7| with samples of std 0.05 around 0: only the prior's candidate (0.7 at every step) is
+    near the optimum, so with one elite the plan is exactly that candidate; without the prior it stays near 0."""
+    planner = build("mppi", 3, population=16, iterations=2, init_std=0.025, elites=1, temperature=0.1, momentum=0.0)
+    x0, _ = planner.warm_start(None, 2, torch.device("cpu"))
+    objective = lambda a: -(a - 0.7).abs().sum((2, 3))  # noqa: E731
+    prior = torch.tensor([[[[0.7]] * 3], [[[-0.9]] * 3]])  # [B=2, K=1, H=3, A=1]: right for the first problem only
+    plan = planner.optimize(objective, x0, prior=prior)
+    assert torch.equal(plan.actions[0], torch.full((3, 1), 0.7))
+    assert plan.actions[1].abs().max() < 0.3 and plan.std.shape == (2, 3, 1)
+    assert (planner.optimize(objective, x0).actions - 0.7).abs().min() > 0.4
+
+
+def test_mppi_elites_weight_only_the_best_candidates():
+    """At a high temperature the plan is the plain mean of all candidates (three given, one sampled at the
+    centre 0.2), or with 1 elite the best one."""
+    prior = torch.tensor([0.0, 0.2, 0.9])[None, :, None, None]  # [1, 3, 1, 1]
+    for elites, expected in ((0, (0.0 + 0.2 + 0.9 + 0.2) / 4), (1, 0.9)):
+        planner = build(
+            "mppi",
+            1,
+            population=1,
+            iterations=1,
+            init_std=1e-6,
+            min_std=0.0,
+            momentum=0.0,
+            elites=elites,
+            temperature=1e6,
+        )
+        plan = planner.optimize(lambda a: a[..., 0, 0], torch.full((1, 1, 1), 0.2), prior=prior)
+        assert torch.allclose(plan.actions, torch.full((1, 1, 1), float(expected)), atol=1e-4)

@@ -11,6 +11,7 @@ from worldmodels.agents.latent_mlp import LatentMLPAgent
 from worldmodels.agents.muzero import MuZeroAgent  # noqa: F401  (imports worldmodels.planners)
 from worldmodels.agents.pets import PETSAgent  # noqa: F401
 from worldmodels.agents.planet import PlaNetAgent  # noqa: F401
+from worldmodels.agents.tdmpc2 import TDMPC2Agent  # noqa: F401
 from worldmodels.agents.world_models import WorldModelsAgent  # noqa: F401
 
 __all__ = ["Agent", "DreamerAgent", "LatentMLPAgent"]

@@ -1,13 +1,16 @@
 """Model-predictive path integral control (Williams et al. 2017), the sampling planner of TD-MPC2.
 
-Each iteration perturbs the current plan with fixed Gaussian noise, scores the P candidates and moves the
-plan to their return-weighted average, the weights a softmax at temperature λ:
+Each iteration perturbs the current plan with Gaussian noise, scores the P candidates (plus any `prior`
+candidates, e.g. rollouts of a learned policy) and moves the plan to the return-weighted average of the
+best K of them (K = all in classic MPPI; TD-MPC2: 64 of 512 + 24), the weights a softmax at temperature λ:
 
     a^i = clip(μ + ε^i, low, high),  ε^i ~ N(0, σ²)      w_i = exp((R_i − max R) / λ) / Σ_j exp((R_j − max R) / λ)
     μ ← m·μ + (1 − m)·Σ_i w_i a^i
     σ ← m·σ + (1 − m)·sqrt(Σ_i w_i (a^i − μ)²)      (with `adapt_std`, as in TD-MPC2; classic MPPI keeps σ)
 
 Discrete actions sample one-hot sequences from per-step probabilities p and move p to Σ_i w_i onehot(a^i).
+The warm start (the last plan's centre shifted one step) is `Planner.warm_start`; a terminal value is the
+model's `value` in `rollout_objective`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from worldmodels.planners.protocol import (
     SamplingConfig,
     discrete_plan,
     sample,
+    top_k,
 )
 from worldmodels.registry import PLANNERS
 
@@ -38,10 +42,19 @@ class MPPI(Planner):
         """Refit the noise std to the weighted spread of the candidates each iteration."""
         min_std: float = non_negative(0.02)
         """Floor of the adapted std, in units of the bound width: keeps the search from collapsing."""
+        elites: int = non_negative(0)
+        """Weight only the K best candidates of each iteration (TD-MPC2: 64); 0 weights all of them."""
 
     @torch.no_grad()
-    def optimize(self, objective: Objective, x0: torch.Tensor, reuse: torch.Tensor | None = None) -> Plan:
-        """Maximise `objective` from the centre `x0` `[B, H, A]` (means, or probabilities if discrete)."""
+    def optimize(
+        self,
+        objective: Objective,
+        x0: torch.Tensor,
+        reuse: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
+    ) -> Plan:
+        """Maximise `objective` from the centre `x0` `[B, H, A]` (means, or probabilities if discrete);
+        `prior` `[B, K, H, A]`: fixed candidates scored with the samples every iteration (a policy's proposals)."""
         cfg, m = self.cfg, self.cfg.momentum
         low, high = self.bounds(x0.device)
         std = (cfg.init_std * (high - low)).expand_as(x0)  # [B, H, A]
@@ -49,7 +62,11 @@ class MPPI(Planner):
         centre = x0
         for _ in range(cfg.iterations):
             candidates = sample(centre, None if self.discrete else std, cfg.population, low, high)  # [B, P, H, A]
+            if prior is not None:
+                candidates = torch.cat([prior.to(candidates.dtype), candidates], 1)
             returns = objective(candidates)  # [B, P]
+            if 0 < cfg.elites < candidates.shape[1]:
+                candidates, returns = top_k(candidates, returns, cfg.elites)
             weight = torch.softmax((returns - returns.amax(1, keepdim=True)) / cfg.temperature, 1)
             new = torch.einsum("bp,bpha->bha", weight, candidates)
             if cfg.adapt_std and not self.discrete:
@@ -58,4 +75,4 @@ class MPPI(Planner):
             centre = m * centre + (1 - m) * new
             expected = (weight * returns).sum(1)
         actions = discrete_plan(centre) if self.discrete else centre
-        return Plan(actions, centre, expected)
+        return Plan(actions, centre, expected, std=None if self.discrete else std)

@@ -47,12 +47,15 @@ class Plan:
     centre:  `[B, H, A]` the sampling distribution's centre (mean, or probabilities if discrete): the warm start.
     returns: `[B]` the objective's estimate for the chosen sequence(s).
     elites:  `[B, K, H, A]` the final elite candidates, for planners that reuse them (iCEM), else None.
+    std:     `[B, H, A]` the final sampling std of continuous planners that adapt it (MPPI), else None:
+             TD-MPC2 explores with it.
     """
 
     actions: torch.Tensor
     centre: torch.Tensor
     returns: torch.Tensor
     elites: torch.Tensor | None = None
+    std: torch.Tensor | None = None
 
 
 def _repeat(state: State, times: int) -> State:
