@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from worldmodels.config import load_all  # noqa: E402
 from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.registry import (
@@ -18,7 +19,6 @@ from worldmodels.registry import (
     REPRESENTATIONS,
     REWARDS,
     VALUES,
-    load_all,
 )
 
 load_all()

@@ -2,8 +2,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from worldmodels.config import load_all
 from worldmodels.errors import ConfigError
-from worldmodels.registry import ENCODERS, REGISTRIES, Registry, load_all
+from worldmodels.registry import ENCODERS, REGISTRIES, Registry
 
 
 def test_every_kind_has_a_registry():

@@ -14,9 +14,9 @@ from worldmodels.errors import ConfigError, WMError
 
 
 def _list(args: argparse.Namespace) -> None:
-    from worldmodels.config import preset_names
+    from worldmodels.config import load_all, preset_names
     from worldmodels.errors import closest
-    from worldmodels.registry import REGISTRIES, load_all
+    from worldmodels.registry import REGISTRIES
 
     load_all()
     if args.kind and args.kind not in REGISTRIES and args.kind != "preset":

@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
+from dataclasses import field
 from typing import Any, TypeVar
 
 from worldmodels.errors import ConfigError, closest
+from worldmodels.schema import Spec, parse
 
 T = TypeVar("T", bound=type)
 
@@ -64,8 +66,6 @@ class Registry:
         """Build entry `name` from its config (None for defaults, a dict, or a `Config` instance)."""
         cls = self.get(name)
         if cfg is None or isinstance(cfg, dict):
-            from worldmodels.config import parse  # config builds on the registry, not the reverse
-
             cfg = parse(cls.Config, cfg or {}, f"{self.kind}.{name}")
         return cls(cfg, **kwargs)
 
@@ -87,6 +87,12 @@ REGISTRIES: dict[str, Registry] = {
 }
 
 
-def load_all() -> None:
-    """Import every component package so that all registries are filled."""
-    import worldmodels.agents  # noqa: F401  (imports every component package it builds on)
+def component(kind: str, name: str, **cfg: Any) -> Any:
+    """A dataclass field holding a `Spec`: a component of `kind`, `name` with options `cfg` by default
+    (options given for `name` in a preset apply over `cfg`)."""
+    registry = REGISTRIES[kind]
+
+    def default() -> Spec:
+        return Spec(name, parse(registry.get(name).Config, cfg, f"{registry.kind}.{name}"))
+
+    return field(default_factory=default, metadata={"registry": registry, "default": name, "options": cfg})

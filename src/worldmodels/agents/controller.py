@@ -17,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from worldmodels.config import positive
 from worldmodels.envs.spaces import ActSpec
 from worldmodels.errors import CheckpointError
+from worldmodels.schema import positive
 
 
 @dataclass

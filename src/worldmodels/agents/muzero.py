@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldmodels.agents.base import Agent, adam, step
-from worldmodels.config import Spec, component, non_negative, param, positive, unit
 from worldmodels.dynamics.muzero import scale_gradient
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import support_loss, support_to_scalar
 from worldmodels.planners.mcts import SearchOutput
-from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS
+from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS, component
+from worldmodels.schema import Spec, non_negative, param, positive, unit
 
 
 @AGENTS.register("muzero")

@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
-from worldmodels.config import Spec, component, positive, unit
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
-from worldmodels.registry import AGENTS, PLANNERS
+from worldmodels.registry import AGENTS, PLANNERS, component
+from worldmodels.schema import Spec, positive, unit
 
 
 @AGENTS.register("planet")

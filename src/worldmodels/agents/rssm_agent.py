@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from worldmodels.agents.base import Agent, adam, step
-from worldmodels.config import Spec, component, non_negative, positive, unit
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
-from worldmodels.registry import CONTINUES, DECODERS, DYNAMICS, ENCODERS, REWARDS
+from worldmodels.registry import CONTINUES, DECODERS, DYNAMICS, ENCODERS, REWARDS, component
+from worldmodels.schema import Spec, non_negative, positive, unit
 
 
 @dataclass

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.agents.base import Agent, frozen, step
-from worldmodels.config import Spec, component, non_negative, param, positive, unit
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
@@ -40,7 +39,8 @@ from worldmodels.nn import MLP
 from worldmodels.nn.simnorm import SimNorm
 from worldmodels.planners.mppi import MPPI
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
-from worldmodels.registry import AGENTS, ENCODERS, PLANNERS
+from worldmodels.registry import AGENTS, ENCODERS, PLANNERS, component
+from worldmodels.schema import Spec, non_negative, param, positive, unit
 
 
 @AGENTS.register("tdmpc2")

@@ -21,12 +21,12 @@ import torch
 
 from worldmodels.agents.base import Agent, adam, step
 from worldmodels.agents.controller import Controller, ControllerConfig
-from worldmodels.config import non_negative, param, positive, unit
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.registry import AGENTS, DYNAMICS, REPRESENTATIONS
 from worldmodels.representations.conv_vae import ConvVAE
+from worldmodels.schema import non_negative, param, positive, unit
 
 Stage = Literal["all", "collect", "vae", "mdrnn", "controller"]
 

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.config import positive
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
 from worldmodels.registry import DYNAMICS
+from worldmodels.schema import positive
 
 Propagation = Literal["ts1", "tsinf", "expectation"]
 

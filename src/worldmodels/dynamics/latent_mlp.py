@@ -8,10 +8,10 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.config import positive
 from worldmodels.nn import MLPConfig
 from worldmodels.registry import DYNAMICS
 from worldmodels.representations.gaussian import gaussian
+from worldmodels.schema import positive
 
 
 @DYNAMICS.register("latent_mlp")

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.config import non_negative, positive
 from worldmodels.losses import gmm_nll
 from worldmodels.registry import DYNAMICS
+from worldmodels.schema import non_negative, positive
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 """(h, c) of the LSTM, each `[1, N, hidden]`."""

@@ -16,10 +16,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from worldmodels.config import positive
 from worldmodels.errors import ConfigError
 from worldmodels.nn import MLPConfig
 from worldmodels.registry import DYNAMICS
+from worldmodels.schema import positive
 
 
 def scale_hidden(s: Tensor) -> Tensor:

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.config import non_negative, positive, unit
 from worldmodels.nn import Activation, activation
 from worldmodels.registry import DYNAMICS, REPRESENTATIONS
+from worldmodels.schema import non_negative, positive, unit
 
 State = dict[str, torch.Tensor]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.config import EnvConfig
+from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.wrappers import ActionRepeat, FloatObs, RenderedObs
 from worldmodels.errors import ConfigError, closest
 

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.config import EnvConfig
+from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.make import make_env
 from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map, obs_set
 from worldmodels.errors import ConfigError, EnvError, WMError

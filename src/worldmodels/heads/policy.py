@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.config import positive, unit
 from worldmodels.nn import ClippedNormal, MLPConfig, OneHotDist, TanhNormal
 from worldmodels.registry import POLICIES
+from worldmodels.schema import positive, unit
 
 
 @POLICIES.register("categorical")

@@ -9,10 +9,10 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.config import param
 from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
 from worldmodels.nn import MLPConfig, SymlogMSE
 from worldmodels.registry import CONTINUES, REWARDS, VALUES
+from worldmodels.schema import param
 
 
 class _Regression(nn.Module):

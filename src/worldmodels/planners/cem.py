@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from worldmodels.config import positive
 from worldmodels.planners.protocol import (
     Objective,
     Plan,
@@ -27,6 +26,7 @@ from worldmodels.planners.protocol import (
     top_k,
 )
 from worldmodels.registry import PLANNERS
+from worldmodels.schema import positive
 
 
 @PLANNERS.register("cem")

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from worldmodels.config import positive
 from worldmodels.errors import ConfigError
 from worldmodels.planners.protocol import Objective, Plan, Planner
 from worldmodels.registry import PLANNERS
+from worldmodels.schema import positive
 
 
 @PLANNERS.register("gradient")

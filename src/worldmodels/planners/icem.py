@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from worldmodels.config import non_negative, param, positive, unit
 from worldmodels.errors import ConfigError
 from worldmodels.planners.protocol import Objective, Plan, Planner, SamplingConfig, check_elites, clamp, top_k
 from worldmodels.registry import PLANNERS
+from worldmodels.schema import non_negative, param, positive, unit
 
 
 def coloured_noise(beta: float, shape: tuple[int, ...], horizon: int, device: torch.device) -> torch.Tensor:

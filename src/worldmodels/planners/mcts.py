@@ -34,8 +34,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from worldmodels.config import non_negative, param, positive, unit
 from worldmodels.registry import PLANNERS
+from worldmodels.schema import non_negative, param, positive, unit
 
 RootFn = Callable[[Any], tuple[Tensor, Tensor, Tensor]]
 RecurrentFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]

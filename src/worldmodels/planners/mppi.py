@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 
-from worldmodels.config import non_negative, positive
 from worldmodels.planners.protocol import (
     Objective,
     Plan,
@@ -30,6 +29,7 @@ from worldmodels.planners.protocol import (
     top_k,
 )
 from worldmodels.registry import PLANNERS
+from worldmodels.schema import non_negative, positive
 
 
 @PLANNERS.register("mppi")

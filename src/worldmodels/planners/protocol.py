@@ -24,8 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from worldmodels.config import positive, unit
 from worldmodels.errors import ConfigError
+from worldmodels.schema import positive, unit
 
 State = Any  # a tensor `[N, ...]` or a tuple of them
 Objective = Callable[[torch.Tensor], torch.Tensor]

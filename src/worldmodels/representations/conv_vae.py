@@ -14,13 +14,13 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.config import non_negative, positive
 from worldmodels.decoders.cnn import CNNDecoder
 from worldmodels.decoders.prediction import ImagePrediction
 from worldmodels.encoders.cnn import CNNEncoder, ConvConfig
 from worldmodels.envs.spaces import ObsSpec
 from worldmodels.nn import Activation
 from worldmodels.registry import REPRESENTATIONS
+from worldmodels.schema import non_negative, positive
 
 
 @REPRESENTATIONS.register("conv_vae")

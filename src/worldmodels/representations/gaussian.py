@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.config import positive
 from worldmodels.registry import REPRESENTATIONS
+from worldmodels.schema import positive
 
 
 def gaussian(params: torch.Tensor, min_std: float) -> D.Independent:

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import yaml
 
-from worldmodels.config import parse
 from worldmodels.errors import ConfigError, TrainingError, closest
+from worldmodels.schema import parse
 from worldmodels.train.logger import plt, read_metrics
 
 

@@ -1,0 +1,36 @@
+"""The environment's own config: which suite and id, how many, what the agent observes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from worldmodels.schema import non_negative, positive, unit
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CartPole-v1"
+    """Gymnasium id; later suites use prefixes (`dmc:`, `atari:`)."""
+    num_envs: int = positive(1)
+    """Environments stepped together for collection."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """`async` steps each environment in its own worker process."""
+    obs: Literal["state", "pixels", "both"] = "state"
+    """`state` vectors, `pixels` frames (uint8 `[H, W, C]`), or `both` as a dict {image, state}."""
+    size: tuple[int, int] = (64, 64)
+    """Frame size (height, width) for pixels."""
+    grayscale: bool = False
+    """One channel instead of RGB for pixels."""
+    action_repeat: int = positive(1)
+    """Each agent action is applied this many times; rewards are summed (Atari: the frame skip)."""
+    max_episode_steps: int | None = None
+    """Override of the environment's time limit, in agent steps."""
+    camera: int | None = None
+    """dm_control camera id (None: the usual one for the domain)."""
+    render_effects: bool = False
+    """dm_control: draw shadows and reflections (the standard look; ~3× slower on a CPU renderer)."""
+    sticky_actions: float = unit(0.25)
+    """Atari: probability that the previous action is repeated instead of the chosen one."""
+    noop_max: int = non_negative(30)
+    """Atari: at most this many no-op actions at the start of an episode."""
