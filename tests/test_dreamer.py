@@ -188,10 +188,10 @@ def test_dreamerv1_explores_with_additive_gaussian_noise():
     assert agent.explore(torch.zeros(20000, 1)).std().item() == pytest.approx(0.3, rel=0.05)
     obs, first = torch.zeros(2000, 4), torch.ones(2000, dtype=torch.bool)
     torch.manual_seed(0)
-    explored, _ = agent.act(obs, first, None, explore=True)
+    explored, _, _ = agent.act(obs, first, None, explore=True)
     agent.cfg.explore_noise = 0.0
     torch.manual_seed(0)
-    sampled, _ = agent.act(obs, first, None, explore=True)
+    sampled, _, _ = agent.act(obs, first, None, explore=True)
     assert explored.abs().max() <= 1.0 and not torch.equal(explored, sampled)
 
 

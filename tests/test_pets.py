@@ -81,18 +81,19 @@ def test_known_termination_zeroes_reward_after_the_fall():
 def test_discrete_actions_are_one_hot(planner):
     spec = planner[:-1] + ", population: 16, iterations: 2, horizon: 5}"
     pets = agent(f"agent.planner={spec}", obs_dim=2, discrete=True, action_dim=3)
-    action, (plan, holdout) = pets.act(torch.zeros(2, 2), torch.ones(2, dtype=torch.bool), None, explore=True)
+    action, (plan, holdout), records = pets.act(torch.zeros(2, 2), torch.ones(2, dtype=torch.bool), None, explore=True)
     assert action.shape == (2, 3) and action.sum(-1).eq(1).all()
     assert plan["actions"].shape == (2, 5, 3) and holdout.shape == (2,)
+    assert records["holdout"].shape == (2,)  # stored in replay beside the action
 
 
 @pytest.mark.parametrize("propagation", ["ts1", "tsinf", "expectation"])
 def test_planning_in_each_mode_and_precision(propagation):
     for precision in ("float32", "bfloat16"):
         pets = agent(f"agent.propagation={propagation}", f"agent.precision={precision}")
-        action, state = pets.act(torch.randn(3, 3), torch.ones(3, dtype=torch.bool), None, explore=False)
+        action, state, _ = pets.act(torch.randn(3, 3), torch.ones(3, dtype=torch.bool), None, explore=False)
         assert action.shape == (3, 1) and action.dtype == torch.float32 and action.abs().max() <= 1
-        action, _ = pets.act(torch.randn(3, 3), torch.zeros(3, dtype=torch.bool), state, explore=False)
+        action, _, _ = pets.act(torch.randn(3, 3), torch.zeros(3, dtype=torch.bool), state, explore=False)
 
 
 def test_open_loop_shapes():

@@ -74,7 +74,7 @@ def test_plans_the_best_action_through_the_shared_planner(name):
         return optimize(objective, x0, reuse)
 
     planet.planner.optimize = spy
-    action, state = planet.act(torch.randn(2, 3), torch.ones(2, dtype=torch.bool), None, explore=False)
+    action, state, _ = planet.act(torch.randn(2, 3), torch.ones(2, dtype=torch.bool), None, explore=False)
     assert calls == [(2, 3, 1)]  # one batched optimisation for both environments
     assert action.shape == (2, 1) and state["plan"].shape == (2, 3, 1)
     assert torch.allclose(action, torch.full((2, 1), 0.5), atol=0.1)
@@ -94,7 +94,7 @@ def test_actions_stay_within_bounds_even_when_the_model_wants_more():
     fake_prior(planet, target=3.0)  # best reachable action: the upper bound
     for explore in (False, True):
         for _ in range(5):
-            action, _ = planet.act(torch.randn(4, 3), torch.ones(4, dtype=torch.bool), None, explore=explore)
+            action, _, _ = planet.act(torch.randn(4, 3), torch.ones(4, dtype=torch.bool), None, explore=explore)
             assert action.abs().max() <= 1.0
     assert action.mean() > 0.5
 
@@ -103,12 +103,12 @@ def test_act_carries_the_filtered_latent_and_the_executed_action():
     planet = agent(obs_dim=3, action_dim=2)
     first = torch.ones(2, dtype=torch.bool)
     obs = torch.randn(2, 3)
-    action, state = planet.act(obs, first, planet.initial_state(2), explore=True)
+    action, state, _ = planet.act(obs, first, planet.initial_state(2), explore=True)
     assert action.shape == (2, 2)
     assert state["deter"].shape == (2, 16) and state["stoch"].shape == (2, 4)
     assert torch.equal(state["action"], action)  # the noisy action that was executed is the one carried
     torch.manual_seed(1)
-    cont, _ = planet.act(obs, ~first, state, explore=False)
+    cont, _, _ = planet.act(obs, ~first, state, explore=False)
     latent_cont = planet.filter(obs, ~first, state)
     latent_new = planet.filter(obs, first, state)
     assert not torch.allclose(latent_cont["deter"], latent_new["deter"])  # the past matters unless an episode starts
@@ -125,7 +125,7 @@ def test_exploration_noise_is_gaussian_with_the_configured_std():
 def test_discrete_actions_are_one_hot_and_icem_is_refused():
     planet = agent(obs_dim=2, discrete=True, action_dim=3)
     assert isinstance(planet.planner, CEM) and planet.planner.discrete
-    action, state = planet.act(torch.randn(2, 2), torch.ones(2, dtype=torch.bool), None, explore=True)
+    action, state, _ = planet.act(torch.randn(2, 2), torch.ones(2, dtype=torch.bool), None, explore=True)
     assert action.shape == (2, 3) and action.sum(-1).eq(1).all() and state["plan"].shape == (2, 4, 3)
     with pytest.raises(ConfigError, match="icem plans continuous actions only"):
         agent(f"agent.planner={PLANNERS['icem']}", obs_dim=2, discrete=True, action_dim=3)

@@ -120,7 +120,7 @@ def test_acting_plans_with_the_policy_prior_and_warm_starts_from_the_last_plan()
 
     td.planner.optimize = spy
     obs, first = torch.randn(2, 3), torch.ones(2, dtype=torch.bool)
-    action, state = td.act(obs, first, None, explore=True)
+    action, state, _ = td.act(obs, first, None, explore=True)
     assert action.shape == (2, 1) and action.abs().max() <= 1 and state["centre"].shape == (2, 3, 1)
     td.act(obs, torch.tensor([False, True]), state, explore=False)
     (x0, prior), (warm, _) = seen
@@ -134,7 +134,7 @@ def test_planning_finds_the_action_the_model_rewards():
     """With the reward r(z, a) = −(a − 0.6)² and no value, the plan's first action is 0.6."""
     td = agent("agent.planner={population: 64, iterations: 4, elites: 8}")
     td.model = lambda: Model(lambda z, a: (z, -((a[..., 0] - 0.6) ** 2)))
-    action, _ = td.act(torch.randn(3, 3), torch.ones(3, dtype=torch.bool), None, explore=False)
+    action, _, _ = td.act(torch.randn(3, 3), torch.ones(3, dtype=torch.bool), None, explore=False)
     assert torch.allclose(action, torch.full((3, 1), 0.6), atol=0.05)
 
 

@@ -79,7 +79,7 @@ class WorldModelAgent:
             state = agent.initial_state(n)
             episode_start = np.ones(n, bool)
         first = torch.as_tensor(np.zeros(n, bool) if episode_start is None else episode_start, device=agent.device)
-        action, state = agent.act(batch, first, state, explore=not deterministic)
+        action, state, _ = agent.act(batch, first, state, explore=not deterministic)
         env_action = agent.act_spec.to_env(action.cpu().numpy())
         return (env_action[0] if single else env_action), state
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -12,6 +12,15 @@ from torch import nn
 
 from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map
 from worldmodels.errors import TrainingError
+
+
+class Acted(NamedTuple):
+    """What `act` returns: model actions `[N, A]`, the state to pass to the next call (None for memoryless
+    agents), and the `record_spec` data chosen with the actions (`[N, ...]` arrays), stored beside them."""
+
+    action: torch.Tensor
+    state: Any = None
+    records: dict[str, np.ndarray] = {}
 
 
 class Agent(nn.Module):
@@ -38,10 +47,6 @@ class Agent(nn.Module):
         counts. Rows where the agent did not act (random prefill, episode starts) hold zeros."""
         return {}
 
-    def act_records(self) -> dict[str, np.ndarray]:
-        """The `record_spec` data of the last `act` call, `[N, ...]`; stored with the action it chose."""
-        return {}
-
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -50,7 +55,7 @@ class Agent(nn.Module):
         """Recurrent state for `n` environments (None for memoryless agents)."""
         return None
 
-    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         """Model actions `[N, A]` for observations `[N, ...]`; `explore` samples, else the mode."""
         raise NotImplementedError
 

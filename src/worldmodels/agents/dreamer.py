@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from worldmodels.agents.base import frozen
+from worldmodels.agents.base import Acted, frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.envs.spaces import ActSpec, ObsSpec
@@ -41,11 +41,11 @@ class DreamerAgent(RSSMAgent):
         self.optimizers = {"world_model": self.world_model_optimizer(), **self.behaviour.optimizers}
 
     @torch.no_grad()
-    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         post = self.filter(obs, is_first, state)
         policy = self.behaviour.actor(self.rssm.features(post))
         action = self.explore(policy.sample()) if explore else policy.mode
-        return action, {**post, "action": action}
+        return Acted(action, {**post, "action": action})
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         post, metrics = self._world_model_step(batch)

@@ -19,7 +19,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.agents.base import Agent, adam, frozen, step
+from worldmodels.agents.base import Acted, Agent, adam, frozen, step
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.losses import kl_split
@@ -80,10 +80,10 @@ class LatentMLPAgent(Agent):
         }
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         z = self.representation(self.encoder(obs)).mean  # [N, Z]
         policy = self.behaviour.actor(z)
-        return (policy.sample() if explore else policy.mode), None
+        return Acted(policy.sample() if explore else policy.mode)
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:

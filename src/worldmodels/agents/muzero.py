@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worldmodels.agents.base import Agent, adam, step
+from worldmodels.agents.base import Acted, Agent, adam, step
 from worldmodels.dynamics.muzero import scale_gradient
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
@@ -85,7 +85,6 @@ class MuZeroAgent(Agent):
         self.discount = self.planner.cfg.discount
         self.optimizers = {"model": adam(self.net.parameters(), cfg.lr, cfg.adam_eps)}
         self.priority = (cfg.priority_alpha, cfg.priority_beta) if cfg.priority_alpha > 0 else None
-        self._records: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ the model as search callbacks
 
@@ -111,17 +110,14 @@ class MuZeroAgent(Agent):
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"search_policy": ((self.num_actions,), "float32"), "search_value": ((), "float32")}
 
-    def act_records(self) -> dict[str, np.ndarray]:
-        return self._records
-
     @torch.no_grad()
-    def act(self, obs: Tensor, is_first: Tensor, state: Any, explore: bool) -> tuple[Tensor, Any]:
+    def act(self, obs: Tensor, is_first: Tensor, state: Any, explore: bool) -> Acted:
         out = self._search(obs, explore)
-        self._records = {
+        records = {
             "search_policy": out.policy.float().cpu().numpy(),
             "search_value": out.root_value.float().cpu().numpy(),
         }
-        return F.one_hot(out.action, self.num_actions).float(), None
+        return Acted(F.one_hot(out.action, self.num_actions).float(), None, records)
 
     # ------------------------------------------------------------------ learning
 

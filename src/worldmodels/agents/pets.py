@@ -21,10 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
-from worldmodels.agents.base import Agent, step
+from worldmodels.agents.base import Acted, Agent, step
 from worldmodels.envs import continuous_cartpole
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
@@ -94,15 +93,11 @@ class PETSAgent(Agent):
             modules.append(self.reward)
         params = [p for m in modules for p in m.parameters()]
         self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)}
-        self._records: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ acting
 
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"holdout": ((), "float32")}
-
-    def act_records(self) -> dict[str, np.ndarray]:
-        return self._records
 
     def model(self) -> Model:
         """The planner's view of the learned model: state = (particles `[N, K, S]`, alive `[N, K]`)."""
@@ -137,14 +132,14 @@ class PETSAgent(Agent):
         return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         prev, holdout = state if state is not None else (None, None)
         new = torch.rand(len(obs), device=obs.device) < self.cfg.holdout
         holdout = new if holdout is None else torch.where(is_first, new, holdout)
         plan = self.plan(obs, None if prev is None else Plan(**prev), is_first)
-        self._records = {"holdout": holdout.float().cpu().numpy()}
         # the acting state goes into checkpoints, which load tensors and plain containers only: a dict, not a Plan
-        return plan.actions[:, 0], ({f.name: getattr(plan, f.name) for f in fields(plan)}, holdout)
+        state = ({f.name: getattr(plan, f.name) for f in fields(plan)}, holdout)
+        return Acted(plan.actions[:, 0], state, {"holdout": holdout.float().cpu().numpy()})
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from worldmodels.agents.base import Acted
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
@@ -94,13 +95,13 @@ class PlaNetAgent(RSSMAgent):
         return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
 
     @torch.no_grad()
-    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         post = self.filter(obs, is_first, state)
         plan = self.plan(post, None if state is None else state.get("plan"), is_first)
         action = plan.actions[:, 0]
         if explore:
             action = self.explore(action)
-        return action, {**post, "action": action, "plan": plan.centre}
+        return Acted(action, {**post, "action": action, "plan": plan.centre})
 
     # ------------------------------------------------------------------ learning
 

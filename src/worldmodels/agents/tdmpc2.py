@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.agents.base import Agent, frozen, step
+from worldmodels.agents.base import Acted, Agent, frozen, step
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
@@ -193,10 +193,10 @@ class TDMPC2Agent(Agent):
         return torch.stack(actions, 1).reshape(-1, K, self.cfg.horizon, self.act_spec.dim)
 
     @torch.no_grad()
-    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> tuple[torch.Tensor, Any]:
+    def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         z = self.encoder(obs)  # [N, L]
         if not self.cfg.plan:
-            return self.policy(z, sample=explore)[0], None
+            return Acted(self.policy(z, sample=explore)[0])
         last = None if state is None else Plan(state["centre"], state["centre"], state["centre"].new_zeros(len(z)))
         x0, _ = self.planner.warm_start(last, len(z), z.device, is_first)
         prior = self.prior(z) if self.cfg.policy_trajectories else None
@@ -204,7 +204,7 @@ class TDMPC2Agent(Agent):
         action = plan.actions[:, 0]
         if explore:
             action = (action + plan.std[:, 0] * torch.randn_like(action)).clamp(-1, 1)
-        return action, {"centre": plan.centre}
+        return Acted(action, {"centre": plan.centre})
 
     # ------------------------------------------------------------------ learning
 

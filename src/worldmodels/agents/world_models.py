@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Agent, adam, step
+from worldmodels.agents.base import Acted, Agent, adam, step
 from worldmodels.agents.controller import Controller, ControllerConfig
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.spaces import ActSpec, ObsSpec
@@ -132,15 +132,13 @@ class WorldModelsAgent(Agent):
         return self.mdrnn.initial_state(n)
 
     @torch.no_grad()
-    def act(
-        self, obs: torch.Tensor, is_first: torch.Tensor, state: LSTMState, explore: bool
-    ) -> tuple[torch.Tensor, LSTMState]:
+    def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: LSTMState, explore: bool) -> Acted:
         """a_t = C([z_t, h_t]) with z_t the VAE's mean (a sample when exploring); then M takes (z_t, a_t)."""
         keep = (~is_first).float()[None, :, None]
         state = (state[0] * keep, state[1] * keep)
         q = self.vae(obs)
         z = q.sample() if explore else q.mean
-        return self.control(self.controller_params[None], z, state)
+        return Acted(*self.control(self.controller_params[None], z, state))
 
     def control(self, params: torch.Tensor, z: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
         """Each row acts with its own controller parameters `[N, P]` (or one row for all) on [z `[N, Z]`, h];

@@ -26,7 +26,7 @@ def play_episode(agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int) ->
     state, first = agent.initial_state(1), torch.ones(1, dtype=torch.bool, device=agent.device)
     try:
         for _ in range(max_steps):
-            action, state = agent.act(to_tensor(pool.obs, agent.device), first, state, explore=False)
+            action, state, _ = agent.act(to_tensor(pool.obs, agent.device), first, state, explore=False)
             out = pool.step(action.cpu().numpy())
             obs.append(obs_map(lambda x: x[0], out.records["obs"]))
             actions.append(out.records["action"][0])

@@ -31,7 +31,7 @@ def _evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.
     try:
         while np.isnan(returns).any():
             obs = to_tensor(pool.obs, agent.device)
-            action, state = agent.act(obs, is_first, state, explore=False)
+            action, state, _ = agent.act(obs, is_first, state, explore=False)
             out = pool.step(action.cpu().numpy())
             for i, ret, _ in out.finished:
                 if np.isnan(returns[i]):  # only each environment's first episode counts
@@ -52,7 +52,7 @@ def record_video(agent: Agent, env_cfg: EnvConfig, path: Path, seed: int, fps: i
     state = agent.initial_state(1)
     is_first = torch.ones(1, dtype=torch.bool, device=agent.device)
     while not done:
-        action, state = agent.act(to_tensor(obs_map(lambda x: x[None], obs), agent.device), is_first, state, False)
+        action, state, _ = agent.act(to_tensor(obs_map(lambda x: x[None], obs), agent.device), is_first, state, False)
         obs, reward, terminated, truncated, _ = env.step(agent.act_spec.to_env(action.cpu().numpy())[0])
         total += float(reward)
         done = terminated or truncated

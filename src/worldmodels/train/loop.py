@@ -168,9 +168,8 @@ class Trainer:
         else:
             obs = to_tensor(self.pool.obs, self.device)
             is_first = torch.as_tensor(self.is_first, device=self.device)
-            action, self.state = self.agent.act(obs, is_first, self.state, explore=True)
+            action, self.state, extra = self.agent.act(obs, is_first, self.state, explore=True)
             action = action.cpu().numpy()
-            extra = self.agent.act_records()
         try:
             out = self.pool.step(action)
         except EnvError as err:
