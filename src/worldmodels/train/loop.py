@@ -223,8 +223,8 @@ class Trainer:
             return
         if now - self._pace["time"] < 60:
             return
-        hours = (self.cfg.train.steps - self.step) / max(self.step - self._pace["step"], 1) * (now - self._pace["time"])
-        hours /= 3600
+        per_s = (self.step - self._pace["step"]) / (now - self._pace["time"])  # env steps per second
+        hours = (self.cfg.train.steps - self.step) / max(per_s, 1e-9) / 3600
         self._pace = None
         if hours > SLOW_HOURS and self.device.type == "cpu":
             hint = cpu_settings(self.cfg.preset, self.cfg.agent.name) or "lower train.ratio or train.steps"
