@@ -210,7 +210,7 @@ def test_pipeline_end_to_end_then_dream_and_eval(tmp_path, capsys):
     assert main(["train", "world_models", *TINY, "--run-dir", str(run)]) == 0
     summary = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
     assert summary["stages_done"] == ["collect", "vae", "mdrnn", "controller"]
-    for name in ("config.yaml", "curve.png", "reconstructions.png", "latents.npz", "tb", "rollouts/rollout_000005.npz"):
+    for name in ("config.yaml", "curve.png", "reconstructions.png", "latents.npz", "tb", "rollouts/episode_000005.npz"):
         assert (run / name).exists(), name
     rows = _rows(run)
     assert [r["vae/epoch"] for r in rows if "vae/epoch" in r] == [1, 2]

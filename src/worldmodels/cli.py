@@ -1,4 +1,4 @@
-"""`wm`: list components, train, evaluate, dream and benchmark.
+"""`wm`: list components, train, record datasets, evaluate, dream and benchmark.
 
 Exit codes: 0 ok, 2 bad usage or config (one clear line, no traceback), 1 failure at run time.
 """
@@ -69,6 +69,28 @@ def _train(args: argparse.Namespace) -> None:
     print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir} train.steps=N)")
 
 
+def _record(args: argparse.Namespace) -> None:
+    from worldmodels.config import load_config
+    from worldmodels.data.episodes import record
+    from worldmodels.train.world_models.rollouts import process_pool
+
+    bad = [o for o in args.overrides if not o.startswith("env.")]
+    if bad:
+        raise ConfigError(f"wm record takes env.* overrides only, not '{bad[0]}'")
+    env = load_config(None, [f"env.id={args.env}", *args.overrides]).env
+    pool = process_pool(args.workers)
+    try:
+        index = record(env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    lengths, returns = index["lengths"], index["returns"]
+    print(
+        f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, mean return "
+        f"{sum(returns) / len(returns):.1f} (learn from it: wm train PRESET train.offline={args.out})"
+    )
+
+
 def _eval(args: argparse.Namespace) -> None:
     from worldmodels.api import load_agent
 
@@ -113,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("record", help="write random-policy episodes of an environment as an offline dataset")
+    p.add_argument("env", help="environment id, e.g. CartPole-v1 or dmc:cartpole-swingup")
+    p.add_argument("overrides", nargs="*", help="env.* overrides, e.g. env.obs=pixels env.action_repeat=2")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--out", required=True, help="the dataset folder (new or empty)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", choices=["uniform", "brownian"], default="uniform")
+    p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (default: the time limit)")
+    p.add_argument("--workers", type=int, default=1, help="processes recording episodes in parallel")
+    p.set_defaults(func=_record)
+
     p = sub.add_parser("eval", help="evaluate a run's latest checkpoint; prints one JSON line")
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=10)
@@ -140,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "train" and all("=" in x and not x.startswith("-") for x in extra):
+    if extra and args.command in ("train", "record") and all("=" in x and not x.startswith("-") for x in extra):
         args.overrides += extra  # overrides after an option: `wm train PRESET --resume DIR train.steps=N`
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

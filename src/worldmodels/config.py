@@ -30,7 +30,10 @@ __all__ = ["Config", "EnvConfig", "TrainConfig", "load_config", "parse", "preset
 @dataclass
 class TrainConfig:
     steps: int = positive(50_000)
-    """Environment steps (action repeat included)."""
+    """Environment steps (action repeat included); with `offline`, updates. The `*_every` keys count the same."""
+    offline: str | None = None
+    """A dataset folder written by `wm record`: learn from its episodes instead of acting (the run's `env`
+    becomes the dataset's, which evaluations play in); None: collect online."""
     seed: int = 0
     """Seeds every random source: torch, numpy, the replay sampler and the environments."""
     ratio: float = non_negative(32.0)

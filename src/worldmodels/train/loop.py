@@ -1,5 +1,8 @@
 """The training loop: collect with the current policy → store → update at `train.ratio` → evaluate →
-log → checkpoint, with a progress bar. A run can be resumed exactly from its latest checkpoint."""
+log → checkpoint, with a progress bar. A run can be resumed exactly from its latest checkpoint.
+
+With `train.offline` the batches come from a recorded dataset instead (`data/sources.py`): nothing is
+collected, one update is one step of the run, and the same evaluation, logs and checkpoints apply."""
 
 from __future__ import annotations
 
@@ -17,9 +20,12 @@ from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import Config, save_config
 from worldmodels.data import Replay
 from worldmodels.data.files import readable
+from worldmodels.data.sources import OfflineSource, OnlineSource, SampleSpec
 from worldmodels.envs import EnvPool
+from worldmodels.envs.config import EnvConfig
 from worldmodels.errors import CheckpointError, ConfigError, EnvError
 from worldmodels.registry import AGENTS
+from worldmodels.schema import parse
 from worldmodels.train.bench import cpu_settings
 from worldmodels.train.checkpoint import (
     Payload,
@@ -93,12 +99,20 @@ class Trainer:
         random.seed(t.seed)
         torch.manual_seed(t.seed)
         self.rng = np.random.default_rng(_seed(t.seed, 1))  # random prefill actions
-        self.pool = EnvPool(cfg.env, _seed(t.seed, 2))
+        self.offline = OfflineSource(t.offline, _seed(t.seed, 3)) if t.offline else None
+        if self.offline is not None:
+            cfg.env = parse(EnvConfig, self.offline.index["env"], "env")
+        self.pool = EnvPool(cfg.env, _seed(t.seed, 2), num_envs=1 if self.offline else None)
         self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
+        if self.offline is not None:
+            self.pool.close()  # it only told the agent the spaces; evaluations make their own environments
+            self._check_offline()
         self.run_dir.mkdir(parents=True, exist_ok=True)  # only once the environment and agent are known good
         clean_interrupted(self.run_dir / "checkpoints")
         self.device = self.agent.device
         self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3), priority=self.agent.priority)
+        self.source = self.offline or OnlineSource(self.replay)
+        self.spec = SampleSpec(t.batch_size, t.seq_len)
         self.state = self.agent.initial_state(self.pool.num_envs)
         self.is_first = np.ones(self.pool.num_envs, bool)
         self.step = 0  # env steps, action repeat included
@@ -108,7 +122,7 @@ class Trainer:
         self.last_return: float | None = None
         if resume:
             self._restore(ckpt)
-        else:
+        elif self.offline is None:
             first = self.pool.first_records()
             self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
         save_config(cfg, self.run_dir / "config.yaml")  # after a resume fits: a failed one leaves the run as it was
@@ -133,7 +147,10 @@ class Trainer:
         try:
             while self.step < t.steps:
                 before = self.step
-                self._collect()
+                if self.offline is None:
+                    self._collect()
+                else:
+                    self.step, self.update_credit = self.step + 1, self.update_credit + 1
                 self._train()
                 bar.update(self.step - before)
                 self._warn_if_slow(bar)
@@ -160,6 +177,16 @@ class Trainer:
     def close(self) -> None:
         self.logger.close()
         self.pool.close()
+
+    def _check_offline(self) -> None:
+        """An agent that learns from what it chose while acting, or re-weights replay, needs online data."""
+        own = ", ".join(self.agent.record_spec())
+        if own or self.agent.priority is not None:
+            why = f"it learns from what it recorded while acting ({own})" if own else "it samples by priority"
+            raise ConfigError(
+                f"agent '{self.cfg.agent.name}' cannot learn from an offline dataset: {why}; "
+                f"train it online (drop train.offline)"
+            )
 
     def _collect(self) -> None:
         extra: dict[str, np.ndarray] = {}
@@ -199,12 +226,11 @@ class Trainer:
         return records
 
     def _train(self) -> None:
-        t = self.cfg.train
-        if not self.replay.can_sample(t.seq_len):
+        if not self.source.can_sample(self.spec):
             return
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
-            batch = self.replay.sample(t.batch_size, t.seq_len)
+            batch = self.source.sample(self.spec)
             index = batch.get("index")
             batch = {k: to_tensor(v, self.device) for k, v in batch.items()}
             for key, value in self.agent.update(batch).items():
@@ -256,7 +282,7 @@ class Trainer:
         metrics["perf/updates_per_s"] = (self.agent.updates - self._window["updates"]) / elapsed
         metrics["train/updates"] = self.agent.updates
         metrics["train/episodes"] = self.episodes
-        metrics["replay/size"] = len(self.replay)
+        metrics["replay/size"] = len(self.offline or self.replay)
         self.logger.log(self.step, metrics)
         self._recent.clear()
         self._window = {"time": now, "step": self.step, "updates": self.agent.updates}
@@ -285,7 +311,11 @@ class Trainer:
         return 3 * weights + self.replay.unsaved_bytes()
 
     def _save(self) -> Path:
-        replay_arrays, replay_meta = self.replay.save(self.run_dir / "replay")
+        if self.offline is None:
+            replay_arrays, replay_meta = self.replay.save(self.run_dir / "replay")
+            arrays = {"replay": replay_arrays, "envs": self.pool.state_dict()}
+        else:
+            arrays, replay_meta = {}, self.offline.state_dict()
         state = {
             "step": self.step,
             "updates": self.agent.updates,
@@ -302,7 +332,7 @@ class Trainer:
         payload = Payload(
             weights=self.agent.state_dict(),
             torch_state={"optimizers": self.agent.optimizer_state(), "act_state": self.state},
-            arrays={"replay": replay_arrays, "envs": self.pool.state_dict()},
+            arrays=arrays,
             state=json.loads(json.dumps(state)),
         )
         path = save_checkpoint(self.run_dir / "checkpoints", self.step, payload, self.cfg.train.keep_checkpoints)
@@ -320,8 +350,9 @@ class Trainer:
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not '{self.cfg.agent.name}'")
         with readable(path / "optim.pt"):
             optimizers = payload.torch_state["optimizers"]
-        with readable(path / "manifest.json"):  # the arrays a checkpoint of this loop always has
-            replay, envs = payload.arrays["replay"], payload.arrays["envs"]
+        if self.offline is None:
+            with readable(path / "manifest.json"):  # the arrays a checkpoint of an online run always has
+                replay, envs = payload.arrays["replay"], payload.arrays["envs"]
         with readable(path / "state.json"):
             replay_meta = s["replay"]
             self.step, self.agent.updates = int(s["step"]), int(s["updates"])
@@ -334,7 +365,11 @@ class Trainer:
         with fitting(path, "resume without overrides that change the model, replay or environments"):
             self.agent.load_state_dict(payload.weights)
             self.agent.load_optimizer_state(optimizers)
-            self.replay.load(self.run_dir / "replay", replay, replay_meta)
-        with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
-            self.pool.load_state_dict(envs)
+            if self.offline is not None:
+                self.offline.load_state_dict(replay_meta)
+            else:
+                self.replay.load(self.run_dir / "replay", replay, replay_meta)
+        if self.offline is None:
+            with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
+                self.pool.load_state_dict(envs)
         self.state = _to_device(payload.torch_state.get("act_state"), self.device)  # recurrent agents' memory

@@ -1,8 +1,8 @@
 """The World Models pipeline's data on disk: frames of random rollouts for V, latent sequences for M.
 
-A rollout file (`rollouts/rollout_NNNNNN.npz`) holds one episode: `obs` `[T+1, H, W, C]` uint8, `action`
-`[T+1, A]` (row t led to frame t), `reward` `[T+1]`, `done` `[T+1]`. `latents.npz` holds every frame's
-posterior (`mean`, `log_std` `[N, Z]`) with the episodes laid end to end (`starts`, `lengths` in frames).
+The rollouts are a recorded dataset (`RUN/rollouts/`, in the layout of `data/episodes.py`). `latents.npz`
+holds every frame's posterior (`mean`, `log_std` `[N, Z]`) with the episodes laid end to end (`starts`,
+`lengths` in frames).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from worldmodels.agents.world_models import WorldModelsAgent
+from worldmodels.data.episodes import write_npz
 from worldmodels.data.files import load_npz
-from worldmodels.train.world_models.rollouts import write_npz
 
 
 def frame_batches(
@@ -52,8 +52,9 @@ def encode_rollouts(agent: WorldModelsAgent, files: list[Path], out: Path, batch
             q = agent.vae(torch.as_tensor(episode["obs"][j : j + batch], device=agent.device))
             columns["mean"].append(q.mean.cpu().numpy())
             columns["log_std"].append(q.stddev.log().cpu().numpy())
-        for k in ("action", "reward", "done"):
+        for k in ("action", "reward"):
             columns[k].append(episode[k])
+        columns["done"].append(episode["is_terminal"])
         lengths.append(len(episode["obs"]))
     arrays = {k: np.concatenate(v) for k, v in columns.items()}
     arrays["lengths"] = np.asarray(lengths, np.int64)

@@ -1,6 +1,6 @@
 """The World Models pipeline: collect → V → M → C, each stage resumable and runnable alone.
 
-    collect     random-policy episodes written to RUN/rollouts/ (one .npz each)
+    collect     random-policy episodes recorded to RUN/rollouts/ (a dataset, as `wm record` writes)
     vae         V on every collected frame, `vae_train.epochs` passes; writes reconstructions.png
     mdrnn       the frames encoded once by V (RUN/latents.npz), then `mdrnn_train.updates` steps of M and
                 of its no-memory baseline on windows of the latent sequences; held-out rollouts measure both
@@ -33,6 +33,7 @@ from tqdm import tqdm
 from worldmodels.agents.controller import Evolution
 from worldmodels.agents.world_models import WorldModelsAgent
 from worldmodels.config import Config, save_config
+from worldmodels.data.episodes import episode_file, episode_seed, record_many, write_index
 from worldmodels.data.files import readable
 from worldmodels.envs import EnvPool
 from worldmodels.errors import CheckpointError, ConfigError
@@ -57,7 +58,7 @@ from worldmodels.train.world_models.data import (
     split_windows,
 )
 from worldmodels.train.world_models.plots import plot_pipeline, reconstruction_grid
-from worldmodels.train.world_models.rollouts import ControllerRollouts, collect_many, process_pool
+from worldmodels.train.world_models.rollouts import ControllerRollouts, process_pool
 
 STAGES = ("collect", "vae", "mdrnn", "controller")
 NEEDS = {"vae": "collected rollouts", "mdrnn": "a trained VAE", "controller": "a trained MDN-RNN"}
@@ -156,10 +157,10 @@ class WorldModelsTrainer:
         try:
             while (start := len(self.p["lengths"])) < c.rollouts:
                 jobs = [
-                    (self.cfg.env, self.agent.act_spec, c.policy, _seed(seed, 10, i), c.max_steps, self._file(i))
+                    (self.cfg.env, self.agent.act_spec, c.policy, episode_seed(seed, i), c.max_steps, self._file(i))
                     for i in range(start, min(start + chunk, c.rollouts))
                 ]
-                results = collect_many(jobs, pool)
+                results = record_many(jobs, pool)
                 self.p["returns"] += [r for r, _ in results]
                 self.p["lengths"] += [n for _, n in results]
                 self.step += sum(n for _, n in results) * self.cfg.env.action_repeat
@@ -169,6 +170,8 @@ class WorldModelsTrainer:
                 self._log(count, {"collect/rollouts": count, "collect/return": mean})
                 if count == c.rollouts:
                     self.p["done"].append("collect")
+                    results = list(zip(self.p["returns"], self.p["lengths"]))
+                    write_index(folder, self.cfg.env, self.agent.act_spec, results, policy=c.policy, seed=seed)
                 self.save()
         finally:
             bar.close()
@@ -176,7 +179,7 @@ class WorldModelsTrainer:
                 pool.shutdown(cancel_futures=True)
 
     def _file(self, i: int) -> Path:
-        return self.run_dir / "rollouts" / f"rollout_{i:06d}.npz"
+        return episode_file(self.run_dir / "rollouts", i)
 
     def _files(self) -> list[Path]:
         files = [self._file(i) for i in range(len(self.p["lengths"]))]

@@ -1,20 +1,18 @@
 """Real-environment rollouts of the World Models pipeline, in worker processes.
 
-`collect_rollout` plays one episode of a random policy and writes it to disk (the data V and M learn
-from). `ControllerRollouts` scores controller candidates: it steps a batch of environments in lockstep,
-each row acting with its own parameter vector, with V, M and C evaluated once per step for the whole
-batch; the rows are split between `workers` processes (spawned, one torch thread each).
+The random rollouts V and M learn from are recorded by `data/episodes.py`. `ControllerRollouts` scores
+controller candidates: it steps a batch of environments in lockstep, each row acting with its own
+parameter vector, with V, M and C evaluated once per step for the whole batch;
+the rows are split between `workers` processes (spawned, one torch thread each).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,61 +21,6 @@ import torch
 from worldmodels.agents.world_models import WorldModelsAgent
 from worldmodels.config import EnvConfig
 from worldmodels.envs import make_env
-from worldmodels.envs.spaces import ActSpec
-
-BROWNIAN_DT = 1 / 50
-
-
-def collect_rollout(
-    env_cfg: EnvConfig, act_spec: ActSpec, policy: str, seed: int, max_steps: int | None, path: Path
-) -> tuple[float, int]:
-    """Play one random episode from `seed` and write `path` (.npz, atomically): `obs` uint8 `[T+1, H, W, C]`,
-    `action` `[T+1, A]` (row t: the action that led to frame t; zeros first), `reward` `[T+1]`, `done`
-    `[T+1]` (termination, not a time limit). Returns the episode's return and length T."""
-    rng = np.random.default_rng(seed)
-    env = make_env(env_cfg)
-    try:
-        obs, _ = env.reset(seed=seed)
-        frames, actions, rewards, dones = [obs], [np.zeros(act_spec.dim, np.float32)], [0.0], [False]
-        action = act_spec.random(1, rng)[0]
-        while max_steps is None or len(frames) <= max_steps:
-            if policy == "brownian" and not act_spec.discrete:
-                action = np.clip(action + np.sqrt(BROWNIAN_DT) * rng.standard_normal(act_spec.dim), -1, 1)
-            else:
-                action = act_spec.random(1, rng)[0]
-            obs, reward, terminated, truncated, _ = env.step(act_spec.to_env(action[None])[0])
-            frames.append(obs)
-            actions.append(np.asarray(action, np.float32))
-            rewards.append(float(reward))
-            dones.append(bool(terminated))
-            if terminated or truncated:
-                break
-    finally:
-        env.close()
-    arrays = {
-        "obs": np.stack(frames),
-        "action": np.stack(actions).astype(np.float32),
-        "reward": np.asarray(rewards, np.float32),
-        "done": np.asarray(dones, bool),
-    }
-    write_npz(path, arrays)
-    return float(np.sum(rewards)), len(frames) - 1
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays to `path` through a temporary file and a rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _collect_job(args: tuple) -> tuple[float, int]:
-    return collect_rollout(*args)
 
 
 def _start_worker(setup: Any, *args: Any) -> None:
@@ -102,13 +45,6 @@ def process_pool(workers: int, setup: Any = None, args: tuple = ()) -> ProcessPo
         return None
     ctx = mp.get_context("spawn")
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(setup, *args))
-
-
-def collect_many(jobs: list[tuple], pool: ProcessPoolExecutor | None) -> list[tuple[float, int]]:
-    """`collect_rollout(*job)` for every job, spread over `pool` (in this process without one)."""
-    if pool is None:
-        return [collect_rollout(*job) for job in jobs]
-    return list(pool.map(_collect_job, jobs))
 
 
 class RolloutWorker:

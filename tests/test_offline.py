@@ -1,0 +1,79 @@
+"""Offline data: `wm record` writes a dataset; a model learns from it alone and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY, assert_resumes_exactly
+from worldmodels.cli import main
+from worldmodels.config import load_config
+from worldmodels.data.episodes import load_episode, read_index
+from worldmodels.data.sources import OfflineSource, SampleSpec
+from worldmodels.train import Trainer
+
+OFFLINE = [*TINY, "train.eval_every=0", "train.log_every=10", "train.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "cartpole"
+    assert main(["record", "CartPole-v1", "--episodes", "6", "--out", str(out), "--seed", "3"]) == 0
+    return out
+
+
+def test_record_writes_episodes_in_replay_layout_with_an_index(dataset, tmp_path):
+    index = read_index(dataset)
+    assert index["env"]["id"] == "CartPole-v1" and len(index["lengths"]) == 6
+    episode = load_episode(dataset / "episode_000002.npz")
+    steps = index["lengths"][2]
+    assert episode["obs"].shape == (steps + 1, 4) and episode["action"].shape == (steps + 1, 2)
+    assert not episode["action"][0].any() and (episode["action"][1:].sum(1) == 1).all()  # one-hot after the first
+    assert episode["reward"].sum() == pytest.approx(index["returns"][2])
+    assert episode["is_terminal"][-1] == (steps < 500) and not episode["is_terminal"][:-1].any()
+    again = tmp_path / "again"
+    assert main(["record", "CartPole-v1", "--episodes", "6", "--out", str(again), "--seed", "3"]) == 0
+    assert json.loads((again / "dataset.json").read_text())["lengths"] == index["lengths"]  # same seed, same data
+
+
+def test_recording_into_a_dataset_or_reading_a_folder_that_is_none_is_one_line(dataset, tmp_path, capsys):
+    assert main(["record", "CartPole-v1", "--episodes", "1", "--out", str(dataset)]) == 2
+    assert "already holds a dataset" in capsys.readouterr().err
+    assert main(["train", "latent_mlp", f"train.offline={tmp_path}", "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "not a recorded dataset" in err and "wm record" in err and not (tmp_path / "run").exists()
+
+
+def test_offline_windows_stay_inside_one_episode(dataset):
+    source = OfflineSource(dataset, seed=0)
+    batch = source.sample(SampleSpec(64, 12))
+    assert batch["obs"].shape == (64, 12, 4)
+    assert not batch["is_first"][:, 1:].any()  # an episode's first step only ever opens a window
+    assert not batch["is_terminal"][:, :-1].any()  # and its end only ever closes one
+    only = source.sample(SampleSpec(4, 3, keys=("obs", "action")))
+    assert set(only) == {"obs", "action"}
+
+
+def test_a_model_learns_from_a_recorded_dataset_alone(dataset, tmp_path):
+    cfg = load_config("latent_mlp", [*OFFLINE, f"train.offline={dataset}", "train.steps=200"])
+    cfg.env.id = "Pendulum-v1"  # replaced by the dataset's environment
+    trainer = Trainer(cfg, tmp_path / "run")
+    summary = trainer.run()
+    trainer.close()
+    assert trainer.cfg.env.id == "CartPole-v1" and summary["updates"] == 200 and "eval/return" in summary
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    model = [x["world_model/recon"] for x in lines if "world_model/recon" in x]
+    assert np.mean(model[-3:]) < 0.7 * np.mean(model[:3]), model
+
+
+def test_offline_training_resumes_exactly(dataset, tmp_path):
+    assert_resumes_exactly("latent_mlp", [*OFFLINE, f"train.offline={dataset}"], tmp_path, steps=40)
+
+
+def test_an_agent_that_needs_its_own_acting_records_refuses_offline_data(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "muzero", f"train.offline={dataset}", "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot learn from an offline dataset" in err and "drop train.offline" in err and not run.exists()
