@@ -72,18 +72,12 @@ def _train(args: argparse.Namespace) -> None:
 def _record(args: argparse.Namespace) -> None:
     from worldmodels.config import load_config
     from worldmodels.data.episodes import record
-    from worldmodels.train.world_models.rollouts import process_pool
 
     bad = [o for o in args.overrides if not o.startswith("env.")]
     if bad:
         raise ConfigError(f"wm record takes env.* overrides only, not '{bad[0]}'")
     env = load_config(None, [f"env.id={args.env}", *args.overrides]).env
-    pool = process_pool(args.workers)
-    try:
-        index = record(env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    index = record(env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, args.workers)
     lengths, returns = index["lengths"], index["returns"]
     print(
         f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, mean return "

@@ -27,6 +27,7 @@ from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.make import make_env
 from worldmodels.envs.spaces import ActSpec
 from worldmodels.errors import ConfigError
+from worldmodels.workers import process_pool
 
 Policy = Literal["uniform", "brownian"]
 BROWNIAN_DT = 1 / 50
@@ -118,7 +119,7 @@ def record(
     seed: int,
     policy: Policy = "uniform",
     max_steps: int | None = None,
-    pool: Executor | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Write `episodes` random-policy episodes of `env_cfg` to the dataset folder `out`; returns its index.
 
@@ -133,12 +134,16 @@ def record(
     jobs = [
         (env_cfg, act_spec, policy, episode_seed(seed, i), max_steps, episode_file(out, i)) for i in range(episodes)
     ]
-    results = []
-    chunk = max(1, 4 * getattr(pool, "_max_workers", 1))
-    with tqdm(total=episodes, desc="record", unit="episode", disable=None) as bar:
-        for start in range(0, episodes, chunk):
-            results += record_many(jobs[start : start + chunk], pool)
-            bar.update(len(results) - bar.n)
+    results: list[tuple[float, int]] = []
+    pool = process_pool(workers)
+    try:
+        with tqdm(total=episodes, desc="record", unit="episode", disable=None) as bar:
+            for start in range(0, episodes, 4 * workers):
+                results += record_many(jobs[start : start + 4 * workers], pool)
+                bar.update(len(results) - bar.n)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     write_index(out, env_cfg, act_spec, results, policy=policy, seed=seed)
     return read_index(out)
 

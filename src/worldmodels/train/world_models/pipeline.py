@@ -58,7 +58,8 @@ from worldmodels.train.world_models.data import (
     split_windows,
 )
 from worldmodels.train.world_models.plots import plot_pipeline, reconstruction_grid
-from worldmodels.train.world_models.rollouts import ControllerRollouts, process_pool
+from worldmodels.train.world_models.rollouts import ControllerRollouts
+from worldmodels.workers import process_pool
 
 STAGES = ("collect", "vae", "mdrnn", "controller")
 NEEDS = {"vae": "collected rollouts", "mdrnn": "a trained VAE", "controller": "a trained MDN-RNN"}

@@ -8,11 +8,6 @@ the rows are split between `workers` processes (spawned, one torch thread each).
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,30 +16,7 @@ import torch
 from worldmodels.agents.world_models import WorldModelsAgent
 from worldmodels.config import EnvConfig
 from worldmodels.envs import make_env
-
-
-def _start_worker(setup: Any, *args: Any) -> None:
-    """One torch thread; exit when the training process is gone, even if it was killed without a chance to
-    stop its workers (they would otherwise wait for work forever)."""
-    torch.set_num_threads(1)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
-    if setup is not None:
-        setup(*args)
-
-
-def process_pool(workers: int, setup: Any = None, args: tuple = ()) -> ProcessPoolExecutor | None:
-    """`workers` spawned processes, each running `setup(*args)` first (None for 1: work runs in this process)."""
-    if workers <= 1:
-        return None
-    ctx = mp.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(setup, *args))
+from worldmodels.workers import process_pool
 
 
 class RolloutWorker:
