@@ -9,7 +9,7 @@ from worldmodels.agents.base import frozen
 from worldmodels.agents.dreamer import KLConfig
 from worldmodels.config import load_config
 from worldmodels.envs.spaces import ActSpec, ObsSpec
-from worldmodels.registry import DYNAMICS, REPRESENTATIONS
+from worldmodels.registry import RSSMS
 from worldmodels.train import Trainer
 from worldmodels.train.loop import build_agent
 
@@ -18,10 +18,9 @@ B, T, E, A = 3, 6, 10, 2
 
 @pytest.mark.parametrize("classes, stoch_dim", [(0, 8), (4, 32)], ids=["gaussian", "categorical"])
 def test_rssm_shapes(classes, stoch_dim):
-    rssm = DYNAMICS.build(
+    rssm = RSSMS.build(
         "rssm", {"deter": 16, "hidden": 12, "stoch": 8, "classes": classes, "blocks": 4}, embed_dim=E, action_dim=A
     )
-    assert REPRESENTATIONS.get("rssm") is DYNAMICS.get("rssm")
     is_first = torch.zeros(B, T, dtype=torch.bool)
     is_first[1, 3] = True
     post, prior = rssm.observe(torch.randn(B, T, E), torch.randn(B, T, A), is_first)
@@ -42,7 +41,7 @@ def test_rssm_shapes(classes, stoch_dim):
 def test_compiled_rssm_steps_match_the_eager_ones():
     """`compile: true` runs the same step: equal deterministic states, logits and gradients."""
     torch.manual_seed(0)
-    rssm = DYNAMICS.build(
+    rssm = RSSMS.build(
         "rssm", {"deter": 16, "hidden": 12, "stoch": 4, "classes": 3, "blocks": 2}, embed_dim=E, action_dim=A
     )
     state = {k: v.detach() for k, v in rssm.initial(B).items()}
@@ -56,12 +55,12 @@ def test_compiled_rssm_steps_match_the_eager_ones():
         assert torch.allclose(a["deter"], b["deter"], atol=1e-5) and torch.allclose(a["logits"], b["logits"], atol=1e-5)
     assert torch.allclose(eager_grad[0], compiled_grad[0], atol=1e-5)
     agent = build_agent(load_config("dreamerv3", ["agent.compile=true"]), ObsSpec((4,), "float32"), ActSpec(True, 2))
-    assert agent.rssm._kernels["img"] is not DYNAMICS.build("rssm", {}, embed_dim=E, action_dim=A)._kernels["img"]
+    assert agent.rssm._kernels["img"] is not RSSMS.build("rssm", {}, embed_dim=E, action_dim=A)._kernels["img"]
 
 
 def test_rssm_resets_at_episode_starts():
     """A state that starts an episode does not depend on what came before it."""
-    rssm = DYNAMICS.build("rssm", {"deter": 16, "hidden": 12, "stoch": 4, "classes": 0}, embed_dim=E, action_dim=A)
+    rssm = RSSMS.build("rssm", {"deter": 16, "hidden": 12, "stoch": 4, "classes": 0}, embed_dim=E, action_dim=A)
     embed, action = torch.randn(1, 4, E), torch.randn(1, 4, A)
     is_first = torch.tensor([[True, False, True, False]])
     torch.manual_seed(0)

@@ -317,15 +317,23 @@ def test_train_preset_with_resume_accepts_the_run_s_own_preset(tiny, tmp_path, c
 @pytest.mark.parametrize(
     ("preset", "swap", "fits"),
     [
-        ("planet", "agent.planner.name=mcts", "cem, gradient, icem, mppi"),
-        ("muzero", "agent.planner.name=cem", "mcts"),
-        ("dreamerv3", "agent.rssm.name=ensemble", "rssm"),
-        ("pets", "agent.dynamics.name=rssm", "ensemble, gaussian_mlp, latent_mlp, mlp"),
+        (
+            "planet",
+            "agent.planner.name=mcts",
+            "planner 'mcts' at 'agent.planner.name'; valid: cem, gradient, icem, mppi",
+        ),
+        ("muzero", "agent.planner.name=cem", "search 'cem' at 'agent.planner.name'; valid: mcts"),
+        ("dreamerv3", "agent.rssm.name=ensemble", "rssm 'ensemble' at 'agent.rssm.name'; valid: rssm"),
+        (
+            "pets",
+            "agent.dynamics.name=rssm",
+            "at 'agent.dynamics.name'; valid: ensemble, gaussian_mlp, latent_mlp, mlp",
+        ),
     ],
 )
 def test_a_component_that_cannot_fill_its_slot_is_exit_2_naming_those_that_can(tmp_path, capsys, preset, swap, fits):
     err = _one_line_error(capsys, ["train", preset, swap, "--run-dir", str(tmp_path / "r")], 2)
-    assert f"cannot fill '{swap.split('.name')[0]}'" in err and err.endswith(f"names that fit: {fits}")
+    assert fits in err
     assert not (tmp_path / "r").exists()
 
 

@@ -6,7 +6,7 @@ import torch
 from worldmodels.errors import ConfigError
 from worldmodels.planners import mcts
 from worldmodels.planners.mcts import MCTSConfig, considered_visits, search
-from worldmodels.registry import PLANNERS
+from worldmodels.registry import SEARCHES
 
 
 def _cfg(**kw) -> MCTSConfig:
@@ -165,7 +165,7 @@ def test_sequential_halving_schedule():
 
 
 def test_registered_planner_and_clear_errors():
-    planner = PLANNERS.build("mcts", {"num_simulations": 8})
+    planner = SEARCHES.build("mcts", {"num_simulations": 8})
     root, recurrent = bandit(torch.tensor([[0.0, 1.0]]))
     assert planner(None, root, recurrent, explore=False).action.item() == 1
     with pytest.raises(ValueError, match="every action"):
@@ -173,7 +173,7 @@ def test_registered_planner_and_clear_errors():
     with pytest.raises(ValueError, match="shape"):
         planner(None, root, recurrent, invalid=torch.ones(2, 2, dtype=torch.bool))
     with pytest.raises(ConfigError, match="discount"):
-        PLANNERS.build("mcts", {"discount": 0.0})
+        SEARCHES.build("mcts", {"discount": 0.0})
 
 
 def test_the_accelerator_path_without_early_exit_gives_the_same_search(monkeypatch):

@@ -9,7 +9,7 @@ from worldmodels.dynamics.muzero import scale_gradient, scale_hidden
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import h, h_inverse, scalar_to_support, support_loss, support_to_scalar
-from worldmodels.registry import AGENTS, DYNAMICS
+from worldmodels.registry import AGENTS, NETWORKS
 from worldmodels.train import Trainer
 
 
@@ -51,7 +51,7 @@ def test_gradient_scaling_and_hidden_scaling():
     ],
 )
 def test_networks_shapes_and_initial_predictions(name, obs_shape, cfg):
-    net = DYNAMICS.build(name, cfg, obs_shape=obs_shape, action_dim=3)
+    net = NETWORKS.build(name, cfg, obs_shape=obs_shape, action_dim=3)
     obs = torch.randint(0, 255, (5, *obs_shape), dtype=torch.uint8) if len(obs_shape) > 1 else torch.randn(5, 4)
     s = net.represent(obs)
     assert s.min() >= 0 and s.max() <= 1

@@ -11,15 +11,43 @@ def test_every_kind_has_a_registry():
     assert set(REGISTRIES) == {
         "encoder",
         "decoder",
-        "dynamics",
         "representation",
+        "autoencoder",
+        "dynamics",
+        "rssm",
+        "memory",
+        "network",
         "reward",
         "continue",
         "value",
         "policy",
         "planner",
+        "search",
         "agent",
     }
+
+
+def test_an_entry_built_from_other_arguments_than_its_kind_s_is_refused_at_registration():
+    reg = Registry("widget", "in_dim")
+
+    @dataclass
+    class Options:
+        size: int = 1
+
+    class Fits:
+        Config = Options
+
+        def __init__(self, cfg, in_dim): ...
+
+    class Other:
+        Config = Options
+
+        def __init__(self, cfg, obs_shape): ...
+
+    reg.register("fits")(Fits)
+    with pytest.raises(TypeError, match=r"built from \(obs_shape\), but every widget is built from \(cfg, in_dim\)"):
+        reg.register("other")(Other)
+    assert reg.names() == ["fits"]
 
 
 def test_unknown_name_lists_valid_names_and_closest_match():
@@ -32,7 +60,7 @@ def test_unknown_name_lists_valid_names_and_closest_match():
 
 
 def test_register_build_and_errors():
-    reg = Registry("widget")
+    reg = Registry("widget", "scale")
 
     @reg.register("box")
     class Box:

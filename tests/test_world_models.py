@@ -15,7 +15,7 @@ from worldmodels.dynamics.mdn_rnn import MDNOutput
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.losses import gmm_nll
-from worldmodels.registry import DYNAMICS, REPRESENTATIONS
+from worldmodels.registry import AUTOENCODERS, MEMORIES
 from worldmodels.train import WorldModelsTrainer, make_trainer
 from worldmodels.train.loop import build_agent
 
@@ -55,7 +55,7 @@ def test_gmm_loss_recovers_a_known_three_component_mixture():
 
 
 def test_conv_vae_is_the_papers_four_conv_four_deconv_network():
-    vae = REPRESENTATIONS.build("conv_vae", None, obs_spec=IMAGE)
+    vae = AUTOENCODERS.build("conv_vae", None, obs_spec=IMAGE)
     convs = [m for m in vae.modules() if isinstance(m, torch.nn.Conv2d)]
     deconvs = [m for m in vae.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [c.out_channels for c in convs] == [32, 64, 128, 256]
@@ -72,7 +72,7 @@ def test_conv_vae_is_the_papers_four_conv_four_deconv_network():
 
 def test_mdn_rnn_shapes_and_loss():
     B, T, Z, A = 3, 5, 4, 2
-    m = DYNAMICS.build("mdn_rnn", {"hidden": 16, "mixtures": 5}, z_dim=Z, action_dim=A)
+    m = MEMORIES.build("mdn_rnn", {"hidden": 16, "mixtures": 5}, z_dim=Z, action_dim=A)
     pred, (h, c) = m(torch.randn(B, T, Z), torch.randn(B, T, A))
     assert pred.logits.shape == pred.mean.shape == pred.log_std.shape == (B, T, Z, 5)
     assert pred.reward.shape == pred.done_logit.shape == (B, T)

@@ -4,9 +4,12 @@
 class MLPEncoder(nn.Module):
     @dataclass
     class Config: ...
-    def __init__(self, cfg: Config, obs_shape: tuple[int, ...]): ...
+    def __init__(self, cfg: Config, obs_spec: ObsSpec): ...
 
-encoder = ENCODERS.build("mlp", {"hidden": 128}, obs_shape=(4,))
+encoder = ENCODERS.build("mlp", {"hidden": 128}, obs_spec=spec)
+
+Every entry of a kind is built from the same arguments (the kind's `args`, after its config), so any name
+of a kind can stand in any slot of that kind; an entry built otherwise belongs to another kind.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ T = TypeVar("T", bound=type)
 
 
 class Registry:
-    """Named constructors of one kind of component; every entry has a `Config` dataclass."""
+    """Named constructors of one kind of component: every entry has a `Config` dataclass and is built as
+    `cls(cfg, *args)` with the kind's `args` (by keyword)."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, *args: str):
+        self.kind, self.args = kind, args
         self._entries: dict[str, type] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -36,6 +40,12 @@ class Registry:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
                 raise TypeError(f"{self.kind} '{name}' ({cls.__name__}) needs a `Config` dataclass")
+            takes = tuple(inspect.signature(cls).parameters)[1:]
+            if takes != self.args:
+                raise TypeError(
+                    f"{self.kind} '{name}' ({cls.__name__}) is built from ({', '.join(takes)}), but every "
+                    f"{self.kind} is built from (cfg, {', '.join(self.args)}); register it under a kind that fits"
+                )
             self._entries[name] = cls
             return cls
 
@@ -53,15 +63,6 @@ class Registry:
             raise ConfigError(f"unknown {self.kind} '{name}'{closest(name, self._entries)}; valid: {valid}")
         return self._entries[name]
 
-    def signature(self, name: str) -> str:
-        """The arguments entry `name` is built from besides its config, e.g. `in_dim, action_dim`."""
-        params = list(inspect.signature(self.get(name)).parameters.values())[1:]
-        return ", ".join(p.name for p in params)
-
-    def fitting(self, name: str) -> list[str]:
-        """The entries that can stand where `name` does: those built from the same arguments."""
-        return [other for other in self.names() if self.signature(other) == self.signature(name)]
-
     def build(self, name: str, cfg: Any = None, **kwargs: Any) -> Any:
         """Build entry `name` from its config (None for defaults, a dict, or a `Config` instance)."""
         cls = self.get(name)
@@ -70,20 +71,49 @@ class Registry:
         return cls(cfg, **kwargs)
 
 
-ENCODERS = Registry("encoder")
-DECODERS = Registry("decoder")
-DYNAMICS = Registry("dynamics")
-REPRESENTATIONS = Registry("representation")
-REWARDS = Registry("reward")
-CONTINUES = Registry("continue")
-VALUES = Registry("value")
-POLICIES = Registry("policy")
-PLANNERS = Registry("planner")
-AGENTS = Registry("agent")
+ENCODERS = Registry("encoder", "obs_spec")
+DECODERS = Registry("decoder", "in_dim", "obs_spec")
+REPRESENTATIONS = Registry("representation", "in_dim")
+"""Encoder features → a latent state distribution."""
+AUTOENCODERS = Registry("autoencoder", "obs_spec")
+"""Observations → latent → observations in one model (World Models' V)."""
+DYNAMICS = Registry("dynamics", "latent_dim", "action_dim")
+"""Latent (or state) transitions without memory: (s, a) → s'."""
+RSSMS = Registry("rssm", "embed_dim", "action_dim")
+"""Recurrent state-space models: a deterministic memory with a stochastic latent, filtered on embeddings."""
+MEMORIES = Registry("memory", "z_dim", "action_dim")
+"""Recurrent predictors of the next latent given the action (World Models' M)."""
+NETWORKS = Registry("network", "obs_shape", "action_dim")
+"""MuZero-style networks: representation, dynamics (state, reward) and prediction (policy, value) in one."""
+REWARDS = Registry("reward", "in_dim")
+CONTINUES = Registry("continue", "in_dim")
+VALUES = Registry("value", "in_dim")
+POLICIES = Registry("policy", "in_dim", "action_dim")
+PLANNERS = Registry("planner", "action_dim", "discrete", "low", "high")
+"""Action-sequence optimisers over a model (CEM, MPPI, iCEM, gradient)."""
+SEARCHES = Registry("search")
+"""Tree searches over a learned model's latent (MCTS)."""
+AGENTS = Registry("agent", "obs_spec", "act_spec")
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r
-    for r in (ENCODERS, DECODERS, DYNAMICS, REPRESENTATIONS, REWARDS, CONTINUES, VALUES, POLICIES, PLANNERS, AGENTS)
+    for r in (
+        ENCODERS,
+        DECODERS,
+        REPRESENTATIONS,
+        AUTOENCODERS,
+        DYNAMICS,
+        RSSMS,
+        MEMORIES,
+        NETWORKS,
+        REWARDS,
+        CONTINUES,
+        VALUES,
+        POLICIES,
+        PLANNERS,
+        SEARCHES,
+        AGENTS,
+    )
 }
 
 

@@ -178,13 +178,6 @@ def _convert_spec(registry: Any, default: str | None, options: dict[str, Any], v
         raise ConfigError(
             f"unknown {kind} '{name}' at '{key}.name'{closest(str(name), registry.names())}; valid: {valid}"
         )
-    if default is not None and name != default and name not in registry.fitting(default):
-        raise ConfigError(
-            f"{kind} '{name}' cannot fill '{key}': this slot builds a {kind} like '{default}' "
-            f"(from {registry.signature(default) or 'its config alone'}), '{name}' is built from "
-            f"{registry.signature(name) or 'its config alone'}; "
-            f"names that fit: {', '.join(registry.fitting(default))}"
-        )
     rest = {k: v for k, v in value.items() if k != "name"}
     valid_options = [f.name for f in dataclasses.fields(registry.get(name).Config)]
     for option in rest:

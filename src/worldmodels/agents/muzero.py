@@ -33,7 +33,7 @@ from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import support_loss, support_to_scalar
 from worldmodels.planners.mcts import SearchOutput
-from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS, component
+from worldmodels.registry import AGENTS, NETWORKS, SEARCHES, component
 from worldmodels.schema import Spec, non_negative, param, positive, unit
 
 
@@ -41,9 +41,9 @@ from worldmodels.schema import Spec, non_negative, param, positive, unit
 class MuZeroAgent(Agent):
     @dataclass
     class Config:
-        network: Spec = component("dynamics", "muzero_mlp")
+        network: Spec = component("network", "muzero_mlp")
         """h, g, f: `muzero_mlp` (vectors) or `muzero_resnet` (images)."""
-        planner: Spec = component("planner", "mcts")
+        planner: Spec = component("search", "mcts")
         """The search; its `discount` is also the discount of the value targets."""
         unroll_steps: int = positive(5)
         """K: steps the model is unrolled per replayed window (train.seq_len >= K + td_steps + 2)."""
@@ -76,12 +76,12 @@ class MuZeroAgent(Agent):
             )
         self.cfg = cfg
         self.num_actions = A = act_spec.dim
-        self.net = DYNAMICS.build(cfg.network.name, cfg.network.cfg, obs_shape=obs_spec.shape, action_dim=A)
+        self.net = NETWORKS.build(cfg.network.name, cfg.network.cfg, obs_shape=obs_spec.shape, action_dim=A)
         if not hasattr(self.net, "predict"):
             raise ConfigError(
                 f"agent.network '{cfg.network.name}' is not a MuZero network; use muzero_mlp or muzero_resnet"
             )
-        self.planner = PLANNERS.build(cfg.planner.name, cfg.planner.cfg)
+        self.planner = SEARCHES.build(cfg.planner.name, cfg.planner.cfg)
         self.discount = self.planner.cfg.discount
         self.optimizers = {"model": adam(self.net.parameters(), cfg.lr, cfg.adam_eps)}
         self.priority = (cfg.priority_alpha, cfg.priority_beta) if cfg.priority_alpha > 0 else None

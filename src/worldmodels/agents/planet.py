@@ -36,7 +36,7 @@ class PlaNetAgent(RSSMAgent):
     @dataclass
     class Config(WorldModelConfig):
         rssm: Spec = component(
-            "dynamics", "rssm", deter=200, stoch=30, classes=0, hidden=200, act="elu", norm=False, learned_initial=False
+            "rssm", "rssm", deter=200, stoch=30, classes=0, hidden=200, act="elu", norm=False, learned_initial=False
         )
         """Gaussian RSSM (PlaNet: deter 200, stoch 30, hidden 200, episodes start from h = 0)."""
         reward: Spec = component("reward", "mlp", use_symlog=False)

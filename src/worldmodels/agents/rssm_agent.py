@@ -20,7 +20,7 @@ from worldmodels.agents.base import Agent, adam, step
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
-from worldmodels.registry import CONTINUES, DECODERS, DYNAMICS, ENCODERS, REWARDS, component
+from worldmodels.registry import CONTINUES, DECODERS, ENCODERS, REWARDS, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 
 
@@ -48,7 +48,7 @@ class WorldModelConfig:
     """Fields of every agent built on the RSSM world model (its `Config` inherits them)."""
 
     encoder: Spec = component("encoder", "multi")
-    rssm: Spec = component("dynamics", "rssm")
+    rssm: Spec = component("rssm", "rssm")
     decoder: Spec = component("decoder", "multi")
     reward: Spec = component("reward", "twohot")
     cont: Spec = component("continue", "mlp")
@@ -76,7 +76,7 @@ class RSSMAgent(Agent):
         super().__init__(obs_spec, act_spec)
         self.cfg = cfg
         self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
-        self.rssm = DYNAMICS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=self.encoder.out_dim, action_dim=act_spec.dim)
+        self.rssm = RSSMS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=self.encoder.out_dim, action_dim=act_spec.dim)
         if cfg.compile:
             if not hasattr(self.rssm, "compile_steps"):
                 raise ConfigError(f"agent.compile=true compiles the RSSM's steps; dynamics '{cfg.rssm.name}' has none")

@@ -24,7 +24,7 @@ from worldmodels.agents.controller import Controller, ControllerConfig
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
-from worldmodels.registry import AGENTS, DYNAMICS, REPRESENTATIONS
+from worldmodels.registry import AGENTS, AUTOENCODERS, MEMORIES
 from worldmodels.representations.conv_vae import ConvVAE
 from worldmodels.schema import non_negative, param, positive, unit
 
@@ -114,9 +114,9 @@ class WorldModelsAgent(Agent):
                 f"world_models sees frames through its VAE, got observations {obs_spec}; use env.obs=pixels"
             )
         self.cfg = cfg
-        self.vae: ConvVAE = REPRESENTATIONS.build("conv_vae", cfg.vae, obs_spec=obs_spec)
+        self.vae: ConvVAE = AUTOENCODERS.build("conv_vae", cfg.vae, obs_spec=obs_spec)
         z_dim = cfg.vae.latent_dim
-        self.mdrnn: MDNRNN = DYNAMICS.build("mdn_rnn", cfg.mdrnn, z_dim=z_dim, action_dim=act_spec.dim)
+        self.mdrnn: MDNRNN = MEMORIES.build("mdn_rnn", cfg.mdrnn, z_dim=z_dim, action_dim=act_spec.dim)
         self.memoryless = MemorylessMDN(cfg.mdrnn, z_dim, act_spec.dim)
         self.controller = Controller(cfg.controller, z_dim + cfg.mdrnn.hidden, act_spec)
         self.register_buffer("controller_params", torch.zeros(self.controller.num_params))

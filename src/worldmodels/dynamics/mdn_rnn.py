@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.losses import gmm_nll
-from worldmodels.registry import DYNAMICS
+from worldmodels.registry import MEMORIES
 from worldmodels.schema import non_negative, positive
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -90,7 +90,7 @@ class MDNConfig:
         return parts["nll"] + self.reward_scale * parts["reward"] + self.done_scale * parts["done"]
 
 
-@DYNAMICS.register("mdn_rnn")
+@MEMORIES.register("mdn_rnn")
 class MDNRNN(nn.Module):
     """(z_t `[B, T, Z]`, a_t `[B, T, A]`, LSTM state) → prediction of step t + 1 `[B, T, ...]` and the new state."""
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from worldmodels.errors import ConfigError
 from worldmodels.nn import MLPConfig
-from worldmodels.registry import DYNAMICS
+from worldmodels.registry import NETWORKS
 from worldmodels.schema import positive
 
 
@@ -49,7 +49,7 @@ class SupportConfig:
     """Reward bins, the same way."""
 
 
-@DYNAMICS.register("muzero_mlp")
+@NETWORKS.register("muzero_mlp")
 class MuZeroMLP(nn.Module):
     """h, g, f as MLPs on vector observations `[B, D]`; hidden states `[B, state_dim]`."""
 
@@ -114,7 +114,7 @@ def _tower(channels: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*(ResidualBlock(channels) for _ in range(blocks)))
 
 
-@DYNAMICS.register("muzero_resnet")
+@NETWORKS.register("muzero_resnet")
 class MuZeroResNet(nn.Module):
     """h, g, f as residual conv towers on image observations (the paper's Atari network, narrower).
 

@@ -22,7 +22,7 @@ from torch import distributions as D
 from torch import nn
 
 from worldmodels.nn import Activation, activation
-from worldmodels.registry import DYNAMICS, REPRESENTATIONS
+from worldmodels.registry import RSSMS
 from worldmodels.schema import non_negative, positive, unit
 
 State = dict[str, torch.Tensor]
@@ -61,8 +61,7 @@ def _layer(in_dim: int, out_dim: int, act: str, norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers, activation(act))
 
 
-@REPRESENTATIONS.register("rssm")
-@DYNAMICS.register("rssm")
+@RSSMS.register("rssm")
 class RSSM(nn.Module):
     @dataclass
     class Config:

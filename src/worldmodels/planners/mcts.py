@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from worldmodels.registry import PLANNERS
+from worldmodels.registry import SEARCHES
 from worldmodels.schema import non_negative, param, positive, unit
 
 RootFn = Callable[[Any], tuple[Tensor, Tensor, Tensor]]
@@ -440,7 +440,7 @@ def _compiled_simulation() -> Callable[[_Tree, RecurrentFn], None]:
     return torch.compile(_simulate_fixed, options=options)
 
 
-@PLANNERS.register("mcts")
+@SEARCHES.register("mcts")
 class MCTS:
     """The `search` function bound to its config, as a registered planner."""
 

@@ -19,11 +19,11 @@ from worldmodels.decoders.prediction import ImagePrediction
 from worldmodels.encoders.cnn import CNNEncoder, ConvConfig
 from worldmodels.envs.spaces import ObsSpec
 from worldmodels.nn import Activation
-from worldmodels.registry import REPRESENTATIONS
+from worldmodels.registry import AUTOENCODERS
 from worldmodels.schema import non_negative, positive
 
 
-@REPRESENTATIONS.register("conv_vae")
+@AUTOENCODERS.register("conv_vae")
 class ConvVAE(nn.Module):
     """uint8 frames `[..., H, W, C]` → q(z) over `[..., latent_dim]`; z `[..., latent_dim]` → frame prediction."""
 
