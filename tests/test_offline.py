@@ -41,6 +41,8 @@ def test_record_writes_episodes_in_replay_layout_with_an_index(dataset, tmp_path
 def test_recording_into_a_dataset_or_reading_a_folder_that_is_none_is_one_line(dataset, tmp_path, capsys):
     assert main(["record", "CartPole-v1", "--episodes", "1", "--out", str(dataset)]) == 2
     assert "already holds a dataset" in capsys.readouterr().err
+    assert main(["record", "NoSuch-v0", "--out", str(tmp_path / "none")]) == 2
+    assert "unknown environment id 'NoSuch-v0'" in capsys.readouterr().err and not (tmp_path / "none").exists()
     assert main(["train", "latent_mlp", f"train.offline={tmp_path}", "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "not a recorded dataset" in err and "wm record" in err and not (tmp_path / "run").exists()

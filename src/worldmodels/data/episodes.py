@@ -127,10 +127,10 @@ def record(
     out = Path(out)
     if (out / INDEX).exists() or any(out.glob("episode_*.npz")):
         raise ConfigError(f"'{out}' already holds a dataset; record into an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
     env = make_env(env_cfg)
     act_spec = ActSpec.of(env.action_space, env_cfg.id)
     env.close()
+    out.mkdir(parents=True, exist_ok=True)  # only once the environment is known good
     jobs = [
         (env_cfg, act_spec, policy, episode_seed(seed, i), max_steps, episode_file(out, i)) for i in range(episodes)
     ]
