@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -46,6 +47,18 @@ def test_recording_into_a_dataset_or_reading_a_folder_that_is_none_is_one_line(d
     assert main(["train", "latent_mlp", f"train.offline={tmp_path}", "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "not a recorded dataset" in err and "wm record" in err and not (tmp_path / "run").exists()
+
+
+def test_a_damaged_dataset_is_one_line_naming_the_file(dataset, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    (copy / "episode_000001.npz").write_bytes(b"not an npz")
+    assert main(["train", "latent_mlp", f"train.offline={copy}", "--run-dir", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "episode_000001.npz' cannot be read" in err and "\n" not in err
+    (copy / "dataset.json").write_text('{"env": {}}')
+    assert main(["train", "latent_mlp", f"train.offline={copy}", "--run-dir", str(tmp_path / "run")]) != 0
+    assert "the index lacks action, lengths, returns" in capsys.readouterr().err
 
 
 def test_offline_windows_stay_inside_one_episode(dataset):

@@ -163,7 +163,9 @@ def read_index(folder: Path) -> dict[str, Any]:
         )
     with readable(path):
         index = json.loads(path.read_text())
-        index["lengths"], index["env"]  # noqa: B018  (a file without them cannot be read as an index)
+        missing = sorted({"env", "action", "lengths", "returns"} - set(index))
+        if missing:
+            raise ValueError(f"the index lacks {', '.join(missing)}")
     return index
 
 
