@@ -21,6 +21,7 @@ import torch
 
 from worldmodels.agents.base import Acted, Agent, adam, step
 from worldmodels.agents.controller import Controller, ControllerConfig
+from worldmodels.data.episodes import Policy
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
@@ -35,7 +36,7 @@ Stage = Literal["all", "collect", "vae", "mdrnn", "controller"]
 class CollectConfig:
     rollouts: int = positive(200)
     """Episodes of the random policy whose frames train V and M (the paper: 10,000)."""
-    policy: Literal["uniform", "brownian"] = "uniform"
+    policy: Policy = "uniform"
     """Random actions: independent uniform draws, or (continuous actions) a clipped random walk
     a_{t+1} = a_t + √dt·N(0, 1) with dt = 1/50, which drives further than jitter."""
     max_steps: int | None = None
