@@ -111,11 +111,11 @@ class Trainer:
         clean_interrupted(self.run_dir / "checkpoints")
         self.device = self.agent.device
         self.replay = Replay(t.replay_capacity, self.pool.num_envs, _seed(t.seed, 3), priority=self.agent.priority)
-        self.source = self.offline or OnlineSource(self.replay)
+        self.source = OnlineSource(self.replay) if self.offline is None else self.offline
         self.spec = SampleSpec(t.batch_size, t.seq_len)
         self.state = self.agent.initial_state(self.pool.num_envs)
         self.is_first = np.ones(self.pool.num_envs, bool)
-        self.step = 0  # env steps, action repeat included
+        self.step = 0  # env steps, action repeat included (offline: updates)
         self.update_credit = 0.0
         self.episodes = 0
         self.last_eval_step = -1
@@ -282,7 +282,7 @@ class Trainer:
         metrics["perf/updates_per_s"] = (self.agent.updates - self._window["updates"]) / elapsed
         metrics["train/updates"] = self.agent.updates
         metrics["train/episodes"] = self.episodes
-        metrics["replay/size"] = len(self.offline or self.replay)
+        metrics["replay/size"] = len(self.replay if self.offline is None else self.offline)
         self.logger.log(self.step, metrics)
         self._recent.clear()
         self._window = {"time": now, "step": self.step, "updates": self.agent.updates}
