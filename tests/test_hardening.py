@@ -254,7 +254,7 @@ def test_a_corrupt_or_forged_replay_chunk_is_named(tiny, finished):
 
     chunk.write_bytes(b"PK\x03\x04 not a zip")  # a broken zip with its sha256 fixed up in state.json
     state = json.loads((path / "state.json").read_text())
-    state["replay"]["chunks"][0][0]["sha256"] = sha256(chunk)
+    state["phases"]["learn"]["replay"]["chunks"][0][0]["sha256"] = sha256(chunk)
     (path / "state.json").write_text(json.dumps(state))
     _rehash(path, "state.json")
     assert f"'{chunk}' cannot be read (BadZipFile" in _resume_error(tiny, run)
@@ -273,7 +273,9 @@ def test_self_consistent_damage_to_a_checkpoint_is_one_checkpoint_error(tiny, fi
     (path / "manifest.json").write_text(manifest)
 
     state = (path / "state.json").read_text()
-    (path / "state.json").write_text(json.dumps({k: v for k, v in json.loads(state).items() if k != "update_credit"}))
+    damaged = json.loads(state)
+    del damaged["phases"]["learn"]["update_credit"]
+    (path / "state.json").write_text(json.dumps(damaged))
     _rehash(path, "state.json")
     assert f"'{path / 'state.json'}' cannot be read (KeyError: 'update_credit')" in _resume_error(tiny, run)
     (path / "state.json").write_text(state)
@@ -383,10 +385,11 @@ def test_a_run_that_would_take_hours_on_a_cpu_names_a_setting_that_learned(tmp_p
         def write(self, text: str) -> None:
             lines.append(text)
 
+    learn = trainer.phases[0]
     trainer.step = trainer.cfg.train.prefill + 100
-    trainer._pace = {"time": time.perf_counter() - 61, "step": trainer.cfg.train.prefill}  # 100 steps a minute
-    trainer._warn_if_slow(Bar())
-    trainer._warn_if_slow(Bar())  # once only
+    learn._pace = {"time": time.perf_counter() - 61, "step": trainer.cfg.train.prefill}  # 100 steps a minute
+    learn._warn_if_slow(Bar())
+    learn._warn_if_slow(Bar())  # once only
     trainer.close()
     assert len(lines) == 1 and "about 169 more hours on this CPU" in lines[0]
     assert "`wm train dreamerv3 train.ratio=64` learned in `wm bench dreamerv3-cartpole`" in lines[0]

@@ -162,4 +162,4 @@ def test_smoke_run_learns_something(tmp_path):
     summary = trainer.run()
     trainer.close()
     assert summary["updates"] > 50 and np.isfinite(summary["eval/return"])
-    assert trainer.replay.data["search_policy"].sum() > 0  # search policies were stored beside the actions
+    assert trainer.phases[0].replay.data["search_policy"].sum() > 0  # search policies were stored beside the actions

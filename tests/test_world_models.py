@@ -1,5 +1,5 @@
 """World Models (Ha & Schmidhuber 2018): the GMM loss, V and M shapes, τ in the dream, CMA-ES through
-the controller, and the staged pipeline end to end (resumable, each stage alone, `wm dream`)."""
+the controller, and the four phases end to end (resumable, each phase alone, `wm dream`)."""
 
 import json
 
@@ -16,7 +16,7 @@ from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.losses import gmm_nll
 from worldmodels.registry import AUTOENCODERS, MEMORIES
-from worldmodels.train import WorldModelsTrainer, make_trainer
+from worldmodels.train import Trainer
 from worldmodels.train.loop import build_agent
 
 IMAGE = ObsSpec((64, 64, 3), "uint8")
@@ -209,7 +209,7 @@ def test_pipeline_end_to_end_then_dream_and_eval(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "world_models", *TINY, "--run-dir", str(run)]) == 0
     summary = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
-    assert summary["stages_done"] == ["collect", "vae", "mdrnn", "controller"]
+    assert summary["phases_done"] == ["collect", "vae", "mdrnn", "controller"]
     for name in ("config.yaml", "curve.png", "reconstructions.png", "latents.npz", "tb", "rollouts/episode_000005.npz"):
         assert (run / name).exists(), name
     rows = _rows(run)
@@ -224,34 +224,33 @@ def test_pipeline_end_to_end_then_dream_and_eval(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["episodes"] == 2
 
 
-def test_stages_resume_and_run_alone(tmp_path, capsys):
+def test_phases_resume_and_run_alone(tmp_path, capsys):
     run = tmp_path / "run"
-    cfg = load_config("world_models", [*TINY, "agent.stage=collect"])
-    with pytest.raises(ConfigError, match="agent.stage=collect"):
-        make_trainer(load_config("world_models", [*TINY, "agent.stage=mdrnn"]), tmp_path / "fresh")
+    cfg = load_config("world_models", [*TINY, "train.phase=collect"])
+    with pytest.raises(ConfigError, match="train.phase=collect"):
+        Trainer(load_config("world_models", [*TINY, "train.phase=mdrnn"]), tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
-    trainer = make_trainer(cfg, run)
-    assert isinstance(trainer, WorldModelsTrainer)
-    assert trainer.run()["stages_done"] == ["collect"]
+    trainer = Trainer(cfg, run)
+    assert trainer.run()["phases_done"] == ["collect"]
     trainer.close()
-    # M alone needs a VAE: one clear line naming the missing stage and the fix
-    assert main(["train", "--resume", str(run), "agent.stage=mdrnn"]) == 2
-    assert "stage 'mdrnn' needs a trained VAE" in capsys.readouterr().err
-    assert main(["train", "--resume", str(run), "agent.stage=vae"]) == 0
-    # the controller stage stops at the real-step budget and resumes where it stopped
+    # M alone needs a VAE: one clear line naming the missing phase and the fix
+    assert main(["train", "--resume", str(run), "train.phase=mdrnn"]) == 2
+    assert "phase 'mdrnn' needs a trained VAE" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "train.phase=vae"]) == 0
+    # the controller phase stops at the real-step budget and resumes where it stopped
     budget = _rows(run)[-1]["step"] + 1
     assert main(["train", "--resume", str(run), f"train.steps={budget}"]) == 0
     first = load_config("world_models", [*TINY])
-    done = WorldModelsTrainer(first, run, resume=True)
-    assert done.p["done"] == ["collect", "vae", "mdrnn"] and len(done.p["evolution"]["history"]) == 1
+    done = Trainer(first, run, resume=True)
+    assert done.summary()["phases_done"] == ["collect", "vae", "mdrnn"] and done.phases[-1].search.generation == 1
     done.close()
     assert main(["train", "--resume", str(run), "agent.evolution.population=6"]) == 2
     assert "agent.evolution.population=4" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "train.steps=1000000"]) == 0
     rows = _rows(run)
     assert [r["controller/generation"] for r in rows if "controller/generation" in r] == [1, 2, 3]
-    # a finished stage named alone is redone, in the dream this time, and resets nothing before it
-    assert main(["train", "--resume", str(run), "agent.stage=controller", "agent.evolution.where=dream"]) == 0
+    # a finished phase named alone is redone, in the dream this time, and resets nothing before it
+    assert main(["train", "--resume", str(run), "train.phase=controller", "agent.evolution.where=dream"]) == 0
     rows = _rows(run)
     assert [r["controller/generation"] for r in rows if "controller/generation" in r] == [1, 2, 3, 1, 2, 3]
     assert all("controller/dream_length" in r for r in rows[-3:])
@@ -260,9 +259,10 @@ def test_stages_resume_and_run_alone(tmp_path, capsys):
 
 def test_pixels_are_required(tmp_path):
     with pytest.raises(ConfigError, match="env.obs=pixels"):
-        make_trainer(load_config("world_models", [*TINY, "env.obs=state"]), tmp_path / "run")
-    with pytest.raises(ConfigError, match="agent.stage"):
-        load_config("world_models", ["agent.stage=vea"])
+        Trainer(load_config("world_models", [*TINY, "env.obs=state"]), tmp_path / "run")
+    with pytest.raises(ConfigError, match="has the phases collect, vae, mdrnn, controller"):
+        Trainer(load_config("world_models", [*TINY, "train.phase=vea"]), tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 def test_worker_processes_score_candidates_like_this_process():

@@ -24,7 +24,6 @@ from worldmodels.agents.base import to_tensor
 from worldmodels.config import Config, load_config, read_preset
 from worldmodels.envs import EnvPool, Obs, make_env, obs_map
 from worldmodels.errors import CheckpointError
-from worldmodels.train import make_trainer
 from worldmodels.train.checkpoint import fitting, latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video
 from worldmodels.train.loop import Trainer, build_agent
@@ -57,7 +56,7 @@ class WorldModelAgent:
         """Train for `steps` more environment steps; returns the run summary (with the last evaluation)."""
         if self._trainer is None:
             resume = latest_checkpoint(self.run_dir / "checkpoints") is not None
-            self._trainer = make_trainer(self.cfg, self.run_dir, resume=resume)
+            self._trainer = Trainer(self.cfg, self.run_dir, resume=resume)
             self._agent = None
         self._trainer.cfg.train.steps = self._trainer.step + steps
         return self._trainer.run()

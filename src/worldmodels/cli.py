@@ -33,7 +33,7 @@ def _list(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from worldmodels.api import default_run_dir
     from worldmodels.config import load_config, preset_id, read_preset
-    from worldmodels.train import make_trainer
+    from worldmodels.train import Trainer
 
     overrides = list(args.overrides)
     if args.resume:
@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> None:
             raise ConfigError("wm train needs a preset first, e.g. `wm train latent_mlp env.id=Pendulum-v1`")
         cfg = load_config(args.preset, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(Path(args.preset).stem, cfg.env.id)
-    trainer = make_trainer(cfg, run_dir, resume=bool(args.resume))
+    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     try:
         summary = trainer.run()
     except KeyboardInterrupt:

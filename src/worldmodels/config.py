@@ -50,6 +50,14 @@ class TrainConfig:
     """Env steps between evaluations (0: only at the end)."""
     eval_episodes: int = positive(10)
     """Episodes per evaluation, acting with the policy's mode."""
+    evaluate: Literal["returns", "open_loop"] = "returns"
+    """What an evaluation measures: `returns` of the policy in the environment, or (for a model that
+    learns from data, offline or not) `open_loop`, the world model's prediction error over episodes of
+    random actions it never trained on (`eval/open_loop_mse`)."""
+    phase: str = "all"
+    """`all` continues every unfinished phase the agent declares, in order (most agents have one, `learn`;
+    world_models has collect, vae, mdrnn, controller); naming one runs that phase alone, from scratch,
+    resetting the phases after it, which depend on it. Not kept in the run's config.yaml."""
     stop_return: float | None = None
     """Stop early once an evaluation's mean return reaches this (None: train for all `steps`)."""
     log_every: int = positive(1000)

@@ -142,6 +142,6 @@ class Evolution:
         if not np.allclose(evo.mean, state["mean"], rtol=1e-6, atol=1e-9):
             raise CheckpointError(
                 "replaying the saved CMA-ES generations does not reproduce the saved search (another version "
-                "of the `cma` package?); restart the controller stage with agent.stage=controller"
+                "of the `cma` package?); restart the controller phase with train.phase=controller"
             )
         return evo

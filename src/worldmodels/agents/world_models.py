@@ -5,8 +5,9 @@ z as a mixture of Gaussians given the action and its memory h, and C acts on [z,
     M:  P(z_{t+1} | a_t, z_t, h_t) = Σ_k π_k N(μ_k, σ_k)     (LSTM + mixture head, + reward and termination)
     C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
 
-The three parts are trained one after the other (the stages of `train/world_models/`); this file holds
-the models and each part's learning step. A dream rollout runs entirely inside M: the controller acts on
+The three parts are trained one after the other: the agent declares four phases (collect random
+rollouts, V, M, C), which the trainer runs in order (`train/world_models/phases.py`); this file holds the
+models and each part's learning step. A dream rollout runs entirely inside M: the controller acts on
 M's sampled latents at temperature τ, collects M's predicted rewards and stops where M predicts the
 episode terminates.
 """
@@ -19,17 +20,16 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Acted, Agent, adam, step
+from worldmodels.agents.base import Acted, Agent, PhaseSpec, adam, step
 from worldmodels.agents.controller import Controller, ControllerConfig
 from worldmodels.data.episodes import Policy
+from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.registry import AGENTS, AUTOENCODERS, MEMORIES
 from worldmodels.representations.conv_vae import ConvVAE
 from worldmodels.schema import non_negative, param, positive, unit
-
-Stage = Literal["all", "collect", "vae", "mdrnn", "controller"]
 
 
 @dataclass
@@ -97,9 +97,6 @@ class EvolutionConfig:
 class WorldModelsAgent(Agent):
     @dataclass
     class Config:
-        stage: Stage = "all"
-        """`all` continues every unfinished stage in order; a single stage runs that one alone, from scratch
-        (resetting the stages after it, which depend on it). Not kept in the run's config.yaml."""
         vae: ConvVAE.Config = field(default_factory=ConvVAE.Config)
         mdrnn: MDNConfig = field(default_factory=MDNConfig)
         controller: ControllerConfig = field(default_factory=ControllerConfig)
@@ -126,6 +123,24 @@ class WorldModelsAgent(Agent):
             "mdrnn": adam(self.mdrnn.parameters(), cfg.mdrnn_train.lr, 1e-8),
             "memoryless": adam(self.memoryless.parameters(), cfg.mdrnn_train.lr, 1e-8),
         }
+
+    def phases(self, train) -> list[PhaseSpec]:
+        """Random rollouts, then V on their frames, M on V's latents, and C by evolution (`train.steps`
+        caps the real steps C's search spends)."""
+        c, v, m, e = self.cfg.collect, self.cfg.vae_train, self.cfg.mdrnn_train, self.cfg.evolution
+        return [
+            PhaseSpec("collect", "collect_rollouts", budget=c.rollouts, gives="collected rollouts"),
+            PhaseSpec("vae", "fit_vae", ("vae",), SampleSpec(v.batch_size, 1), budget=v.epochs, gives="a trained VAE"),
+            PhaseSpec(
+                "mdrnn",
+                "fit_mdn",
+                ("mdrnn", "memoryless"),
+                SampleSpec(m.batch_size, m.seq_len),
+                budget=m.updates,
+                gives="a trained MDN-RNN",
+            ),
+            PhaseSpec("controller", "evolve", budget=e.generations),
+        ]
 
     # ------------------------------------------------------------------ acting
 

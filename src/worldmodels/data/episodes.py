@@ -53,7 +53,16 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def record_episode(
     env_cfg: EnvConfig, act_spec: ActSpec, policy: Policy, seed: int, max_steps: int | None, path: Path
 ) -> tuple[float, int]:
-    """Play one episode of a random `policy` from `seed` and write it to `path`; returns (return, length T).
+    """Play one episode of a random `policy` from `seed` and write it to `path`; returns (return, length T)."""
+    arrays = random_episode(env_cfg, act_spec, policy, seed, max_steps)
+    write_npz(path, arrays)
+    return float(arrays["reward"].sum()), len(arrays["reward"]) - 1
+
+
+def random_episode(
+    env_cfg: EnvConfig, act_spec: ActSpec, policy: Policy, seed: int, max_steps: int | None
+) -> dict[str, np.ndarray]:
+    """One episode of a random `policy` from `seed`, in a file's flat layout (T + 1 rows, action 0 zeros).
 
     `uniform` draws every action independently; `brownian` (continuous actions) walks
     a_{t+1} = clip(a_t + √dt·N(0, 1)) with dt = 1/50, which drives further than jitter."""
@@ -78,14 +87,12 @@ def record_episode(
     finally:
         env.close()
     stacked = {k: np.stack([f[k] for f in frames]) for k in frames[0]} if isinstance(obs, dict) else np.stack(frames)
-    arrays = {
+    return {
         **flatten({"obs": stacked}),
         "action": np.stack(actions).astype(np.float32),
         "reward": np.asarray(rewards, np.float32),
         "is_terminal": np.asarray(terminal, bool),
     }
-    write_npz(path, arrays)
-    return float(np.sum(rewards)), len(frames) - 1
 
 
 def _record_job(args: tuple) -> tuple[float, int]:

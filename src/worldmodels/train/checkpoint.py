@@ -199,9 +199,16 @@ def load_checkpoint(path: Path) -> Payload:
 
 
 def replay_chunks(path: Path) -> set[str]:
-    """Names of the replay chunk files (in the run's `replay/`) that checkpoint `path` needs."""
+    """Names of the replay chunk files (in the run's `replay/`) that checkpoint `path` needs (its phases
+    that keep a replay hold its state under `replay`)."""
     try:
-        state = json.loads((path / "state.json").read_text())
-        return {chunk["name"] for stream in state["replay"]["chunks"] for chunk in stream}
+        phases = json.loads((path / "state.json").read_text())["phases"].values()
+        return {
+            chunk["name"]
+            for part in phases
+            if "replay" in part
+            for stream in part["replay"]["chunks"]
+            for chunk in stream
+        }
     except (OSError, ValueError, KeyError, TypeError):
         return set()

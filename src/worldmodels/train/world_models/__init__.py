@@ -1,5 +1,3 @@
-"""The World Models pipeline (Ha & Schmidhuber 2018): collect → V → M → C, each stage resumable."""
+"""World Models (Ha & Schmidhuber 2018): its phases (collect → V → M → C), their data and figures."""
 
-from worldmodels.train.world_models.pipeline import WorldModelsTrainer
-
-__all__ = ["WorldModelsTrainer"]
+from worldmodels.train.world_models import phases  # noqa: F401  (registers the phase kinds)

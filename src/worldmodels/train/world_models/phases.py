@@ -1,0 +1,352 @@
+"""World Models' four phases (Ha & Schmidhuber 2018), run by the one trainer in the order the agent declares:
+
+    collect     random-policy episodes recorded to RUN/rollouts/ (a dataset, as `wm record` writes)
+    vae         V on every collected frame, an epoch per chunk; writes reconstructions.png
+    mdrnn       the frames encoded once by V (RUN/latents.npz), then M and its no-memory baseline on
+                windows of the latent sequences, `mdrnn_train.validate_every` updates per chunk, each chunk
+                measured on held-out rollouts
+    controller  CMA-ES over C's parameters, a generation per chunk, candidates scored in the real
+                environment or in M's dream, the search's mean evaluated every `evolution.eval_every`
+
+Every chunk ends with a checkpoint. The CMA-ES search is kept as the fitness values it was told and
+rebuilt by replaying them. `step` in metrics.jsonl counts real environment steps (collection and
+controller rollouts, not evaluations); TensorBoard plots each phase's scalars against its own counter
+(rollouts, V epochs, M updates, generations). `train.steps` caps the real steps the controller spends.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from worldmodels.agents.controller import Evolution
+from worldmodels.data.episodes import episode_file, episode_seed, record_many, write_index
+from worldmodels.errors import CheckpointError, ConfigError
+from worldmodels.train.phases import Phase, Saved, Tick, derive_seed, register_phase
+from worldmodels.train.world_models.data import (
+    encode_rollouts,
+    frame_batches,
+    load_latents,
+    sample_windows,
+    split_windows,
+)
+from worldmodels.train.world_models.plots import plot_pipeline, reconstruction_grid
+from worldmodels.train.world_models.rollouts import ControllerRollouts
+from worldmodels.workers import process_pool
+
+
+class _Staged(Phase):
+    """A World Models phase: finished once and for all (`done` is kept in checkpoints), the run's figure
+    redrawn after it ran."""
+
+    def _phase(self, name: str) -> Any:
+        return next(p for p in self.trainer.phases if p.name == name)
+
+    def _files(self) -> list[Path]:
+        return self._phase("collect").files()
+
+    def _latents(self) -> dict[str, np.ndarray]:
+        """Every collected frame encoded by V (computed once per trained V, kept in latents.npz)."""
+        path = self.trainer.run_dir / "latents.npz"
+        if not path.exists():
+            encode_rollouts(self.agent, self._files(), path)
+        return load_latents(path)
+
+    def end(self) -> None:
+        plot_pipeline(self.trainer.run_dir, f"World Models on {self.cfg.env.id}")
+
+
+@register_phase("collect_rollouts")
+class Collect(_Staged):
+    unit = "rollout"
+
+    def __init__(self, spec, trainer):
+        super().__init__(spec, trainer)
+        self.c = self.agent.cfg.collect
+        self.folder = trainer.run_dir / "rollouts"
+        self.lengths: list[int] = []
+        self.returns: list[float] = []
+        self._pool = None
+
+    @property
+    def progress(self) -> int:
+        return len(self.lengths)
+
+    def files(self) -> list[Path]:
+        files = [episode_file(self.folder, i) for i in range(len(self.lengths))]
+        missing = [f for f in files if not f.exists()]
+        if missing:
+            raise CheckpointError(f"rollout file '{missing[0]}' is missing; collect again with train.phase=collect")
+        return files
+
+    def advance(self, bar: tqdm) -> Tick:
+        c, seed, start = self.c, self.cfg.train.seed, len(self.lengths)
+        self.folder.mkdir(exist_ok=True)
+        if self._pool is None:
+            self._pool = process_pool(c.workers)
+        chunk = max(c.workers * 4, c.rollouts // 50)  # rollouts between checkpoints
+        jobs = [
+            (
+                self.cfg.env,
+                self.agent.act_spec,
+                c.policy,
+                episode_seed(seed, i),
+                c.max_steps,
+                episode_file(self.folder, i),
+            )
+            for i in range(start, min(start + chunk, c.rollouts))
+        ]
+        results = record_many(jobs, self._pool)
+        self.returns += [r for r, _ in results]
+        self.lengths += [n for _, n in results]
+        self.trainer.step += sum(n for _, n in results) * self.cfg.env.action_repeat
+        count, mean = len(self.lengths), float(np.mean(self.returns))
+        if count == c.rollouts:
+            self.done = True
+            every = list(zip(self.returns, self.lengths))
+            write_index(self.folder, self.cfg.env, self.agent.act_spec, every, policy=c.policy, seed=seed)
+        return Tick(
+            count=count,
+            advanced=len(results),
+            metrics={"collect/rollouts": count, "collect/return": mean},
+            checkpoint=True,
+            postfix=f"random-policy return {mean:.1f}",
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.lengths, self.returns = [], []
+
+    def save(self) -> Saved:
+        return Saved({"lengths": self.lengths, "returns": self.returns})
+
+    def load(self, saved: Saved, path: Path) -> None:
+        self.lengths, self.returns = list(saved.state["lengths"]), list(saved.state["returns"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"random_policy/return": float(np.mean(self.returns)) if self.returns else None}
+
+    def end(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        super().end()
+
+
+@register_phase("fit_vae")
+class FitVAE(_Staged):
+    unit = "batch"
+
+    def __init__(self, spec, trainer):
+        super().__init__(spec, trainer)
+        self.epoch = 0
+
+    @property
+    def _per_epoch(self) -> int:
+        lengths = self._phase("collect").lengths
+        return math.ceil((sum(lengths) + len(lengths)) / self.spec.sample.batch_size)
+
+    @property
+    def total(self) -> int:
+        return self.spec.budget * self._per_epoch
+
+    @property
+    def progress(self) -> int:
+        return self.epoch * self._per_epoch
+
+    def advance(self, bar: tqdm) -> Tick:
+        files, per_epoch, epoch = self._files(), self._per_epoch, self.epoch
+        metrics: dict[str, float] = {}  # means over the epoch
+        rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 21, epoch))
+        for frames in frame_batches(files, self.spec.sample.batch_size, rng):
+            for k, v in self.agent.vae_update(torch.as_tensor(frames, device=self.agent.device)).items():
+                metrics[k] = metrics.get(k, 0.0) + v / per_epoch
+            bar.update(1)
+        self.epoch = epoch + 1
+        if self.epoch == self.spec.budget:
+            self.done = True
+            reconstruction_grid(self.agent, files, self.trainer.run_dir / "reconstructions.png")
+        return Tick(
+            count=self.epoch,
+            advanced=0,  # shown batch by batch
+            metrics={"vae/epoch": self.epoch, **metrics},
+            checkpoint=True,
+            postfix=f"loss {metrics['vae/loss']:.1f}",
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        self.epoch = 0
+
+    def save(self) -> Saved:
+        return Saved({"epoch": self.epoch})
+
+    def load(self, saved: Saved, path: Path) -> None:
+        self.epoch = int(saved.state["epoch"])
+
+
+@register_phase("fit_mdn")
+class FitMDN(_Staged):
+    unit = "update"
+
+    def __init__(self, spec, trainer):
+        super().__init__(spec, trainer)
+        self.t = self.agent.cfg.mdrnn_train
+        self.update = 0
+        self._data: tuple | None = None  # latents, training episodes, held-out windows
+
+    @property
+    def progress(self) -> int:
+        return self.update
+
+    def _split(self) -> tuple:
+        if self._data is None:
+            data = self._latents()
+            episodes, fraction = len(data["starts"]), self.t.validation
+            held = min(episodes - 1, round(episodes * fraction)) if fraction > 0 else 0
+            valid_eps = np.arange(episodes - held, episodes)
+            valid = split_windows(data, valid_eps, self.spec.sample.seq_len) if held else None
+            self._data = data, np.arange(episodes - held), valid
+        return self._data
+
+    def advance(self, bar: tqdm) -> Tick:
+        data, train_eps, valid = self._split()
+        sample, done = self.spec.sample, self.update
+        rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 22, done))
+        n = min(self.t.validate_every, self.spec.budget - done)
+        sums: dict[str, float] = {}  # means over the updates since the last validation
+        for _ in range(n):
+            batch = sample_windows(data, train_eps, sample.batch_size, sample.seq_len, rng, self.agent.device)
+            for k, v in self.agent.mdrnn_update(batch).items():
+                sums[k] = sums.get(k, 0.0) + v / n
+            bar.update(1)
+        if valid is not None:
+            sums |= self.agent.mdrnn_validate({k: v.to(self.agent.device) for k, v in valid.items()})
+        key = "valid/mdrnn_nll" if valid is not None else "mdrnn/nll"
+        base = key.replace("mdrnn", "memoryless")
+        self.update = done + n
+        self.done = self.update == self.spec.budget
+        return Tick(
+            count=self.update,
+            advanced=0,  # shown update by update
+            metrics={"mdrnn/update": self.update, **sums},
+            checkpoint=True,
+            postfix=f"nll {sums[key]:.3f} (no memory {sums[base]:.3f})",
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        self.update, self._data = 0, None
+        (self.trainer.run_dir / "latents.npz").unlink(missing_ok=True)
+
+    def save(self) -> Saved:
+        return Saved({"update": self.update})
+
+    def load(self, saved: Saved, path: Path) -> None:
+        self.update = int(saved.state["update"])
+
+
+@register_phase("evolve")
+class Evolve(_Staged):
+    """CMA-ES over the controller's parameters; a generation per chunk."""
+
+    unit = "generation"
+
+    def __init__(self, spec, trainer):
+        super().__init__(spec, trainer)
+        self.e = self.agent.cfg.evolution
+        self.search: Evolution | None = None
+        self._scorer: ControllerRollouts | None = None
+        self._starts: torch.Tensor | None = None
+
+    @property
+    def progress(self) -> int:
+        return 0 if self.search is None else self.search.generation
+
+    def check(self) -> None:
+        if self.search is not None and self.search.popsize != self.e.population:
+            raise ConfigError(
+                f"the controller search in '{self.trainer.run_dir}' runs with agent.evolution.population="
+                f"{self.search.popsize}; continue it with that, or start it again with train.phase=controller"
+            )
+
+    def advance(self, bar: tqdm) -> Tick | None:
+        e, seed, real = self.e, self.cfg.train.seed, self.e.where == "real"
+        if real and self.trainer.step >= self.cfg.train.steps:
+            bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
+            return None
+        if self.search is None:
+            self.search = Evolution(self.agent.controller.num_params, e.sigma, e.population, derive_seed(seed, 30))
+        g = self.search.generation
+        population = self.search.ask()
+        params = np.repeat(population, e.samples, axis=0)  # [P*S, n], candidate-major
+        if real:
+            if self._scorer is None:
+                self._scorer = ControllerRollouts(self.agent, self.cfg.env, e.workers)
+            seeds = [derive_seed(seed, 31, g, j) for j in range(e.samples)] * e.population
+            returns, used = self._scorer.returns(params, seeds, e.max_steps)
+            self.trainer.step += used
+            extra = {}
+        else:
+            device = self.agent.device
+            starts = self._dream_starts()
+            gen = torch.Generator(device).manual_seed(derive_seed(seed, 32, g))
+            z0 = starts[torch.randint(len(starts), (len(params),), generator=gen, device=device)]
+            theta = torch.as_tensor(params, dtype=torch.float32, device=device)
+            ret, length = self.agent.dream_returns(theta, z0, e.temperature, e.dream_horizon, gen)
+            returns, extra = ret.cpu().numpy(), {"controller/dream_length": float(length.mean())}
+        fitness = returns.reshape(e.population, e.samples).mean(1)
+        self.search.tell(fitness)
+        self.agent.set_controller(self.search.mean)
+        last = g + 1 == self.spec.budget
+        self.done = last
+        return Tick(
+            count=g + 1,
+            metrics={
+                "controller/generation": g + 1,
+                "controller/fitness_mean": float(fitness.mean()),
+                "controller/fitness_max": float(fitness.max()),
+                "controller/sigma": self.search.step_size,
+                **extra,
+            },
+            evaluate=last or bool(e.eval_every and (g + 1) % e.eval_every == 0),
+            checkpoint=True,
+            postfix=f"fitness {fitness.mean():.1f} (best {fitness.max():.1f})",
+        )
+
+    def _dream_starts(self) -> torch.Tensor:
+        """Latents `[N, Z]` of the first frames of the collected episodes (dreams start from them)."""
+        if self._starts is None:
+            data = self._latents()
+            first = data["starts"]
+            mean, log_std = torch.as_tensor(data["mean"][first]), torch.as_tensor(data["log_std"][first])
+            self._starts = (mean + log_std.exp() * torch.randn(mean.shape)).to(self.agent.device)
+        return self._starts
+
+    def stop(self) -> None:
+        self.done = True
+
+    def reset(self) -> None:
+        super().reset()
+        self.search, self._starts = None, None
+        self.agent.controller_params.zero_()
+
+    def save(self) -> Saved:
+        return Saved({"search": None if self.search is None else self.search.state_dict()})
+
+    def load(self, saved: Saved, path: Path) -> None:
+        search = saved.state["search"]
+        self.search = None if search is None else Evolution.from_state(search)
+
+    def end(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
+        super().end()
