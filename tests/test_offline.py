@@ -92,3 +92,25 @@ def test_an_agent_that_needs_its_own_acting_records_refuses_offline_data(dataset
     assert main(["train", "muzero", f"train.offline={dataset}", "--run-dir", str(run)]) == 2
     err = capsys.readouterr().err
     assert "cannot learn from an offline dataset" in err and "drop train.offline" in err and not run.exists()
+
+
+def test_an_offline_model_is_measured_by_its_open_loop_error(dataset, tmp_path):
+    """`train.evaluate=open_loop`: the model's prediction error on unseen random episodes falls as it learns."""
+    overrides = [*OFFLINE, f"train.offline={dataset}", "train.evaluate=open_loop", "train.eval_episodes=3"]
+    trainer = Trainer(load_config("latent_mlp", [*overrides, "train.steps=300"]), tmp_path / "run")
+    untrained = trainer.evaluator(7)
+    assert trainer.evaluator(7) == untrained  # the same episodes, measured the same way
+    summary = trainer.run()
+    trainer.close()
+    assert "eval/return" not in summary
+    assert summary["eval/open_loop_mse"] < 0.7 * untrained["eval/open_loop_mse"], (summary, untrained)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "eval/open_loop_mse" in x] == [300]
+
+
+def test_open_loop_evaluation_needs_a_model_that_predicts_observations(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "tdmpc2", "env.id=Pendulum-v1", "train.evaluate=open_loop", "--run-dir", str(run)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "has no observation decoder to predict with; use train.evaluate=returns" in err and not run.exists()

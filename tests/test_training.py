@@ -32,6 +32,18 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path, env):
     assert latest_checkpoint(run / "checkpoints").name == "step_000000000300"
 
 
+def test_a_phase_named_alone_is_one_of_the_agents_and_learn_is_not_redone_in_place(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="train.phase=lern: agent 'latent_mlp' has the phases learn"):
+        Trainer(tiny("train.steps=100", "train.phase=lern"), run)
+    assert not run.exists()
+    trainer = Trainer(tiny("train.steps=100", "train.eval_every=0", "train.phase=learn"), run)  # a new run: fine
+    trainer.run()
+    trainer.close()
+    assert main(["train", "--resume", str(run), "train.phase=learn"]) == 2
+    assert "phase 'learn' cannot be redone inside a run; start a new --run-dir" in capsys.readouterr().err
+
+
 def _weights(trainer):
     return {k: v.clone() for k, v in trainer.agent.state_dict().items()}
 

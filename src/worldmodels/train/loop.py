@@ -83,6 +83,14 @@ class Trainer:
         if self.offline is not None:
             cfg.env = parse(EnvConfig, self.offline.index["env"], "env")
         self.pool = EnvPool(cfg.env, derive_seed(t.seed, 2), num_envs=1 if self.offline else None)
+        try:
+            self._start(ckpt, resume)
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def _start(self, ckpt: Path | None, resume: bool) -> None:
+        cfg, t = self.cfg, self.cfg.train
         self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
         self.device = self.agent.device
         self.step = 0  # env steps, action repeat included (offline: updates)

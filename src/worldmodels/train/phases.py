@@ -222,7 +222,8 @@ class LearnPhase(Phase):
             self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
 
     def reset(self) -> None:
-        raise ConfigError(f"phase '{self.name}' cannot be redone inside a run; start a new --run-dir instead")
+        if self.trainer.step > 0:
+            raise ConfigError(f"phase '{self.name}' cannot be redone inside a run; start a new --run-dir instead")
 
     def advance(self, bar: tqdm) -> Tick:
         t, before = self.cfg.train, self.trainer.step
