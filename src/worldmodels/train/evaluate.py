@@ -83,7 +83,8 @@ class OpenLoop:
         short = [len(e["reward"]) for e in self.episodes if len(e["reward"]) <= context]
         if short:
             raise ConfigError(
-                f"an evaluation episode ended after {short[0] - 1} steps, within the context of {context}"
+                f"a random episode of {env_cfg.id} ended after {short[0] - 1} steps, within the {context} steps "
+                f"an open-loop evaluation shows the model first; use train.evaluate=returns"
             )
 
     def __call__(self, seed: int) -> dict[str, float]:

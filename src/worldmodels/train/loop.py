@@ -92,7 +92,6 @@ class Trainer:
     def _start(self, ckpt: Path | None, resume: bool) -> None:
         cfg, t = self.cfg, self.cfg.train
         self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
-        self.device = self.agent.device
         self.step = 0  # env steps, action repeat included (offline: updates)
         self.last_eval_step = -1
         self.last_eval: dict[str, float] = {}
