@@ -59,8 +59,9 @@ class Run(Protocol):
 
 @dataclass
 class Tick:
-    """What one chunk of a phase did: `advanced` units of progress, up to `count` (the phase's own
-    counter: TensorBoard's x axis for its metrics and the seed of an evaluation it asks for)."""
+    """What one chunk of a phase did: `advanced` units of progress for the bar (0 from a phase that moved
+    the bar as it went), up to `count` (the phase's own counter: TensorBoard's x axis for its metrics and
+    the seed of an evaluation it asks for); a metrics line to log; whether to evaluate or checkpoint now."""
 
     count: int
     advanced: int = 1
