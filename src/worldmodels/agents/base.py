@@ -33,8 +33,9 @@ class PhaseSpec:
     the kinds registered beside it); `trains` names the optimisers (in `Agent.optimizers`) whose parameters
     it fits, which are reset when the phase is redone; `sample` is what each of its updates draws, `ratio`
     replayed steps per collected step (None: not interleaved with collection), `budget` how far it goes in
-    its own unit; `gives` says what later phases get from it, for the message when they are asked for
-    before it has finished."""
+    its own unit (`learn` has none: it runs to `train.steps`, read as it goes, so a run can be extended);
+    `gives` says what later phases get from it, for the message when they are asked for before it has
+    finished."""
 
     name: str
     kind: str
@@ -69,7 +70,7 @@ class Agent(nn.Module):
         with the current policy (or reading `train.offline`) and updating every optimiser at `train.ratio`
         on `batch_size x seq_len` windows until `train.steps`."""
         sample = SampleSpec(train.batch_size, train.seq_len)
-        return [PhaseSpec("learn", "learn", tuple(self.optimizers), sample, train.ratio, train.steps)]
+        return [PhaseSpec("learn", "learn", tuple(self.optimizers), sample, train.ratio)]
 
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Extra per-step data this agent stores in replay (name → (shape, dtype)), such as MCTS visit

@@ -249,8 +249,6 @@ class Trainer:
     def close(self) -> None:
         self.logger.close()
         self.pool.close()
-        for phase in self.phases:
-            phase.close()
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -148,9 +148,6 @@ class Phase:
     def end(self) -> None:
         """After the phase ran, finished or not: release its workers, draw the run's figures."""
 
-    def close(self) -> None:
-        pass
-
 
 PHASES: dict[str, type[Phase]] = {}
 """Phase kinds by name (`PhaseSpec.kind`)."""

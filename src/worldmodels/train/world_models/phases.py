@@ -140,13 +140,31 @@ class Collect(_Staged):
         super().end()
 
 
-@register_phase("fit_vae")
-class FitVAE(_Staged):
-    unit = "batch"
+class _Counted(_Staged):
+    """A phase that fits a model for `spec.budget` units (V's epochs, M's updates), `count` of them done."""
 
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
-        self.epoch = 0
+        self.count = 0
+
+    @property
+    def progress(self) -> int:
+        return self.count
+
+    def reset(self) -> None:
+        super().reset()
+        self.count = 0
+
+    def save(self) -> Saved:
+        return Saved({"count": self.count})
+
+    def load(self, saved: Saved, path: Path) -> None:
+        self.count = int(saved.state["count"])
+
+
+@register_phase("fit_vae")
+class FitVAE(_Counted):
+    unit = "batch"
 
     @property
     def _per_epoch(self) -> int:
@@ -159,52 +177,37 @@ class FitVAE(_Staged):
 
     @property
     def progress(self) -> int:
-        return self.epoch * self._per_epoch
+        return self.count * self._per_epoch
 
     def advance(self, bar: tqdm) -> Tick:
-        files, per_epoch, epoch = self._files(), self._per_epoch, self.epoch
+        files, per_epoch, epoch = self._files(), self._per_epoch, self.count
         metrics: dict[str, float] = {}  # means over the epoch
         rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 21, epoch))
         for frames in frame_batches(files, self.spec.sample.batch_size, rng):
             for k, v in self.agent.vae_update(torch.as_tensor(frames, device=self.agent.device)).items():
                 metrics[k] = metrics.get(k, 0.0) + v / per_epoch
             bar.update(1)
-        self.epoch = epoch + 1
-        if self.epoch == self.spec.budget:
+        self.count = epoch + 1
+        if self.count == self.spec.budget:
             self.done = True
             reconstruction_grid(self.agent, files, self.trainer.run_dir / "reconstructions.png")
         return Tick(
-            count=self.epoch,
+            count=self.count,
             advanced=0,  # shown batch by batch
-            metrics={"vae/epoch": self.epoch, **metrics},
+            metrics={"vae/epoch": self.count, **metrics},
             checkpoint=True,
             postfix=f"loss {metrics['vae/loss']:.1f}",
         )
 
-    def reset(self) -> None:
-        super().reset()
-        self.epoch = 0
-
-    def save(self) -> Saved:
-        return Saved({"epoch": self.epoch})
-
-    def load(self, saved: Saved, path: Path) -> None:
-        self.epoch = int(saved.state["epoch"])
-
 
 @register_phase("fit_mdn")
-class FitMDN(_Staged):
+class FitMDN(_Counted):
     unit = "update"
 
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
         self.t = self.agent.cfg.mdrnn_train
-        self.update = 0
         self._data: tuple | None = None  # latents, training episodes, held-out windows
-
-    @property
-    def progress(self) -> int:
-        return self.update
 
     def _split(self) -> tuple:
         if self._data is None:
@@ -218,7 +221,7 @@ class FitMDN(_Staged):
 
     def advance(self, bar: tqdm) -> Tick:
         data, train_eps, valid = self._split()
-        sample, done = self.spec.sample, self.update
+        sample, done = self.spec.sample, self.count
         rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 22, done))
         n = min(self.t.validate_every, self.spec.budget - done)
         sums: dict[str, float] = {}  # means over the updates since the last validation
@@ -231,26 +234,20 @@ class FitMDN(_Staged):
             sums |= self.agent.mdrnn_validate({k: v.to(self.agent.device) for k, v in valid.items()})
         key = "valid/mdrnn_nll" if valid is not None else "mdrnn/nll"
         base = key.replace("mdrnn", "memoryless")
-        self.update = done + n
-        self.done = self.update == self.spec.budget
+        self.count = done + n
+        self.done = self.count == self.spec.budget
         return Tick(
-            count=self.update,
+            count=self.count,
             advanced=0,  # shown update by update
-            metrics={"mdrnn/update": self.update, **sums},
+            metrics={"mdrnn/update": self.count, **sums},
             checkpoint=True,
             postfix=f"nll {sums[key]:.3f} (no memory {sums[base]:.3f})",
         )
 
     def reset(self) -> None:
         super().reset()
-        self.update, self._data = 0, None
+        self._data = None
         (self.trainer.run_dir / "latents.npz").unlink(missing_ok=True)
-
-    def save(self) -> Saved:
-        return Saved({"update": self.update})
-
-    def load(self, saved: Saved, path: Path) -> None:
-        self.update = int(saved.state["update"])
 
 
 @register_phase("evolve")
