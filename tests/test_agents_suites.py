@@ -89,7 +89,7 @@ def test_muzero_runs_on_atari_frames(tmp_path):
         "agent.network.head_hidden=16",
         "agent.network.value_support=20",
         "agent.network.reward_support=20",
-        "agent.planner.num_simulations=4",
+        "agent.search.num_simulations=4",
         "agent.unroll_steps=2",
         "agent.td_steps=3",
         "agent.reanalyse=0.5",

@@ -324,7 +324,7 @@ def test_train_preset_with_resume_accepts_the_run_s_own_preset(tiny, tmp_path, c
             "agent.planner.name=mcts",
             "planner 'mcts' at 'agent.planner.name'; valid: cem, gradient, icem, mppi",
         ),
-        ("muzero", "agent.planner.name=cem", "search 'cem' at 'agent.planner.name'; valid: mcts"),
+        ("muzero", "agent.search.name=cem", "search 'cem' at 'agent.search.name'; valid: mcts"),
         ("dreamerv3", "agent.rssm.name=ensemble", "rssm 'ensemble' at 'agent.rssm.name'; valid: rssm"),
         (
             "pets",

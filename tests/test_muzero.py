@@ -64,7 +64,7 @@ def test_networks_shapes_and_initial_predictions(name, obs_shape, cfg):
 
 
 def _agent(**cfg):
-    cfg = {"unroll_steps": 1, "td_steps": 2, "planner": {"num_simulations": 4, "discount": 0.5}, **cfg}
+    cfg = {"unroll_steps": 1, "td_steps": 2, "search": {"num_simulations": 4, "discount": 0.5}, **cfg}
     return AGENTS.build("muzero", cfg, obs_spec=ObsSpec((4,), "float32"), act_spec=ActSpec(True, 2))
 
 
@@ -136,7 +136,7 @@ def test_presets_parse():
 TINY_MUZERO = [
     "agent.network.hidden=16",
     "agent.network.state_dim=8",
-    "agent.planner.num_simulations=4",
+    "agent.search.num_simulations=4",
     "agent.unroll_steps=2",
     "agent.td_steps=3",
     "agent.reanalyse=0.5",

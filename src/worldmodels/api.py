@@ -35,7 +35,7 @@ def _flatten(prefix: str, value: Any) -> list[str]:
     return [f"{prefix}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
 
 
-class WorldModelAgent:
+class AgentRun:
     """A run: a config and a run directory, trained with `learn` and queried with `predict`."""
 
     def __init__(self, cfg: Config, run_dir: Path):
@@ -121,7 +121,7 @@ def make_agent(
     env: str | None = None,
     run_dir: str | Path | None = None,
     **overrides: Any,
-) -> WorldModelAgent:
+) -> AgentRun:
     """A new run from a preset.
 
     `overrides` are sections (`train={"seed": 1}`) or dotted keys (`**{"train.seed": 1}`).
@@ -133,10 +133,10 @@ def make_agent(
     if run_dir is None:
         name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
         run_dir = default_run_dir(name, cfg.env.id)
-    return WorldModelAgent(cfg, Path(run_dir))
+    return AgentRun(cfg, Path(run_dir))
 
 
-def load_agent(path: str | Path, **overrides: Any) -> WorldModelAgent:
+def load_agent(path: str | Path, **overrides: Any) -> AgentRun:
     """Open a run folder written by training or `save`; `learn` on it continues the run exactly."""
     path = Path(path)
     if not (path / "config.yaml").exists():
@@ -144,7 +144,7 @@ def load_agent(path: str | Path, **overrides: Any) -> WorldModelAgent:
     if latest_checkpoint(path / "checkpoints") is None:
         raise CheckpointError(f"'{path}' holds no complete checkpoint")
     cfg = load_config(read_preset(str(path / "config.yaml")), _flatten("", overrides))
-    return WorldModelAgent(cfg, path)
+    return AgentRun(cfg, path)
 
 
 def default_run_dir(preset: str, env_id: str) -> Path:
@@ -168,4 +168,4 @@ def _load_weights(cfg: Config, run_dir: Path):
     return agent
 
 
-__all__ = ["WorldModelAgent", "load_agent", "make_agent"]
+__all__ = ["AgentRun", "load_agent", "make_agent"]

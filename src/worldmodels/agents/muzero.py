@@ -43,7 +43,7 @@ class MuZeroAgent(Agent):
     class Config:
         network: Spec = component("network", "muzero_mlp")
         """h, g, f: `muzero_mlp` (vectors) or `muzero_resnet` (images)."""
-        planner: Spec = component("search", "mcts")
+        search: Spec = component("search", "mcts")
         """The search; its `discount` is also the discount of the value targets."""
         unroll_steps: int = positive(5)
         """K: steps the model is unrolled per replayed window (train.seq_len >= K + td_steps + 2)."""
@@ -81,8 +81,8 @@ class MuZeroAgent(Agent):
             raise ConfigError(
                 f"agent.network '{cfg.network.name}' is not a MuZero network; use muzero_mlp or muzero_resnet"
             )
-        self.planner = SEARCHES.build(cfg.planner.name, cfg.planner.cfg)
-        self.discount = self.planner.cfg.discount
+        self.search = SEARCHES.build(cfg.search.name, cfg.search.cfg)
+        self.discount = self.search.cfg.discount
         self.optimizers = {"model": adam(self.net.parameters(), cfg.lr, cfg.adam_eps)}
         self.priority = (cfg.priority_alpha, cfg.priority_beta) if cfg.priority_alpha > 0 else None
 
@@ -99,7 +99,7 @@ class MuZeroAgent(Agent):
         return state, support_to_scalar(reward), logits, support_to_scalar(value)
 
     def _search(self, obs: Tensor, explore: bool) -> SearchOutput:
-        return self.planner(obs, self._root, self._recurrent, explore=explore, temperature=self.temperature())
+        return self.search(obs, self._root, self._recurrent, explore=explore, temperature=self.temperature())
 
     # ------------------------------------------------------------------ acting
 
