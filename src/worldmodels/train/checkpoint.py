@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import io
 import json
 import os
 import shutil
@@ -32,7 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from worldmodels.data.files import load_npz, readable, sha256
 from worldmodels.errors import CheckpointError, one_line
@@ -107,8 +109,9 @@ def save_checkpoint(root: Path, step: int, payload: Payload, keep: int = 2) -> P
         final = root / f"{PREFIX}{step:012d}.{resave}"
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in payload.weights.items()}, tmp / "weights.safetensors")
-        torch.save(payload.torch_state, tmp / "optim.pt")
+        weights = {k: v.detach().contiguous().cpu() for k, v in payload.weights.items()}
+        _write(tmp / "weights.safetensors", safetensors_bytes(weights))
+        _write(tmp / "optim.pt", _torch_bytes(payload.torch_state))
         for name, arrays in payload.arrays.items():
             with (tmp / f"{name}.npz").open("wb") as f:
                 np.savez(f, **arrays)
@@ -127,6 +130,20 @@ def save_checkpoint(root: Path, step: int, payload: Payload, keep: int = 2) -> P
         (old / "manifest.json").unlink()  # first, so that a kill midway never leaves it looking complete
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _torch_bytes(obj: Any) -> memoryview:
+    """`obj` serialised by `torch.save` in memory. The weights and the optimiser states are serialised in memory
+    and written by `_write`, so a full disk is the OSError (ENOSPC) it is: torch's own file writer reports it
+    as a RuntimeError ("unexpected pos ...")."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getbuffer()
+
+
+def _write(path: Path, data: memoryview | bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
 
 
 def _order(path: Path) -> tuple[int, int] | None:
