@@ -12,6 +12,7 @@ SUITES = [
     pytest.param("dmc:cartpole-swingup", "state", 2, id="dmc-state", marks=needs["dmc"]),
     pytest.param("dmc:cartpole-swingup", "pixels", 2, id="dmc-pixels", marks=needs["dmc"]),
     pytest.param("atari:Pong", "pixels", 4, id="atari", marks=needs["atari"]),
+    pytest.param("minatar:Breakout", "pixels", 1, id="minatar", marks=needs["minatar"]),
 ]
 
 
@@ -63,7 +64,7 @@ def _train_and_dream(tmp_path, preset, tiny_overrides, env_id, obs, repeat):
     assert (tmp_path / "run" / ("dream.png" if obs == "state" else "dream.gif")).exists()
 
 
-@pytest.mark.parametrize("env_id, obs, repeat", [SUITES[1], SUITES[3], SUITES[4]])
+@pytest.mark.parametrize("env_id, obs, repeat", [SUITES[1], SUITES[3], SUITES[4], SUITES[5]])
 def test_dreamer_runs_on_pixel_and_dict_suites(tmp_path, env_id, obs, repeat):
     from tests.test_dreamer import TINY_DREAMER
 

@@ -9,11 +9,12 @@ from worldmodels.config import EnvConfig
 from worldmodels.envs import EnvPool, make_env
 from worldmodels.errors import ConfigError
 
-HAS = {m: importlib.util.find_spec(m) is not None for m in ("dm_control", "ale_py", "Box2D")}
+HAS = {m: importlib.util.find_spec(m) is not None for m in ("dm_control", "ale_py", "Box2D", "minatar")}
 needs = {
     "dmc": pytest.mark.skipif(not HAS["dm_control"], reason="dm_control not installed (pip install -e '.[dmc]')"),
     "atari": pytest.mark.skipif(not HAS["ale_py"], reason="ale-py not installed (pip install -e '.[atari]')"),
     "box2d": pytest.mark.skipif(not HAS["Box2D"], reason="box2d not installed (pip install -e '.[box2d]')"),
+    "minatar": pytest.mark.skipif(not HAS["minatar"], reason="minatar not installed (pip install -e '.[minatar]')"),
 }
 
 CASES = [
@@ -24,6 +25,8 @@ CASES = [
     pytest.param("dmc:cartpole-swingup", "pixels", (64, 64, 3), id="dmc-pixels", marks=needs["dmc"]),
     pytest.param("atari:Pong", "pixels", (64, 64, 3), id="atari-pixels", marks=needs["atari"]),
     pytest.param("CarRacing-v3", "pixels", (64, 64, 3), id="carracing-pixels", marks=needs["box2d"]),
+    pytest.param("minatar:Breakout", "pixels", (10, 10, 4), id="minatar-pixels", marks=needs["minatar"]),
+    pytest.param("minatar:SpaceInvaders", "state", (600,), id="minatar-state", marks=needs["minatar"]),
 ]
 
 
@@ -114,3 +117,28 @@ def test_missing_optional_package_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_dm_control)
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[dmc\]'"):
         make_env(EnvConfig(id="dmc:cartpole-swingup"))
+
+
+@needs["minatar"]
+def test_minatar_frames_actions_seeds_and_errors():
+    env = make_env(EnvConfig(id="minatar:space_invaders", obs="pixels"))
+    obs, _ = env.reset(seed=3)
+    assert obs.dtype == np.uint8 and set(np.unique(obs)) <= {0, 255} and obs.any()
+    assert env.action_space.n == 4  # its minimal action set: no-op, left, right, fire
+    assert env.render().shape == (160, 160, 3)
+
+    def episode(seed: int) -> list[float]:
+        env.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        rewards, done = [], False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(int(rng.integers(4)))
+            rewards.append(reward)
+            done = terminated or truncated
+        return rewards
+
+    assert episode(5) == episode(5)
+    with pytest.raises(ConfigError, match="unknown MinAtar game 'minatar:Breakuot'.*Breakout"):
+        make_env(EnvConfig(id="minatar:Breakuot"))
+    with pytest.raises(ConfigError, match="use env.obs=pixels or state"):
+        make_env(EnvConfig(id="minatar:Breakout", obs="both"))

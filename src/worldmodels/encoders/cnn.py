@@ -26,12 +26,13 @@ class ChannelNorm(nn.Module):
 
 
 def conv_stages(height: int, width: int, min_res: int) -> int:
-    """How many halvings take a frame down to `min_res` (each side must stay even until then)."""
+    """How many halvings take a frame down to `min_res`, stopping early at an odd side (MinAtar's 10×10
+    frames: one halving, to 5×5); a frame larger than `min_res` that cannot be halved once is refused."""
     stages = 0
-    while min(height, width) > min_res:
-        if height % 2 or width % 2:
-            raise ConfigError(f"frame size {height}×{width} cannot be halved down to {min_res}; use env.size=[64, 64]")
+    while min(height, width) > min_res and not (height % 2 or width % 2):
         height, width, stages = height // 2, width // 2, stages + 1
+    if stages == 0 and min(height, width) > min_res:
+        raise ConfigError(f"frame size {height}×{width} cannot be halved down to {min_res}; use env.size=[64, 64]")
     return stages
 
 

@@ -3,6 +3,7 @@
 CartPole-v1, Pendulum-v1, CarRacing-v3, any registered gymnasium id   (gymnasium)
 dmc:cartpole-swingup, dmc:walker-walk                                    (dm_control)
 atari:Pong, atari:Breakout                                               (ALE)
+minatar:Breakout, minatar:SpaceInvaders                                  (MinAtar)
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
         if cfg.max_episode_steps:
             env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps)
         return env  # frame skip is the action repeat, done inside with max-pooling
+    elif suite == "minatar":
+        from worldmodels.envs.minatar import MinAtarEnv
+
+        env = MinAtarEnv(name, cfg.obs)
+        if cfg.max_episode_steps:
+            env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps * cfg.action_repeat)
     else:  # a gymnasium id, possibly `module:Env-v0`, which gymnasium imports itself
         env = _make_gym(cfg, render)
     if isinstance(env.action_space, gym.spaces.Box):

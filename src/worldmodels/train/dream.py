@@ -53,17 +53,28 @@ def dream(agent: Agent, env_cfg: EnvConfig, run_dir: Path, seed: int, context: i
 def _frames_gif(real: np.ndarray, imagined: np.ndarray, context: int, out: Path) -> Path:
     import imageio.v2 as imageio
 
-    imagined = imagined.round().clip(0, 255).astype(np.uint8)
+    real, imagined = _rgb(real), _rgb(imagined.round().clip(0, 255).astype(np.uint8))
+    scale = max(3, 64 // real.shape[1])  # crisp pixels, and small frames (MinAtar's 10×10) made visible
     frames = []
     for t in range(len(real)):
         pair = np.concatenate([real[t], np.full_like(real[t][:, :2], 255), imagined[t]], 1)
-        if pair.shape[-1] == 1:
-            pair = pair.repeat(3, -1)
         if t < context:  # a blue bar marks the steps the model observed
             pair[:2] = (60, 120, 255)
-        frames.append(np.kron(pair, np.ones((3, 3, 1), np.uint8)))  # 3× larger, crisp pixels
+        frames.append(np.kron(pair, np.ones((scale, scale, 1), np.uint8)))
     imageio.mimsave(out, frames, duration=100, loop=0)
     return out
+
+
+def _rgb(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames `[T, H, W, C]` as RGB: grayscale repeated; other channel counts (MinAtar's object
+    channels) drawn each in a fixed colour."""
+    channels = frames.shape[-1]
+    if channels == 3:
+        return frames
+    if channels == 1:
+        return frames.repeat(3, -1)
+    palette = np.random.default_rng(0).integers(64, 256, (channels, 3)) / 255.0
+    return (frames[..., :, None] * palette).max(-2).astype(np.uint8)  # [T, H, W, C, 3] → [T, H, W, 3]
 
 
 def _traces_png(real: np.ndarray, imagined: np.ndarray, context: int, env_id: str, out: Path) -> Path:
