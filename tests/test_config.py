@@ -28,7 +28,7 @@ def test_preset_and_overrides_resolve():
         ("agent.gamma=1.5", "bad value for 'agent.gamma': expected a number in [0, 1]"),
         ("device=gpu", "bad value for 'device': expected one of 'auto', 'cpu', 'cuda'"),
         ("agent.encoder.name=cnnn", "unknown encoder 'cnnn' at 'agent.encoder.name'"),
-        ("agent.encoder.name=cnn", "'agent.encoder.mlp' is not an option of encoder 'cnn'"),
+        ("agent.encoder={name: cnn, mlp: {hidden: 3}}", "'agent.encoder.mlp' is not an option of encoder 'cnn'"),
         ("agent.encoder.mlp.hiden=3", "unknown config key 'agent.encoder.mlp.hiden' (did you mean 'hidden'?)"),
         ("agent.use_reconstruction=yes please", "bad value for 'agent.use_reconstruction': expected true or false"),
         ("env.id.x=1", "'env.id' is a value, not a section"),
@@ -39,6 +39,12 @@ def test_config_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_config("latent_mlp", [override])
     assert message in str(err.value)
+
+
+def test_a_new_component_name_drops_the_options_the_preset_gave_its_default_component():
+    """latent_mlp's preset sets options of its default encoder (`multi`) without naming it."""
+    assert load_config("latent_mlp", ["agent.encoder.name=mlp"]).agent.cfg.encoder.name == "mlp"
+    assert load_config("latent_mlp", ["agent.encoder.cnn.depth=8"]).agent.cfg.encoder.cfg.cnn.depth == 8
 
 
 def test_unknown_preset_suggests_a_name():

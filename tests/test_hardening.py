@@ -331,8 +331,13 @@ def test_train_preset_with_resume_accepts_the_run_s_own_preset(tiny, tmp_path, c
         ("dreamerv3", "agent.rssm.name=ensemble", "rssm 'ensemble' at 'agent.rssm.name'; valid: rssm"),
         (
             "pets",
+            "agent.dynamics.name=latent_mlp",
+            "dynamics 'latent_mlp' cannot fill 'agent.dynamics' (no method propagate()",
+        ),
+        (
+            "pets",
             "agent.dynamics.name=rssm",
-            "at 'agent.dynamics.name'; valid: ensemble, gaussian_mlp, latent_mlp, mlp",
+            "unknown dynamics 'rssm' at 'agent.dynamics.name'; valid: ensemble",
         ),
     ],
 )

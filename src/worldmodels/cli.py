@@ -14,6 +14,7 @@ from worldmodels.errors import ConfigError, WMError
 
 
 def _list(args: argparse.Namespace) -> None:
+    from worldmodels import contracts
     from worldmodels.config import load_all, preset_names
     from worldmodels.errors import closest
     from worldmodels.registry import REGISTRIES
@@ -26,6 +27,8 @@ def _list(args: argparse.Namespace) -> None:
     for kind, registry in REGISTRIES.items():
         if args.kind in (None, kind):
             print(f"{kind:<15} {', '.join(registry.names()) or '-'}")
+            built = ", ".join(("cfg", *registry.args))
+            print(f"{'':<15} built from ({built}); has {contracts.describe(registry.contract)}")
     if args.kind in (None, "preset"):
         print(f"{'preset':<15} {', '.join(preset_names())}")
 

@@ -11,6 +11,7 @@ A registered component appears in YAML as its name plus its own config, flattene
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
@@ -178,7 +179,24 @@ def load_config(preset: str | dict[str, Any] | None = None, overrides: typing.It
         data = preset
     else:
         data = {**read_preset(preset), "preset": preset_id(preset)}
+    name_components(data, Config)
     return parse(Config, apply_overrides(data, overrides))
+
+
+def name_components(data: dict[str, Any], cls: type) -> None:
+    """Write the default name into every component section of `data` that gives options without one, in
+    place, so that a `...name=` override for another component drops those options (`set_dotted`)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        section = data.get(f.name)
+        if not isinstance(section, dict):
+            continue
+        if "registry" in f.metadata:
+            section.setdefault("name", f.metadata["default"])
+            if section["name"] in f.metadata["registry"]:
+                name_components(section, f.metadata["registry"].get(section["name"]).Config)
+        elif dataclasses.is_dataclass(hints.get(f.name)):
+            name_components(section, hints[f.name])
 
 
 def preset_id(preset: str) -> str:

@@ -8,8 +8,10 @@ class MLPEncoder(nn.Module):
 
 encoder = ENCODERS.build("mlp", {"hidden": 128}, obs_spec=spec)
 
-Every entry of a kind is built from the same arguments (the kind's `args`, after its config), so any name
-of a kind can stand in any slot of that kind; an entry built otherwise belongs to another kind.
+Every entry of a kind is built from the same arguments (the kind's `args`, after its config) and has the
+methods of the kind's contract (`contracts.py`), both checked when it registers, so any name of a kind can
+stand in any slot of that kind; an entry built otherwise belongs to another kind. A slot that needs more
+(`component(kind, name, contract=...)`) lists and accepts only the names that satisfy its narrower contract.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any, TypeVar
 
+from worldmodels import contracts
 from worldmodels.errors import ConfigError, closest
 from worldmodels.schema import Spec, parse
 
@@ -27,11 +30,11 @@ T = TypeVar("T", bound=type)
 
 
 class Registry:
-    """Named constructors of one kind of component: every entry has a `Config` dataclass and is built as
-    `cls(cfg, *args)` with the kind's `args` (by keyword)."""
+    """Named constructors of one kind of component: every entry has a `Config` dataclass, is built as
+    `cls(cfg, *args)` with the kind's `args` (by keyword) and satisfies the kind's `contract`."""
 
-    def __init__(self, kind: str, *args: str):
-        self.kind, self.args = kind, args
+    def __init__(self, kind: str, *args: str, contract: type):
+        self.kind, self.args, self.contract = kind, args, contract
         self._entries: dict[str, type] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -46,13 +49,24 @@ class Registry:
                     f"{self.kind} '{name}' ({cls.__name__}) is built from ({', '.join(takes)}), but every "
                     f"{self.kind} is built from (cfg, {', '.join(self.args)}); register it under a kind that fits"
                 )
+            lacks = contracts.unfit(cls, self.contract)
+            if lacks:
+                raise TypeError(
+                    f"{self.kind} '{name}' ({cls.__name__}) does not satisfy the {self.kind} contract: "
+                    f"{'; '.join(lacks)}; every {self.kind} has {contracts.describe(self.contract)}"
+                )
             self._entries[name] = cls
             return cls
 
         return decorate
 
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+    def names(self, contract: type | None = None) -> list[str]:
+        """The registered names, or those whose class satisfies `contract` (a slot's narrower one)."""
+        return sorted(n for n, cls in self._entries.items() if contract is None or not contracts.unfit(cls, contract))
+
+    def unfit(self, name: str, contract: type) -> list[str]:
+        """What entry `name` lacks of `contract` (empty when it fits)."""
+        return contracts.unfit(self.get(name), contract)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
@@ -71,29 +85,29 @@ class Registry:
         return cls(cfg, **kwargs)
 
 
-ENCODERS = Registry("encoder", "obs_spec")
-DECODERS = Registry("decoder", "in_dim", "obs_spec")
-REPRESENTATIONS = Registry("representation", "in_dim")
+ENCODERS = Registry("encoder", "obs_spec", contract=contracts.Encoder)
+DECODERS = Registry("decoder", "in_dim", "obs_spec", contract=contracts.Decoder)
+REPRESENTATIONS = Registry("representation", "in_dim", contract=contracts.Representation)
 """Encoder features → a latent state distribution."""
-AUTOENCODERS = Registry("autoencoder", "obs_spec")
+AUTOENCODERS = Registry("autoencoder", "obs_spec", contract=contracts.Autoencoder)
 """Observations → latent → observations in one model (World Models' V)."""
-DYNAMICS = Registry("dynamics", "latent_dim", "action_dim")
+DYNAMICS = Registry("dynamics", "latent_dim", "action_dim", contract=contracts.Dynamics)
 """Latent (or state) transitions without memory: (s, a) → s'."""
-RSSMS = Registry("rssm", "embed_dim", "action_dim")
+RSSMS = Registry("rssm", "embed_dim", "action_dim", contract=contracts.SequenceModel)
 """Recurrent state-space models: a deterministic memory with a stochastic latent, filtered on embeddings."""
-MEMORIES = Registry("memory", "z_dim", "action_dim")
+MEMORIES = Registry("memory", "z_dim", "action_dim", contract=contracts.Memory)
 """Recurrent predictors of the next latent given the action (World Models' M)."""
-NETWORKS = Registry("network", "obs_shape", "action_dim")
+NETWORKS = Registry("network", "obs_shape", "action_dim", contract=contracts.Network)
 """MuZero-style networks: representation, dynamics (state, reward) and prediction (policy, value) in one."""
-REWARDS = Registry("reward", "in_dim")
-CONTINUES = Registry("continue", "in_dim")
-VALUES = Registry("value", "in_dim")
-POLICIES = Registry("policy", "in_dim", "action_dim")
-PLANNERS = Registry("planner", "action_dim", "discrete", "low", "high")
+REWARDS = Registry("reward", "in_dim", contract=contracts.Head)
+CONTINUES = Registry("continue", "in_dim", contract=contracts.Head)
+VALUES = Registry("value", "in_dim", contract=contracts.Head)
+POLICIES = Registry("policy", "in_dim", "action_dim", contract=contracts.Head)
+PLANNERS = Registry("planner", "action_dim", "discrete", "low", "high", contract=contracts.Planner)
 """Action-sequence optimisers over a model (CEM, MPPI, iCEM, gradient)."""
-SEARCHES = Registry("search")
+SEARCHES = Registry("search", contract=contracts.Search)
 """Tree searches over a learned model's latent (MCTS)."""
-AGENTS = Registry("agent", "obs_spec", "act_spec")
+AGENTS = Registry("agent", "obs_spec", "act_spec", contract=contracts.AgentContract)
 
 REGISTRIES: dict[str, Registry] = {
     r.kind: r
@@ -117,12 +131,13 @@ REGISTRIES: dict[str, Registry] = {
 }
 
 
-def component(kind: str, name: str, **cfg: Any) -> Any:
+def component(kind: str, name: str, contract: type | None = None, **cfg: Any) -> Any:
     """A dataclass field holding a `Spec`: a component of `kind`, `name` with options `cfg` by default
-    (options given for `name` in a preset apply over `cfg`)."""
+    (options given for `name` in a preset apply over `cfg`); `contract` narrows the names that fit the slot."""
     registry = REGISTRIES[kind]
 
     def default() -> Spec:
         return Spec(name, parse(registry.get(name).Config, cfg, f"{registry.kind}.{name}"))
 
-    return field(default_factory=default, metadata={"registry": registry, "default": name, "options": cfg})
+    meta = {"registry": registry, "default": name, "options": cfg, "contract": contract}
+    return field(default_factory=default, metadata=meta)

@@ -93,7 +93,7 @@ def _convert(tp: Any, value: Any, key: str, meta: typing.Mapping[str, Any]) -> A
     fail = ConfigError(f"bad value for '{key}': expected {_describe(tp)}, got {value!r}")
     origin = typing.get_origin(tp)
     if tp is Spec:
-        return _convert_spec(meta["registry"], meta.get("default"), meta.get("options", {}), value, key)
+        return _convert_spec(meta, value, key)
     if dataclasses.is_dataclass(tp):
         return parse(tp, value, key)
     if origin in (Union, types.UnionType):
@@ -162,10 +162,12 @@ def _number(text: str, fail: ConfigError) -> float:
         raise fail from None
 
 
-def _convert_spec(registry: Any, default: str | None, options: dict[str, Any], value: Any, key: str) -> Spec:
-    """A component from `{name, <its options>}`. For the field's default component, options given here
-    are applied over the field's own defaults (so `agent.planner.population=100` keeps the agent's horizon)."""
-    kind = registry.kind
+def _convert_spec(meta: typing.Mapping[str, Any], value: Any, key: str) -> Spec:
+    """A component from `{name, <its options>}`, one of the names of the field's registry that fit its
+    contract. For the field's default component, options given here are applied over the field's own
+    defaults (so `agent.planner.population=100` keeps the agent's horizon)."""
+    registry, default, options = meta["registry"], meta.get("default"), meta.get("options", {})
+    kind, fit = registry.kind, registry.names(meta.get("contract"))
     if isinstance(value, str):
         value = {"name": value}
     if isinstance(value, dict) and "name" not in value and default is not None:
@@ -174,10 +176,10 @@ def _convert_spec(registry: Any, default: str | None, options: dict[str, Any], v
         raise ConfigError(f"bad value for '{key}': expected {kind} as {{name: ..., <its options>}}, got {value!r}")
     name = value["name"]
     if name not in registry:
-        valid = ", ".join(registry.names())
-        raise ConfigError(
-            f"unknown {kind} '{name}' at '{key}.name'{closest(str(name), registry.names())}; valid: {valid}"
-        )
+        raise ConfigError(f"unknown {kind} '{name}' at '{key}.name'{closest(str(name), fit)}; valid: {', '.join(fit)}")
+    if name not in fit:
+        lacks = "; ".join(registry.unfit(name, meta["contract"]))
+        raise ConfigError(f"{kind} '{name}' cannot fill '{key}' ({lacks}); valid: {', '.join(fit)}")
     rest = {k: v for k, v in value.items() if k != "name"}
     valid_options = [f.name for f in dataclasses.fields(registry.get(name).Config)]
     for option in rest:

@@ -77,10 +77,6 @@ class MuZeroAgent(Agent):
         self.cfg = cfg
         self.num_actions = A = act_spec.dim
         self.net = NETWORKS.build(cfg.network.name, cfg.network.cfg, obs_shape=obs_spec.shape, action_dim=A)
-        if not hasattr(self.net, "predict"):
-            raise ConfigError(
-                f"agent.network '{cfg.network.name}' is not a MuZero network; use muzero_mlp or muzero_resnet"
-            )
         self.search = SEARCHES.build(cfg.search.name, cfg.search.cfg)
         self.discount = self.search.cfg.discount
         self.optimizers = {"model": adam(self.net.parameters(), cfg.lr, cfg.adam_eps)}

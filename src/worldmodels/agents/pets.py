@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import torch
 
+from worldmodels import contracts
 from worldmodels.agents.base import Acted, Agent, step
 from worldmodels.envs import continuous_cartpole
 from worldmodels.envs.spaces import ActSpec, ObsSpec
@@ -53,9 +54,9 @@ KNOWN_TASKS: dict[str, tuple[KnownReward, Callable[[torch.Tensor], torch.Tensor]
 class PETSAgent(Agent):
     @dataclass
     class Config:
-        dynamics: Spec = component("dynamics", "ensemble")
+        dynamics: Spec = component("dynamics", "ensemble", contract=contracts.EnsembleDynamics)
         """The probabilistic ensemble."""
-        reward: Spec = component("reward", "ensemble")
+        reward: Spec = component("reward", "ensemble", contract=contracts.EnsembleReward)
         """Learned reward on (s, a, s'); unused when `known_task` is set."""
         planner: Spec = component("planner", "cem")
         known_task: Literal["none", "pendulum", "cartpole_balance"] = "none"
@@ -81,15 +82,11 @@ class PETSAgent(Agent):
         self.cfg = cfg
         S, A = obs_spec.shape[0], act_spec.dim
         self.dynamics = DYNAMICS.build(cfg.dynamics.name, cfg.dynamics.cfg, latent_dim=S, action_dim=A)
-        if not hasattr(self.dynamics, "propagate"):
-            raise ConfigError(f"pets needs an ensemble dynamics with particle propagation, not '{cfg.dynamics.name}'")
         self.planner = PLANNERS.build(cfg.planner.name, cfg.planner.cfg, action_dim=A, discrete=act_spec.discrete)
         self.known = KNOWN_TASKS.get(cfg.known_task)
         modules = [self.dynamics]
         if self.known is None:
             self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=2 * S + A)
-            if not hasattr(self.reward, "members"):
-                raise ConfigError(f"pets learns the reward with an ensemble head, not '{cfg.reward.name}'")
             modules.append(self.reward)
         params = [p for m in modules for p in m.parameters()]
         self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)}

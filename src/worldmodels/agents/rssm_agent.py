@@ -18,7 +18,6 @@ from torch import nn
 
 from worldmodels.agents.base import Agent, adam, step
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
-from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
 from worldmodels.registry import CONTINUES, DECODERS, ENCODERS, REWARDS, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
@@ -78,8 +77,6 @@ class RSSMAgent(Agent):
         self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
         self.rssm = RSSMS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=self.encoder.out_dim, action_dim=act_spec.dim)
         if cfg.compile:
-            if not hasattr(self.rssm, "compile_steps"):
-                raise ConfigError(f"agent.compile=true compiles the RSSM's steps; dynamics '{cfg.rssm.name}' has none")
             self.rssm.compile_steps()
         F = self.rssm.feat_dim
         self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=F, obs_spec=obs_spec)

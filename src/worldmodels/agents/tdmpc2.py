@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.agents.base import Acted, Agent, frozen, step
+from worldmodels import contracts
+from worldmodels.agents.base import Acted, Agent, PhaseSpec, frozen, step
+from worldmodels.data.sources import SampleSpec
 from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
@@ -63,7 +65,8 @@ class TDMPC2Agent(Agent):
         """Two-hot bins of reward and Q, evenly spaced in symlog space over [−`vmax`, `vmax`]."""
         vmax: float = positive(10.0)
         horizon: int = positive(3)
-        """H: the planning horizon and the length of the learned sub-trajectories (train.seq_len = H + 1)."""
+        """H: the planning horizon and the length of the learned sub-trajectories: windows of H + 1 steps
+        (whatever train.seq_len says; `train.ratio` counts their steps)."""
         rho: float = unit(0.5)
         """ρ: weight of step t's losses is ρ^t."""
         discount: float = unit(0.99)
@@ -86,6 +89,7 @@ class TDMPC2Agent(Agent):
         planner: Spec = component(
             "planner",
             "mppi",
+            contract=contracts.PriorPlanner,
             horizon=3,
             population=512,
             iterations=6,
@@ -107,8 +111,8 @@ class TDMPC2Agent(Agent):
             raise ConfigError(
                 f"agent.latent ({cfg.latent}) must be a multiple of agent.simnorm_dim ({cfg.simnorm_dim})"
             )
-        if cfg.planner.name != "mppi" or cfg.planner.cfg.horizon != cfg.horizon:
-            raise ConfigError(f"tdmpc2 plans with agent.planner.name=mppi and agent.planner.horizon={cfg.horizon}")
+        if cfg.planner.cfg.horizon != cfg.horizon:
+            raise ConfigError(f"tdmpc2 plans over its model's horizon: set agent.planner.horizon={cfg.horizon}")
         self.cfg = cfg
         L, A, D = cfg.latent, act_spec.dim, cfg.hidden
 
@@ -208,11 +212,14 @@ class TDMPC2Agent(Agent):
 
     # ------------------------------------------------------------------ learning
 
+    def phases(self, train: Any) -> list[PhaseSpec]:
+        """One `learn` phase on windows of H + 1 steps: the latent is rolled out H steps from the first."""
+        sample = SampleSpec(train.batch_size, self.cfg.horizon + 1)
+        return [PhaseSpec("learn", "learn", tuple(self.optimizers), sample, train.ratio)]
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg, H = self.cfg, self.cfg.horizon
         obs, action = batch["obs"], batch["action"][:, 1:].float()  # action t+1 is the one taken in obs t
-        if obs.shape[1] != H + 1:
-            raise ConfigError(f"tdmpc2 learns from H + 1 = {H + 1} steps: set train.seq_len={H + 1}")
         reward = batch["reward"][:, 1:].float()  # [B, H]
         alive = 1.0 - batch["is_terminal"][:, 1:].float()
         mask = (~batch["is_first"][:, 1:]).float().cumprod(1)  # steps still inside the first episode

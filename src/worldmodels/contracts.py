@@ -1,0 +1,203 @@
+"""What code using a component relies on: one `Protocol` per registry kind, and narrower ones for slots that
+need more than their kind gives (PETS's ensembles).
+
+A registry checks every entry against its kind's contract when the entry registers (`registry.py`), and a
+slot declared with a narrower contract lists, and accepts, only the names that satisfy it. The check is by
+method: each method the contract names must exist on the class and take the contract's positional
+arguments. Attributes (such as `out_dim`) are set when a component is built and are stated here, not checked.
+Shapes: `[B, T, ...]` sequences, `[N, ...]` batches, `[...]` any leading dimensions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Generic, Protocol
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class Encoder(Protocol):
+    """Observations (an array or a dict of arrays) `[..., *obs]` → features `[..., out_dim]`."""
+
+    out_dim: int
+
+    def forward(self, obs: Any) -> Tensor: ...
+
+
+class Decoder(Protocol):
+    """Features `[..., in_dim]` → a prediction of the observation: `.mean`, `.loss(obs)` `[...]`."""
+
+    def forward(self, features: Tensor) -> Any: ...
+
+
+class Representation(Protocol):
+    """Features `[..., in_dim]` → a distribution over a latent `[..., Z]` (`rsample`, `mean`)."""
+
+    def forward(self, features: Tensor) -> Any: ...
+
+
+class Autoencoder(Protocol):
+    """Frames `[..., H, W, C]` → a latent distribution; a latent → a frame prediction; its own loss."""
+
+    def forward(self, obs: Tensor) -> Any: ...
+
+    def decode(self, z: Tensor) -> Any: ...
+
+    def loss(self, obs: Tensor) -> Any: ...
+
+
+class Dynamics(Protocol):
+    """(state `[..., S]`, action `[..., A]`) → a distribution over the next state `[..., S]`."""
+
+    def forward(self, state: Tensor, action: Tensor) -> Any: ...
+
+
+class EnsembleDynamics(Dynamics, Protocol):
+    """An ensemble that plans with particles (PETS): its own loss and normalisers, and `propagate`
+    (particles `[N, K, S]`, actions `[N, K, A]`, mode TS1 / TS∞ / expectation) → next particles."""
+
+    def propagate(self, state: Tensor, action: Tensor, mode: str) -> Tensor: ...
+
+    def loss(self, state: Tensor, action: Tensor, next_state: Tensor) -> Any: ...
+
+    def update_normalisers(self, state: Tensor, action: Tensor, next_state: Tensor) -> None: ...
+
+
+class SequenceModel(Protocol):
+    """A recurrent state-space model over embeddings `[B, T, E]` and actions `[B, T, A]`; its states are
+    pytrees of tensors that only it looks inside; `feat_dim` is the size of `features(state)`."""
+
+    feat_dim: int
+
+    def initial(self, n: int) -> Any: ...
+
+    def observe(self, embed: Tensor, action: Tensor, is_first: Tensor) -> Any: ...
+
+    def obs_step(self, state: Any, action: Tensor, embed: Tensor, is_first: Tensor) -> Any: ...
+
+    def img_step(self, state: Any, action: Tensor) -> Any: ...
+
+    def features(self, state: Any) -> Tensor: ...
+
+    def dist(self, state: Any) -> Any: ...
+
+    def imagine(self, start: Any, policy: Any, horizon: int, rsample: bool) -> Any: ...
+
+    def compile_steps(self) -> None: ...
+
+
+class Memory(Protocol):
+    """A recurrent predictor of the next latent (World Models' M): (z `[B, T, Z]`, action, state) →
+    (a mixture over z', its recurrent state)."""
+
+    def initial_state(self, n: int) -> Any: ...
+
+    def forward(self, z: Tensor, action: Tensor) -> Any: ...
+
+
+class Network(Protocol):
+    """MuZero's h, g, f: `represent(obs)` → state, `dynamics(state, action)` → (state, reward logits),
+    `predict(state)` → (policy logits, value logits)."""
+
+    def represent(self, obs: Tensor) -> Tensor: ...
+
+    def dynamics(self, state: Tensor, action: Tensor) -> Any: ...
+
+    def predict(self, state: Tensor) -> Any: ...
+
+
+class Head(Protocol):
+    """Features `[..., in_dim]` → a distribution over a scalar `[...]` (reward, continue, value) or an
+    action `[..., A]` (policy): `mean`/`mode`, `sample`, `log_prob` or `loss`."""
+
+    def forward(self, features: Tensor) -> Any: ...
+
+
+class EnsembleReward(Head, Protocol):
+    """A reward ensemble (PETS): every member's prediction `members(x)` `[E, N]`, its loss and normalisers."""
+
+    def members(self, x: Tensor) -> Tensor: ...
+
+    def loss(self, x: Tensor, reward: Tensor) -> Tensor: ...
+
+    def update_normalisers(self, x: Tensor, reward: Tensor) -> None: ...
+
+
+class Planner(Protocol):
+    """An action-sequence optimiser: `optimize(objective, x0 [B, H, A])` → a plan; `warm_start(previous plan,
+    B, device)` → (x0, candidates to reuse), uninformed where there is no plan."""
+
+    def optimize(self, objective: Any, x0: Tensor) -> Any: ...
+
+    def warm_start(self, previous: Any, batch: int, device: torch.device) -> Any: ...
+
+
+class PriorPlanner(Planner, Protocol):
+    """A planner that also scores fixed candidates every iteration: `prior` `[B, K, H, A]`, a policy's
+    proposals (TD-MPC2's MPPI)."""
+
+    def optimize(self, objective: Any, x0: Tensor, reuse: Tensor | None, prior: Tensor | None) -> Any: ...
+
+
+class Search(Protocol):
+    """A batched tree search: (obs, root_fn, recurrent_fn) → the search's policy, value and action `[B]`."""
+
+    def __call__(self, obs: Any, root_fn: Any, recurrent_fn: Any) -> Any: ...
+
+
+class AgentContract(Protocol):
+    """An algorithm the trainer runs: its phases, acting on `[N, ...]` observations, updates on batches."""
+
+    def phases(self, train: Any) -> Any: ...
+
+    def initial_state(self, n: int) -> Any: ...
+
+    def act(self, obs: Any, is_first: Tensor, state: Any, explore: bool) -> Any: ...
+
+    def update(self, batch: dict) -> dict: ...
+
+
+def methods(contract: type) -> dict[str, inspect.Signature]:
+    """The methods a contract names (its own and its bases'), with their signatures."""
+    out: dict[str, inspect.Signature] = {}
+    for base in reversed(contract.__mro__):
+        if base in (object, Protocol, Generic):
+            continue
+        for name, value in vars(base).items():
+            if callable(value) and (not name.startswith("_") or name == "__call__"):
+                out[name] = inspect.signature(value)
+    return out
+
+
+def unfit(cls: type, contract: type) -> list[str]:
+    """What `cls` lacks of `contract`: a missing method, or one that cannot take the contract's positional
+    arguments (too few, or more that it requires); empty when it fits."""
+    problems = []
+    for name, wanted in methods(contract).items():
+        method = getattr(cls, name, None)
+        if method is None or not callable(method):
+            problems.append(f"no method {name}()")
+            continue
+        try:
+            have = inspect.signature(method)
+        except (TypeError, ValueError):
+            continue  # a builtin that cannot be inspected: trust it
+        n = len([p for p in wanted.parameters.values() if p.name != "self"])
+        params = [p for p in have.parameters.values() if p.name != "self"]
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+        required = [p for p in positional if p.default is p.empty]
+        if len(required) > n or (len(positional) < n and not varargs):
+            problems.append(f"{name}() takes ({', '.join(p.name for p in positional)}), not {n} arguments")
+    return problems
+
+
+def describe(contract: type) -> str:
+    """One line: the contract's methods with their arguments."""
+    parts = []
+    for name, sig in methods(contract).items():
+        args = ", ".join(p.name for p in sig.parameters.values() if p.name != "self")
+        parts.append(f"{name}({args})")
+    return "; ".join(parts)
