@@ -12,10 +12,10 @@ from worldmodels.config import load_config
 from worldmodels.train import Trainer
 
 TINY = [
-    "agent.encoder.mlp.hidden=32",
-    "agent.decoder.mlp.hidden=32",
-    "agent.encoder.cnn.depth=4",
-    "agent.decoder.cnn.depth=4",
+    "agent.encoder.vector.hidden=32",
+    "agent.decoder.vector.hidden=32",
+    "agent.encoder.image.depth=4",
+    "agent.decoder.image.depth=4",
     "agent.dynamics.hidden=32",
     "agent.reward.hidden=32",
     "agent.cont.hidden=32",

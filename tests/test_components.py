@@ -36,10 +36,11 @@ def _obs(spec: ObsSpec):
 
 
 def _fits(name: str, spec: ObsSpec, encoder: bool) -> bool:
-    """multi takes anything; cnn only frames; an mlp encoder flattens any single array, its decoder makes vectors."""
+    """multi takes anything; the image encoders only frames; an mlp encoder flattens any single array, its
+    decoder makes vectors."""
     if name == "multi":
         return True
-    if name == "cnn":
+    if name in ("cnn", "impala", "vit"):
         return spec.is_image
     return not spec.parts and (encoder or not spec.is_image)
 

@@ -28,8 +28,11 @@ def test_preset_and_overrides_resolve():
         ("agent.gamma=1.5", "bad value for 'agent.gamma': expected a number in [0, 1]"),
         ("device=gpu", "bad value for 'device': expected one of 'auto', 'cpu', 'cuda'"),
         ("agent.encoder.name=cnnn", "unknown encoder 'cnnn' at 'agent.encoder.name'"),
-        ("agent.encoder={name: cnn, mlp: {hidden: 3}}", "'agent.encoder.mlp' is not an option of encoder 'cnn'"),
-        ("agent.encoder.mlp.hiden=3", "unknown config key 'agent.encoder.mlp.hiden' (did you mean 'hidden'?)"),
+        ("agent.encoder={name: cnn, vector: {hidden: 3}}", "'agent.encoder.vector' is not an option of encoder 'cnn'"),
+        (
+            "agent.encoder.vector.hiden=3",
+            "'agent.encoder.vector.hiden' is not an option of encoder 'mlp' (did you mean 'hidden'?)",
+        ),
         ("agent.use_reconstruction=yes please", "bad value for 'agent.use_reconstruction': expected true or false"),
         ("env.id.x=1", "'env.id' is a value, not a section"),
         ("steps", "expected key=value"),
@@ -44,7 +47,7 @@ def test_config_errors_name_the_key(override, message):
 def test_a_new_component_name_drops_the_options_the_preset_gave_its_default_component():
     """latent_mlp's preset sets options of its default encoder (`multi`) without naming it."""
     assert load_config("latent_mlp", ["agent.encoder.name=mlp"]).agent.cfg.encoder.name == "mlp"
-    assert load_config("latent_mlp", ["agent.encoder.cnn.depth=8"]).agent.cfg.encoder.cfg.cnn.depth == 8
+    assert load_config("latent_mlp", ["agent.encoder.image.depth=8"]).agent.cfg.encoder.cfg.image.cfg.depth == 8
 
 
 def test_unknown_preset_suggests_a_name():

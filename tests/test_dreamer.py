@@ -97,15 +97,15 @@ TINY_DREAMER = [
     "agent.rssm.hidden=16",
     "agent.rssm.stoch=4",
     "agent.imagination_horizon=4",
-    "agent.encoder.mlp.hidden=16",
-    "agent.decoder.mlp.hidden=16",
+    "agent.encoder.vector.hidden=16",
+    "agent.decoder.vector.hidden=16",
     "agent.reward.hidden=16",
     "agent.cont.hidden=16",
     "agent.discrete_actor.hidden=16",
     "agent.continuous_actor.hidden=16",
     "agent.critic.hidden=16",
-    "agent.encoder.cnn.depth=4",
-    "agent.decoder.cnn.depth=4",
+    "agent.encoder.image.depth=4",
+    "agent.decoder.image.depth=4",
 ]
 
 

@@ -143,7 +143,7 @@ TINY_MUZERO = [
 ]
 
 
-def test_smoke_run_learns_something(tmp_path):
+def test_smoke_run_trains_and_stores_its_search_policies(tmp_path):
     cfg = load_config(
         "muzero",
         [

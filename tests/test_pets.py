@@ -39,7 +39,7 @@ def agent(*overrides, obs_dim=3, discrete=False, action_dim=1):
     return PETSAgent(cfg, ObsSpec((obs_dim,), "float32"), ActSpec(discrete, action_dim))
 
 
-def test_smoke_run_learns_and_logs_held_out_error(tmp_path):
+def test_smoke_run_trains_the_ensemble_and_logs_held_out_error(tmp_path):
     cfg = load_config(
         "pets", [*TINY, "env.id=wm/DummyContinuous-v0", "train.steps=200", "train.eval_every=0", "agent.holdout=0.5"]
     )

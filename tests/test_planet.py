@@ -17,10 +17,10 @@ from worldmodels.planners.protocol import rollout_objective
 from worldmodels.train import Trainer
 
 TINY_PLANET = [
-    "agent.encoder.mlp.hidden=16",
-    "agent.decoder.mlp.hidden=16",
-    "agent.encoder.cnn.depth=4",
-    "agent.decoder.cnn.depth=4",
+    "agent.encoder.vector.hidden=16",
+    "agent.decoder.vector.hidden=16",
+    "agent.encoder.image.depth=4",
+    "agent.decoder.image.depth=4",
     "agent.rssm={deter: 16, hidden: 16, stoch: 4, classes: 0, act: elu, norm: false}",
     "agent.reward.hidden=16",
     "agent.cont.hidden=16",

@@ -69,7 +69,7 @@ def test_unknown_name_lists_valid_names_and_closest_match():
         ENCODERS.get("mpl")
     assert "unknown encoder 'mpl'" in str(err.value)
     assert "did you mean 'mlp'" in str(err.value)
-    assert "valid: cnn, mlp, multi" in str(err.value)
+    assert "valid: cnn, impala, mlp, multi, vit" in str(err.value)
 
 
 def test_register_build_and_errors():

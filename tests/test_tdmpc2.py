@@ -18,7 +18,7 @@ from worldmodels.planners.protocol import Model
 from worldmodels.train import Trainer
 
 TINY = [
-    "agent.encoder={mlp: {hidden: 16, layers: 1}, cnn: {depth: 4}}",
+    "agent.encoder={vector: {hidden: 16, layers: 1}, image: {depth: 4}}",
     "agent.latent=16",
     "agent.hidden=16",
     "agent.policy_trajectories=4",
@@ -147,7 +147,7 @@ def test_mismatched_settings_are_refused():
         TDMPC2Agent(load_config("tdmpc2", TINY).agent.cfg, ObsSpec((3,), "float32"), ActSpec(True, 3))
 
 
-def test_smoke_run_learns_from_states(tmp_path):
+def test_smoke_run_from_states_updates_once_per_step_with_finite_losses(tmp_path):
     cfg = load_config("tdmpc2", [*TINY, *TRAIN, "train.steps=100"])
     trainer = Trainer(cfg, tmp_path / "run")
     trainer.run()

@@ -32,6 +32,26 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path, env):
     assert latest_checkpoint(run / "checkpoints").name == "step_000000000300"
 
 
+def test_train_ratio_counts_replayed_steps_per_agent_step_with_several_envs_and_action_repeat(tiny, tmp_path):
+    """2 envs × action repeat 2: an agent step is 4 env steps, and adds 2 (streams) × ratio 16 replayed steps
+    = one 4 × 8 batch once the 80-step prefill is reached: agent steps 20..100 of 100 (4..400 env steps),
+    81 updates."""
+    cfg = tiny(
+        "env.num_envs=2",
+        "env.action_repeat=2",
+        "train.steps=400",
+        "train.prefill=80",
+        "train.ratio=16",
+        "train.batch_size=4",
+        "train.seq_len=8",
+        "train.eval_every=0",
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    summary = trainer.run()
+    trainer.close()
+    assert summary["step"] == 400 and summary["updates"] == 81
+
+
 def test_a_phase_named_alone_is_one_of_the_agents_and_learn_is_not_redone_in_place(tiny, tmp_path, capsys):
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match="train.phase=lern: agent 'latent_mlp' has the phases learn"):

@@ -1,17 +1,17 @@
-"""Decode every part of an observation with the decoder that fits it (frames: CNN, vectors: MLP)."""
+"""Decode every part of an observation with the decoder chosen for its kind: frames (`image`, by default the
+transposed CNN) or vectors (`vector`, by default the MLP)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from worldmodels.decoders.cnn import CNNDecoder
-from worldmodels.decoders.mlp import MLPDecoder
 from worldmodels.decoders.prediction import DictPrediction, ImagePrediction, VectorPrediction
 from worldmodels.envs.spaces import ObsSpec
-from worldmodels.registry import DECODERS
+from worldmodels.registry import DECODERS, component
+from worldmodels.schema import Spec
 
 
 @DECODERS.register("multi")
@@ -20,18 +20,19 @@ class MultiDecoder(nn.Module):
 
     @dataclass
     class Config:
-        mlp: MLPDecoder.Config = field(default_factory=MLPDecoder.Config)
-        cnn: CNNDecoder.Config = field(default_factory=CNNDecoder.Config)
+        image: Spec = component("decoder", "cnn")
+        """Decoder of frame parts."""
+        vector: Spec = component("decoder", "mlp")
+        """Decoder of vector parts."""
 
     def __init__(self, cfg: Config, in_dim: int, obs_spec: ObsSpec):
         super().__init__()
         self.keyed = bool(obs_spec.parts)
-        self.parts = nn.ModuleDict(
-            {
-                key or "obs": CNNDecoder(cfg.cnn, in_dim, spec) if spec.is_image else MLPDecoder(cfg.mlp, in_dim, spec)
-                for key, spec in obs_spec.items()
-            }
-        )
+        parts = {}
+        for key, spec in obs_spec.items():
+            part = cfg.image if spec.is_image else cfg.vector
+            parts[key or "obs"] = DECODERS.build(part.name, part.cfg, in_dim=in_dim, obs_spec=spec)
+        self.parts = nn.ModuleDict(parts)
 
     def forward(self, x: torch.Tensor) -> VectorPrediction | ImagePrediction | DictPrediction:
         if not self.keyed:

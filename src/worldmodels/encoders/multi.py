@@ -1,17 +1,17 @@
-"""Encode every part of an observation with the encoder that fits it: frames with a CNN, vectors
-with an MLP, and concatenate the features. Works for single arrays and `env.obs=both` dicts."""
+"""Encode every part of an observation with the encoder chosen for its kind, frames (`image`, by default
+the CNN) or vectors (`vector`, by default the MLP), and concatenate the features. Works for single arrays
+and `env.obs=both` dicts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from worldmodels.encoders.cnn import CNNEncoder
-from worldmodels.encoders.mlp import MLPEncoder
 from worldmodels.envs.spaces import Obs, ObsSpec
-from worldmodels.registry import ENCODERS
+from worldmodels.registry import ENCODERS, component
+from worldmodels.schema import Spec
 
 
 @ENCODERS.register("multi")
@@ -20,20 +20,19 @@ class MultiEncoder(nn.Module):
 
     @dataclass
     class Config:
-        mlp: MLPEncoder.Config = field(default_factory=MLPEncoder.Config)
+        image: Spec = component("encoder", "cnn")
+        """Encoder of frame parts: `cnn`, `impala` or `vit`."""
+        vector: Spec = component("encoder", "mlp")
         """Encoder of vector parts."""
-        cnn: CNNEncoder.Config = field(default_factory=CNNEncoder.Config)
-        """Encoder of frame parts."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
         self.keyed = bool(obs_spec.parts)
-        self.parts = nn.ModuleDict(
-            {
-                key or "obs": CNNEncoder(cfg.cnn, spec) if spec.is_image else MLPEncoder(cfg.mlp, spec)
-                for key, spec in obs_spec.items()
-            }
-        )
+        parts = {}
+        for key, spec in obs_spec.items():
+            part = cfg.image if spec.is_image else cfg.vector
+            parts[key or "obs"] = ENCODERS.build(part.name, part.cfg, obs_spec=spec)
+        self.parts = nn.ModuleDict(parts)
         self.out_dim = sum(part.out_dim for part in self.parts.values())
 
     def forward(self, obs: Obs) -> torch.Tensor:

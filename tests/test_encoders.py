@@ -1,0 +1,68 @@
+"""The image encoders `impala` and `vit`: shapes on 64×64 and MinAtar-sized frames, gradients to every
+parameter, and each one as the image part of `multi` in a real agent."""
+
+import pytest
+import torch
+
+from tests.test_dreamer import TINY_DREAMER
+from tests.test_tdmpc2 import TINY as TINY_TDMPC2
+from worldmodels.config import load_all, load_config
+from worldmodels.envs.spaces import ObsSpec
+from worldmodels.errors import ConfigError
+from worldmodels.registry import ENCODERS
+from worldmodels.train import Trainer
+
+load_all()
+SMALL = {"impala": {"channels": [4, 8], "out_dim": 16}, "vit": {"transformer": {"dim": 16, "heads": 2}}}
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (10, 10, 4)], ids=["64x64", "minatar"])
+@pytest.mark.parametrize("name", ["impala", "vit"])
+def test_image_encoders_give_features_and_train_every_parameter(name, shape):
+    enc = ENCODERS.build(name, SMALL[name], obs_spec=ObsSpec(shape, "uint8"))
+    frames = torch.randint(0, 256, (3, 2, *shape), dtype=torch.uint8)  # [B, T, H, W, C]
+    features = enc(frames)
+    assert features.shape == (3, 2, enc.out_dim) and torch.isfinite(features).all()
+    features.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+
+
+def test_vit_patches_divide_the_frame():
+    assert ENCODERS.build("vit", None, obs_spec=ObsSpec((10, 10, 4), "uint8")).position.shape[1] == 4  # 5×5 patches
+    assert ENCODERS.build("vit", None, obs_spec=ObsSpec((64, 64, 3), "uint8")).position.shape[1] == 64  # 8×8
+    with pytest.raises(ConfigError, match="patch 8 does not divide the 10×10 frame"):
+        ENCODERS.build("vit", {"patch": 8}, obs_spec=ObsSpec((10, 10, 4), "uint8"))
+
+
+@pytest.mark.parametrize("name", ["impala", "vit"])
+@pytest.mark.parametrize(
+    "preset, tiny, env", [("dreamerv3", TINY_DREAMER, "wm/Dummy-v0"), ("tdmpc2", TINY_TDMPC2, "wm/DummyContinuous-v0")]
+)
+def test_each_image_encoder_is_the_image_part_of_multi_in_an_agent(preset, tiny, env, name, tmp_path):
+    options = [f"agent.encoder.image.{k}={v}" for k, v in SMALL[name].items()]
+    tiny = [o for o in tiny if not o.startswith(("agent.encoder.image.", "agent.encoder="))]  # the CNN's options
+    cfg = load_config(
+        preset,
+        [
+            *tiny,
+            f"env.id={env}",
+            "env.obs=pixels",
+            "env.size=[16, 16]",
+            "env.max_episode_steps=10",
+            f"agent.encoder.image.name={name}",
+            *options,
+            "train.steps=30",
+            "train.prefill=16",
+            "train.batch_size=2",
+            "train.seq_len=8",
+            "train.ratio=16",
+            "train.eval_every=0",
+            "train.eval_episodes=1",
+            "train.threads=1",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    built = {type(m).__name__ for m in trainer.agent.encoder.modules()}
+    assert {"impala": "ImpalaEncoder", "vit": "ViTEncoder"}[name] in built and "CNNEncoder" not in built
+    assert trainer.run()["updates"] > 0
+    trainer.close()
