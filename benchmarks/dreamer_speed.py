@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train.loop import build_agent
 
 CASES = [  # preset, inputs, overrides

@@ -25,9 +25,9 @@ import torch
 
 from worldmodels.agents.pets import PETSAgent, pendulum_reward
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.planners.protocol import Model, rollout_objective
 from worldmodels.registry import PLANNERS
+from worldmodels.spaces import ActSpec, ObsSpec
 
 REFERENCE = [
     "agent.planner={name: cem, population: 500, elites: 50, iterations: 5, horizon: 15}",

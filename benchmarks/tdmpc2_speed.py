@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train.loop import build_agent
 
 CASES = [("tdmpc2", "vector"), ("tdmpc2_size1m", "vector"), ("tdmpc2_pixels", "pixels")]

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from worldmodels.config import load_all  # noqa: E402
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.registry import (
     CONTINUES,
@@ -17,6 +16,7 @@ from worldmodels.registry import (
     REWARDS,
     VALUES,
 )
+from worldmodels.spaces import ObsSpec
 
 load_all()
 B, T, D, Z, A = 3, 5, 6, 8, 2

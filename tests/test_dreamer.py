@@ -8,8 +8,8 @@ from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.base import frozen
 from worldmodels.agents.dreamer import KLConfig
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.registry import RSSMS
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.loop import build_agent
 

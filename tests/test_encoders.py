@@ -7,9 +7,9 @@ import torch
 from tests.test_dreamer import TINY_DREAMER
 from tests.test_tdmpc2 import TINY as TINY_TDMPC2
 from worldmodels.config import load_all, load_config
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.registry import ENCODERS
+from worldmodels.spaces import ObsSpec
 from worldmodels.train import Trainer
 
 load_all()

@@ -6,10 +6,10 @@ import torch
 
 from worldmodels.config import load_config
 from worldmodels.dynamics.muzero import scale_gradient, scale_hidden
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import h, h_inverse, scalar_to_support, support_loss, support_to_scalar
 from worldmodels.registry import AGENTS, NETWORKS
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 
 

@@ -8,7 +8,7 @@ import torch
 
 from worldmodels.agents.pets import KNOWN_TASKS, PETSAgent
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 
 TINY = [

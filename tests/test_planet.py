@@ -10,10 +10,10 @@ import torch
 from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.planet import PlaNetAgent
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.planners.cem import CEM
 from worldmodels.planners.protocol import rollout_objective
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 
 TINY_PLANET = [

@@ -10,11 +10,11 @@ import torch
 from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.tdmpc2 import TDMPC2Agent
 from worldmodels.config import load_config
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.twohot import two_hot
 from worldmodels.nn.simnorm import SimNorm
 from worldmodels.planners.protocol import Model
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 
 TINY = [

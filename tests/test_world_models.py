@@ -12,10 +12,10 @@ from worldmodels.agents.controller import Controller, ControllerConfig, Evolutio
 from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.dynamics.mdn_rnn import MDNOutput
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.losses import gmm_nll
 from worldmodels.registry import AUTOENCODERS, MEMORIES
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.loop import build_agent
 

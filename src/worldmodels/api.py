@@ -22,8 +22,9 @@ import yaml
 
 from worldmodels.agents.base import to_tensor
 from worldmodels.config import Config, load_config, read_preset
-from worldmodels.envs import EnvPool, Obs, make_env, obs_map
+from worldmodels.envs import EnvPool, make_env
 from worldmodels.errors import CheckpointError
+from worldmodels.spaces import Obs, obs_map
 from worldmodels.train.checkpoint import fitting, latest_checkpoint, load_checkpoint, replay_chunks
 from worldmodels.train.evaluate import evaluate, record_video
 from worldmodels.train.loop import Trainer, build_agent

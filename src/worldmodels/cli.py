@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _record(args: argparse.Namespace) -> None:
     from worldmodels.config import load_config
-    from worldmodels.data.episodes import record
+    from worldmodels.envs.record import record
 
     bad = [o for o in args.overrides if not o.startswith("env.")]
     if bad:

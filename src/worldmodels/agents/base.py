@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from worldmodels.data.sources import SampleSpec
-from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map
 from worldmodels.errors import TrainingError
+from worldmodels.spaces import ActSpec, Obs, ObsSpec, obs_map
 
 
 class Acted(NamedTuple):

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from worldmodels.agents.base import adam, frozen, step
-from worldmodels.envs.spaces import ActSpec
 from worldmodels.losses import ReturnScale, lambda_return
 from worldmodels.registry import POLICIES, VALUES, component
 from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.spaces import ActSpec
 
 Imagine = Callable[[nn.Module, bool], tuple[torch.Tensor, torch.Tensor]]
 """(actor, reparameterised) → features `[H+1, N, F]` of the imagined states and actions `[H, N, A]`."""

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from worldmodels.envs.spaces import ActSpec
 from worldmodels.errors import CheckpointError
 from worldmodels.schema import positive
+from worldmodels.spaces import ActSpec
 
 
 @dataclass

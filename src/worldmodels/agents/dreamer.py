@@ -21,9 +21,9 @@ import torch
 from worldmodels.agents.base import Acted, frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.registry import AGENTS
 from worldmodels.schema import non_negative
+from worldmodels.spaces import ActSpec, ObsSpec
 
 __all__ = ["DreamerAgent", "KLConfig"]
 

@@ -21,10 +21,10 @@ from torch import nn
 
 from worldmodels.agents.base import Acted, Agent, adam, frozen, step
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
-from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.losses import kl_split
 from worldmodels.registry import AGENTS, CONTINUES, DECODERS, DYNAMICS, ENCODERS, REPRESENTATIONS, REWARDS, component
 from worldmodels.schema import Spec, non_negative, positive
+from worldmodels.spaces import ActSpec, ObsSpec, obs_map
 
 
 def _from(dist: D.Independent, t: slice) -> D.Independent:

@@ -29,12 +29,12 @@ from torch import Tensor
 
 from worldmodels.agents.base import Acted, Agent, adam, step
 from worldmodels.dynamics.muzero import scale_gradient
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import support_loss, support_to_scalar
 from worldmodels.planners.mcts import SearchOutput
 from worldmodels.registry import AGENTS, NETWORKS, SEARCHES, component
 from worldmodels.schema import Spec, non_negative, param, positive, unit
+from worldmodels.spaces import ActSpec, ObsSpec
 
 
 @AGENTS.register("muzero")

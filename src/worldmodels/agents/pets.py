@@ -26,12 +26,12 @@ import torch
 from worldmodels import contracts
 from worldmodels.agents.base import Acted, Agent, step
 from worldmodels.envs import continuous_cartpole
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS, REWARDS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.spaces import ActSpec, ObsSpec
 
 
 def pendulum_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -24,11 +24,11 @@ import torch
 
 from worldmodels.agents.base import Acted
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
-from worldmodels.envs.spaces import ActSpec, ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, PLANNERS, component
 from worldmodels.schema import Spec, positive, unit
+from worldmodels.spaces import ActSpec, ObsSpec
 
 
 @AGENTS.register("planet")

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from worldmodels.agents.base import Agent, adam, step
-from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.losses import kl_split
 from worldmodels.registry import CONTINUES, DECODERS, ENCODERS, REWARDS, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.spaces import ActSpec, ObsSpec, obs_map
 
 
 @dataclass

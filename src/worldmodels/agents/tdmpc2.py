@@ -33,7 +33,6 @@ from torch import nn
 from worldmodels import contracts
 from worldmodels.agents.base import Acted, Agent, PhaseSpec, frozen, step
 from worldmodels.data.sources import SampleSpec
-from worldmodels.envs.spaces import ActSpec, ObsSpec, obs_map
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
 from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
@@ -43,6 +42,7 @@ from worldmodels.planners.mppi import MPPI
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, ENCODERS, PLANNERS, component
 from worldmodels.schema import Spec, non_negative, param, positive, unit
+from worldmodels.spaces import ActSpec, ObsSpec, obs_map
 
 
 @AGENTS.register("tdmpc2")

@@ -22,14 +22,14 @@ import torch
 
 from worldmodels.agents.base import Acted, Agent, PhaseSpec, adam, step
 from worldmodels.agents.controller import Controller, ControllerConfig
-from worldmodels.data.episodes import Policy
 from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
-from worldmodels.envs.spaces import ActSpec, ObsSpec
+from worldmodels.envs.record import Policy
 from worldmodels.errors import ConfigError
 from worldmodels.registry import AGENTS, AUTOENCODERS, MEMORIES
 from worldmodels.representations.conv_vae import ConvVAE
 from worldmodels.schema import non_negative, param, positive, unit
+from worldmodels.spaces import ActSpec, ObsSpec
 
 
 @dataclass

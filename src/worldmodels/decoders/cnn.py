@@ -9,10 +9,10 @@ from torch import nn
 
 from worldmodels.decoders.prediction import ImagePrediction
 from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
 from worldmodels.registry import DECODERS
+from worldmodels.spaces import ObsSpec
 
 
 @DECODERS.register("cnn")

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from worldmodels.decoders.prediction import VectorPrediction
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.nn import MLPConfig
 from worldmodels.registry import DECODERS
+from worldmodels.spaces import ObsSpec
 
 
 @DECODERS.register("mlp")

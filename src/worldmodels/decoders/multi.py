@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from worldmodels.decoders.prediction import DictPrediction, ImagePrediction, VectorPrediction
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.registry import DECODERS, component
 from worldmodels.schema import Spec
+from worldmodels.spaces import ObsSpec
 
 
 @DECODERS.register("multi")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.nn import Activation, activation
 from worldmodels.registry import ENCODERS
 from worldmodels.schema import positive
+from worldmodels.spaces import ObsSpec
 
 
 class ChannelNorm(nn.Module):

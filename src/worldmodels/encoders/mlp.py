@@ -8,10 +8,10 @@ from math import prod
 import torch
 from torch import nn
 
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.nn import MLPConfig, symlog
 from worldmodels.registry import ENCODERS
+from worldmodels.spaces import ObsSpec
 
 
 @ENCODERS.register("mlp")

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.envs.spaces import Obs, ObsSpec
 from worldmodels.registry import ENCODERS, component
 from worldmodels.schema import Spec
+from worldmodels.spaces import Obs, ObsSpec
 
 
 @ENCODERS.register("multi")

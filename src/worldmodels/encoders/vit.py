@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.errors import ConfigError
 from worldmodels.nn.transformer import Transformer, TransformerConfig
 from worldmodels.registry import ENCODERS
 from worldmodels.schema import non_negative
+from worldmodels.spaces import ObsSpec
 
 
 @ENCODERS.register("vit")

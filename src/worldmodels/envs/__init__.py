@@ -4,8 +4,7 @@ import worldmodels.envs.continuous_cartpole  # noqa: F401  (registers wm/CartPol
 from worldmodels.envs import dummy
 from worldmodels.envs.make import make_env
 from worldmodels.envs.pool import EnvPool, Step
-from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map, obs_set
 
 dummy.register()
 
-__all__ = ["ActSpec", "EnvPool", "Obs", "ObsSpec", "Step", "make_env", "obs_map", "obs_set"]
+__all__ = ["EnvPool", "Step", "make_env"]

@@ -22,8 +22,9 @@ import numpy as np
 
 from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.make import make_env
-from worldmodels.envs.spaces import ActSpec, Obs, ObsSpec, obs_map, obs_set
+from worldmodels.envs.spaces import act_spec_of, obs_spec_of
 from worldmodels.errors import ConfigError, EnvError, WMError
+from worldmodels.spaces import Obs, obs_map, obs_set
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -138,8 +139,8 @@ class EnvPool:
         self.envs = [handle(partial(make_env, cfg)) for _ in range(n)]
         try:
             obs_space, act_space = self._all("spaces", [()])[0]
-            self.obs_spec = ObsSpec.of(obs_space, cfg.id)
-            self.act_spec = ActSpec.of(act_space, cfg.id)
+            self.obs_spec = obs_spec_of(obs_space, cfg.id)
+            self.act_spec = act_spec_of(act_space, cfg.id)
             self.episodes = np.zeros(n, np.int64)  # episodes started per env
             self.ep_return = np.zeros(n, np.float64)
             self.ep_length = np.zeros(n, np.int64)

@@ -17,10 +17,10 @@ from torch import nn
 from worldmodels.decoders.cnn import CNNDecoder
 from worldmodels.decoders.prediction import ImagePrediction
 from worldmodels.encoders.cnn import CNNEncoder, ConvConfig
-from worldmodels.envs.spaces import ObsSpec
 from worldmodels.nn import Activation
 from worldmodels.registry import AUTOENCODERS
 from worldmodels.schema import non_negative, positive
+from worldmodels.spaces import ObsSpec
 
 
 @AUTOENCODERS.register("conv_vae")

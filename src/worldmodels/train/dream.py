@@ -15,7 +15,8 @@ import torch
 
 from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
-from worldmodels.envs import EnvPool, Obs, obs_map
+from worldmodels.envs import EnvPool
+from worldmodels.spaces import Obs, obs_map
 from worldmodels.train.logger import plt
 
 

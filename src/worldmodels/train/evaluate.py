@@ -13,10 +13,11 @@ import torch
 
 from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
-from worldmodels.data.episodes import random_episode
 from worldmodels.data.replay import unflatten
-from worldmodels.envs import EnvPool, make_env, obs_map
+from worldmodels.envs import EnvPool, make_env
+from worldmodels.envs.record import random_episode
 from worldmodels.errors import ConfigError
+from worldmodels.spaces import obs_map
 
 
 def evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ import torch
 from tqdm import tqdm
 
 from worldmodels.agents.controller import Evolution
-from worldmodels.data.episodes import episode_file, episode_seed, record_many, write_index
+from worldmodels.data.episodes import episode_file, episode_seed, write_index
+from worldmodels.envs.record import record_many
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.train.phases import Phase, Saved, Tick, derive_seed, register_phase
 from worldmodels.train.world_models.data import (
@@ -110,7 +112,7 @@ class Collect(_Staged):
         if count == c.rollouts:
             self.done = True
             every = list(zip(self.returns, self.lengths))
-            write_index(self.folder, self.cfg.env, self.agent.act_spec, every, policy=c.policy, seed=seed)
+            write_index(self.folder, asdict(self.cfg.env), self.agent.act_spec, every, policy=c.policy, seed=seed)
         return Tick(
             count=count,
             advanced=len(results),

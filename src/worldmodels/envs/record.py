@@ -1,0 +1,116 @@
+"""Recording random-policy episodes into a dataset (`wm record`, World Models' collect phase): playing the
+environments is done here, the files' layout is `data/episodes.py`'s."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from worldmodels.data.episodes import INDEX, episode_file, episode_seed, read_index, write_index, write_npz
+from worldmodels.data.replay import flatten
+from worldmodels.envs.config import EnvConfig
+from worldmodels.envs.make import make_env
+from worldmodels.envs.spaces import act_spec_of
+from worldmodels.errors import ConfigError
+from worldmodels.spaces import ActSpec
+from worldmodels.workers import process_pool
+
+Policy = Literal["uniform", "brownian"]
+BROWNIAN_DT = 1 / 50
+
+
+def record_episode(
+    env_cfg: EnvConfig, act_spec: ActSpec, policy: Policy, seed: int, max_steps: int | None, path: Path
+) -> tuple[float, int]:
+    """Play one episode of a random `policy` from `seed` and write it to `path`; returns (return, length T)."""
+    arrays = random_episode(env_cfg, act_spec, policy, seed, max_steps)
+    write_npz(path, arrays)
+    return float(arrays["reward"].sum()), len(arrays["reward"]) - 1
+
+
+def random_episode(
+    env_cfg: EnvConfig, act_spec: ActSpec, policy: Policy, seed: int, max_steps: int | None
+) -> dict[str, np.ndarray]:
+    """One episode of a random `policy` from `seed`, in a file's flat layout (T + 1 rows, action 0 zeros).
+
+    `uniform` draws every action independently; `brownian` (continuous actions) walks
+    a_{t+1} = clip(a_t + √dt·N(0, 1)) with dt = 1/50, which drives further than jitter."""
+    rng = np.random.default_rng(seed)
+    env = make_env(env_cfg)
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, actions, rewards, terminal = [obs], [np.zeros(act_spec.dim, np.float32)], [0.0], [False]
+        action = act_spec.random(1, rng)[0]
+        while max_steps is None or len(frames) <= max_steps:
+            if policy == "brownian" and not act_spec.discrete:
+                action = np.clip(action + np.sqrt(BROWNIAN_DT) * rng.standard_normal(act_spec.dim), -1, 1)
+            else:
+                action = act_spec.random(1, rng)[0]
+            obs, reward, terminated, truncated, _ = env.step(act_spec.to_env(action[None])[0])
+            frames.append(obs)
+            actions.append(np.asarray(action, np.float32))
+            rewards.append(float(reward))
+            terminal.append(bool(terminated))
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    stacked = {k: np.stack([f[k] for f in frames]) for k in frames[0]} if isinstance(obs, dict) else np.stack(frames)
+    return {
+        **flatten({"obs": stacked}),
+        "action": np.stack(actions).astype(np.float32),
+        "reward": np.asarray(rewards, np.float32),
+        "is_terminal": np.asarray(terminal, bool),
+    }
+
+
+def _record_job(args: tuple) -> tuple[float, int]:
+    return record_episode(*args)
+
+
+def record_many(jobs: list[tuple], pool: Executor | None) -> list[tuple[float, int]]:
+    """`record_episode(*job)` for every job, spread over `pool` (in this process without one)."""
+    if pool is None:
+        return [record_episode(*job) for job in jobs]
+    return list(pool.map(_record_job, jobs))
+
+
+def record(
+    env_cfg: EnvConfig,
+    out: Path,
+    episodes: int,
+    seed: int,
+    policy: Policy = "uniform",
+    max_steps: int | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Write `episodes` random-policy episodes of `env_cfg` to the dataset folder `out`; returns its index.
+
+    Episode i is played from seed (`seed`, i), so the same arguments write the same dataset."""
+    out = Path(out)
+    if (out / INDEX).exists() or any(out.glob("episode_*.npz")):
+        raise ConfigError(f"'{out}' already holds a dataset; record into an empty or new folder")
+    env = make_env(env_cfg)
+    act_spec = act_spec_of(env.action_space, env_cfg.id)
+    env.close()
+    out.mkdir(parents=True, exist_ok=True)  # only once the environment is known good
+    jobs = [
+        (env_cfg, act_spec, policy, episode_seed(seed, i), max_steps, episode_file(out, i)) for i in range(episodes)
+    ]
+    results: list[tuple[float, int]] = []
+    pool = process_pool(workers)
+    try:
+        with tqdm(total=episodes, desc="record", unit="episode", disable=None) as bar:
+            for start in range(0, episodes, 4 * workers):
+                results += record_many(jobs[start : start + 4 * workers], pool)
+                bar.update(len(results) - bar.n)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    write_index(out, asdict(env_cfg), act_spec, results, policy=policy, seed=seed)
+    return read_index(out)
