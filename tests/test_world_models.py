@@ -255,6 +255,18 @@ def test_phases_resume_and_run_alone(tmp_path, capsys):
     assert [r["controller/generation"] for r in rows if "controller/generation" in r] == [1, 2, 3, 1, 2, 3]
     assert all("controller/dream_length" in r for r in rows[-3:])
     assert [r["vae/epoch"] for r in rows if "vae/epoch" in r] == [1, 2]
+    # a redone phase starts from the weights a new run starts from (V and all after it), not reset_parameters'
+    trained = Trainer(load_config("world_models", TINY), run, resume=True)
+    trained_vae = {k: v.clone() for k, v in trained.agent.vae.state_dict().items()}
+    trained.close()
+    redo = Trainer(load_config("world_models", [*TINY, "train.phase=vae"]), run, resume=True)
+    new = Trainer(load_config("world_models", TINY), tmp_path / "new")
+    for module in ("vae", "mdrnn", "memoryless"):
+        a, b = getattr(redo.agent, module).state_dict(), getattr(new.agent, module).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), module
+    assert not all(torch.equal(v, trained_vae[k]) for k, v in new.agent.vae.state_dict().items())
+    redo.close()
+    new.close()
 
 
 def test_pixels_are_required(tmp_path):

@@ -150,20 +150,34 @@ class Trainer:
                 f"phase '{name}' needs {self.phases[i - 1].spec.gives}, but phase '{missing[0]}' has not finished "
                 f"in '{self.run_dir}'; run it first with train.phase={missing[0]} (or train.phase=all)"
             )
+        fresh = self._fresh_agent()
         for phase in self.phases[i:]:
             phase.reset()
             for optimizer in phase.spec.trains:
-                self._reset_trained(optimizer)
+                self._reset_trained(optimizer, fresh)
         return [self.phases[i]]
 
-    def _reset_trained(self, name: str) -> None:
-        """Fresh parameters for every module whose own parameters optimiser `name` trains, and a fresh optimiser."""
+    def _fresh_agent(self) -> Agent:
+        """The agent a new run of this config starts from: built under the seed a new run builds it under,
+        without touching this run's random state."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.train.seed)
+            return build_agent(self.cfg, self.agent.obs_spec, self.agent.act_spec)
+
+    def _reset_trained(self, name: str, fresh: Agent) -> None:
+        """The parameters optimiser `name` trains, and the buffers of the modules they belong to, as `fresh`
+        has them (the same initialisation code as a new run), and a fresh optimiser state."""
         optimizer = self.agent.optimizers[name]
         trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        for module in self.agent.modules():
-            own = list(module.parameters(recurse=False))
-            if own and hasattr(module, "reset_parameters") and all(id(p) in trained for p in own):
-                module.reset_parameters()
+        new_params, new_buffers = dict(fresh.named_parameters()), dict(fresh.named_buffers())
+        with torch.no_grad():
+            for module_name, module in self.agent.named_modules():
+                own = list(module.named_parameters(recurse=False))
+                if not own or not all(id(p) in trained for _, p in own):
+                    continue
+                prefix = f"{module_name}." if module_name else ""
+                for key, value in [*own, *module.named_buffers(recurse=False)]:
+                    value.copy_(new_params.get(prefix + key, new_buffers.get(prefix + key)))
         optimizer.state.clear()
 
     # ------------------------------------------------------------------ running
