@@ -128,6 +128,16 @@ def test_re_saving_a_finished_run_keeps_every_checkpoint_loadable(tiny, tmp_path
         load_checkpoint(path)
 
 
+def test_the_newest_of_many_saves_of_one_step_is_the_latest_checkpoint(tmp_path):
+    """Saves of one step (a phase redone at the step its run stopped: a save when it starts and one per
+    chunk) once wrote `step_N` again after the oldest was deleted, and deleted it at once as the oldest."""
+    root = tmp_path / "checkpoints"
+    for k in range(5):
+        save_checkpoint(root, 7, _payload(k), keep=2)
+        assert load_checkpoint(latest_checkpoint(root)).state["step"] == k
+    assert [p.name for p in list_checkpoints(root)] == ["step_000000000007.3", "step_000000000007.4"]
+
+
 def test_temporary_folders_of_killed_writes_are_removed_at_the_next_start(tiny, tmp_path):
     _train(tiny, tmp_path / "r", "train.steps=120", "train.eval_every=0")
     for i in range(3):

@@ -102,11 +102,11 @@ class Payload:
 def save_checkpoint(root: Path, step: int, payload: Payload, keep: int = 2) -> Path:
     """Write `payload` as checkpoint `root/step_<step>` atomically; keep the newest `keep` checkpoints."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:012d}"
-    resave = 0
-    while final.exists():  # a step saved again (a resumed finished run): never replace the folder in place
-        resave += 1
-        final = root / f"{PREFIX}{step:012d}.{resave}"
+    # a step saved again (a resumed finished run, a phase redone at the same step) gets the next re-save
+    # number after every folder of that step, never a gap an old one left: the newest must sort last
+    saved = [order[1] for path in root.iterdir() if (order := _order(path)) is not None and order[0] == step]
+    resave = max(saved) + 1 if saved else 0
+    final = root / (f"{PREFIX}{step:012d}" + (f".{resave}" if resave else ""))
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         weights = {k: v.detach().contiguous().cpu() for k, v in payload.weights.items()}
