@@ -36,6 +36,18 @@ def conv_stages(height: int, width: int, min_res: int) -> int:
     return stages
 
 
+def image_shape(name: str, obs_spec: ObsSpec) -> tuple[int, int, int]:
+    """(H, W, C) of the frames image encoder `name` takes; any other observation is a ConfigError."""
+    if not obs_spec.is_image:
+        raise ConfigError(f"encoder '{name}' takes uint8 frames [H, W, C], got {obs_spec}; use env.obs=pixels")
+    return obs_spec.shape
+
+
+def to_images(obs: torch.Tensor) -> tuple[torch.Size, torch.Tensor]:
+    """uint8 frames `[..., H, W, C]` → (the leading shape, floats `[N, C, H, W]` in [-0.5, 0.5])."""
+    return obs.shape[:-3], obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+
+
 @dataclass
 class ConvConfig:
     """Shape of a convolutional stack (the encoder's, and the decoder's mirror of it)."""
@@ -59,9 +71,7 @@ class CNNEncoder(nn.Module):
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
-        if not obs_spec.is_image:
-            raise ConfigError(f"encoder 'cnn' takes uint8 frames [H, W, C], got {obs_spec}; use env.obs=pixels")
-        height, width, channels = obs_spec.shape
+        height, width, channels = image_shape("cnn", obs_spec)
         layers: list[nn.Module] = []
         for i in range(conv_stages(height, width, cfg.min_res)):
             out = cfg.depth * 2**i
@@ -74,6 +84,5 @@ class CNNEncoder(nn.Module):
             self.out_dim = self.net(torch.zeros(1, obs_spec.shape[2], height, width)).shape[-1]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        batch = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # [N, C, H, W]
+        batch, x = to_images(obs)
         return self.net(x).reshape(*batch, -1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.errors import ConfigError
+from worldmodels.encoders.cnn import image_shape, to_images
 from worldmodels.registry import ENCODERS
 from worldmodels.schema import positive
 from worldmodels.spaces import ObsSpec
@@ -41,9 +41,7 @@ class ImpalaEncoder(nn.Module):
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
-        if not obs_spec.is_image:
-            raise ConfigError(f"encoder 'impala' takes uint8 frames [H, W, C], got {obs_spec}; use env.obs=pixels")
-        height, width, channels = obs_spec.shape
+        height, width, channels = image_shape("impala", obs_spec)
         layers: list[nn.Module] = []
         for out in cfg.channels:
             layers += [
@@ -60,6 +58,5 @@ class ImpalaEncoder(nn.Module):
         self.out_dim = cfg.out_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        batch = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # [N, C, H, W]
+        batch, x = to_images(obs)  # [N, C, H, W]
         return self.proj(self.net(x)).reshape(*batch, -1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from worldmodels.encoders.cnn import image_shape, to_images
 from worldmodels.errors import ConfigError
 from worldmodels.nn.transformer import Transformer, TransformerConfig
 from worldmodels.registry import ENCODERS
@@ -29,9 +30,7 @@ class ViTEncoder(nn.Module):
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
-        if not obs_spec.is_image:
-            raise ConfigError(f"encoder 'vit' takes uint8 frames [H, W, C], got {obs_spec}; use env.obs=pixels")
-        height, width, channels = obs_spec.shape
+        height, width, channels = image_shape("vit", obs_spec)
         patch = cfg.patch or max(p for p in range(1, 9) if math.gcd(height, width) % p == 0)
         if height % patch or width % patch:
             raise ConfigError(
@@ -46,7 +45,6 @@ class ViTEncoder(nn.Module):
         self.out_dim = dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        batch = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5  # [N, C, H, W]
+        batch, x = to_images(obs)  # [N, C, H, W]
         tokens = self.embed(x).flatten(2).transpose(1, 2) + self.position  # [N, L, D]
         return self.transformer(tokens).mean(1).reshape(*batch, -1)
