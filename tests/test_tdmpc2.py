@@ -174,3 +174,39 @@ def test_resumes_exactly_with_its_plan_and_target_heads(tmp_path):
         assert trainer.phases[0].state is not None and trainer.phases[0].state["centre"].shape == (1, 3, 1)
 
     assert_resumes_exactly("tdmpc2", [*TINY, *TRAIN], tmp_path, steps=120, on_resume=plan_survives)
+
+
+def test_an_episode_seam_inside_a_window_cuts_the_model_losses_there():
+    """A window whose second episode starts at step 2: the consistency, reward and value losses read only the
+    steps before the seam, so anything from step 2 on (frames, actions, rewards, terminations) leaves them
+    unchanged, while the same change without a seam changes them."""
+    cfg = load_config("tdmpc2", TINY)
+    H = cfg.agent.cfg.horizon
+    torch.manual_seed(0)
+    agent = TDMPC2Agent(cfg.agent.cfg, ObsSpec((3,), "float32"), ActSpec(False, 2))
+    B, T = 4, H + 1
+    batch = {
+        "obs": torch.randn(B, T, 3),
+        "action": torch.rand(B, T, 2) * 2 - 1,
+        "reward": torch.randn(B, T),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+        "is_first": torch.zeros(B, T, dtype=torch.bool),
+    }
+    later = {k: v.clone() for k, v in batch.items()}
+    later["obs"][:, 2:] += 5.0
+    later["action"][:, 2:] *= -1
+    later["reward"][:, 2:] += 3.0
+    later["is_terminal"][:, 3] = True
+    keys = ("loss/consistency", "loss/reward", "loss/value")
+
+    def losses(b: dict, seam: bool) -> list[float]:
+        b = {k: v.clone() for k, v in b.items()}
+        b["is_first"][:, 2] = seam
+        copy_ = TDMPC2Agent(cfg.agent.cfg, ObsSpec((3,), "float32"), ActSpec(False, 2))
+        copy_.load_state_dict(agent.state_dict())
+        torch.manual_seed(1)  # the same dropout masks in every call
+        metrics = copy_.update(b)
+        return [float(metrics[k]) for k in keys]
+
+    assert losses(batch, seam=True) == pytest.approx(losses(later, seam=True), rel=1e-6)
+    assert losses(batch, seam=False) != pytest.approx(losses(later, seam=False), rel=1e-6)
