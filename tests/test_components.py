@@ -1,6 +1,5 @@
 """Every registered component builds from its defaults and returns the documented shapes."""
 
-
 import pytest
 import torch
 

@@ -84,7 +84,7 @@ def test_plans_the_best_action_through_the_shared_planner(name):
 def test_imagined_rewards_are_weighted_by_the_predicted_continues(use_continue, expected):
     planet = agent(f"agent.use_continue={str(use_continue).lower()}")
     planet._reward_cont = lambda feats: (torch.ones(len(feats)), torch.full((len(feats),), 0.5))
-    start = (torch.zeros(2, 16), torch.zeros(2, 4), torch.ones(2))
+    start = (planet.rssm.initial(2), torch.ones(2))
     returns = rollout_objective(planet.model(), start)(torch.zeros(2, 5, 3, 1))  # [B, P] over H = 3 steps
     assert returns.shape == (2, 5) and torch.allclose(returns, torch.full((2, 5), expected))
 
@@ -105,7 +105,7 @@ def test_act_carries_the_filtered_latent_and_the_executed_action():
     obs = torch.randn(2, 3)
     action, state, _ = planet.act(obs, first, planet.initial_state(2), explore=True)
     assert action.shape == (2, 2)
-    assert state["deter"].shape == (2, 16) and state["stoch"].shape == (2, 4)
+    assert planet.rssm.features(state["latent"]).shape == (2, 16 + 4)
     assert torch.equal(state["action"], action)  # the noisy action that was executed is the one carried
     torch.manual_seed(1)
     cont, _, _ = planet.act(obs, ~first, state, explore=False)

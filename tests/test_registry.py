@@ -24,6 +24,7 @@ def test_every_kind_has_a_registry():
         "autoencoder",
         "dynamics",
         "rssm",
+        "backbone",
         "memory",
         "network",
         "reward",

@@ -50,14 +50,30 @@ RUN = [
 
 
 def _slots() -> list[tuple[str, str, object, object]]:
-    """(preset, slot, registry, contract) for every component field of every agent under test."""
+    """(preset, slot, registry, contract) for every component field of every agent under test, and for the
+    fields of another kind inside its default component (the RSSM's backbone)."""
     out = []
     for preset in PRESETS:
         agent = load_config(preset, []).agent.name
         for f in dataclasses.fields(AGENTS.get(agent).Config):
-            if "registry" in f.metadata:
-                out.append((preset, f.name, f.metadata["registry"], f.metadata["contract"]))
+            if "registry" not in f.metadata:
+                continue
+            out.append((preset, f.name, f.metadata["registry"], f.metadata["contract"]))
+            parent = f.metadata["registry"]
+            for inner in dataclasses.fields(parent.get(f.metadata["default"]).Config):
+                if "registry" in inner.metadata and inner.metadata["registry"] is not parent:
+                    slot = f"{f.name}.{inner.name}"
+                    out.append((preset, slot, inner.metadata["registry"], inner.metadata["contract"]))
     return out
+
+
+def _spec(cfg: object, slot: str):
+    """The component Spec at `slot` ("rssm", "rssm.backbone") of an agent's config."""
+    first, *inner = slot.split(".")
+    spec = getattr(cfg, first)
+    for part in inner:
+        spec = getattr(spec.cfg, part)
+    return spec
 
 
 CASES = [
@@ -92,7 +108,7 @@ def _runs(preset: str, overrides: list[str], envs: tuple[str, ...], tmp_path) ->
 def test_every_name_fills_every_slot_of_its_kind_or_is_refused_in_one_line(preset, slot, name, fits, tmp_path):
     tiny, envs = PRESETS[preset]
     envs = ACTORS.get(slot, envs)
-    if name != getattr(load_config(preset, tiny).agent.cfg, slot).name:  # the tiny options are the old one's
+    if name != _spec(load_config(preset, tiny).agent.cfg, slot).name:  # the tiny options are the old one's
         tiny = [o for o in tiny if not o.startswith((f"agent.{slot}.", f"agent.{slot}="))]
     overrides = [*tiny, *RUN, f"agent.{slot}.name={name}"]
     if not fits:

@@ -67,7 +67,9 @@ class EnsembleDynamics(Dynamics, Protocol):
 
 class SequenceModel(Protocol):
     """A recurrent state-space model over embeddings `[B, T, E]` and actions `[B, T, A]`; its states are
-    pytrees of tensors that only it looks inside; `feat_dim` is the size of `features(state)`."""
+    pytrees of tensors that only it looks inside; `feat_dim` is the size of `features(state)`. `observe`
+    gives each step's posterior and prior `[B, T, ...]`; `starts(post, index)` the states `[N, ...]` to
+    continue from at flat positions `index` of the B·T steps (imagination starts, a window's last step)."""
 
     feat_dim: int
 
@@ -79,6 +81,8 @@ class SequenceModel(Protocol):
 
     def img_step(self, state: Any, action: Tensor) -> Any: ...
 
+    def starts(self, post: Any, index: Tensor) -> Any: ...
+
     def features(self, state: Any) -> Tensor: ...
 
     def dist(self, state: Any) -> Any: ...
@@ -86,6 +90,20 @@ class SequenceModel(Protocol):
     def imagine(self, start: Any, policy: Any, horizon: int, rsample: bool) -> Any: ...
 
     def compile_steps(self) -> None: ...
+
+
+class Backbone(Protocol):
+    """The deterministic path of an RSSM, h_t = f(h_{<t}, x_t): it carries `{"deter": [N, D], ...}` (and
+    whatever else it needs) from step to step; `sequence` runs a window `[B, T, I]` and `starts` picks
+    step carries out of its result."""
+
+    def initial(self, deter: Tensor) -> Any: ...
+
+    def step(self, x: Tensor, carry: Any) -> Any: ...
+
+    def sequence(self, x: Tensor, is_first: Tensor, start: Any) -> Any: ...
+
+    def starts(self, carries: Any, index: Tensor) -> Any: ...
 
 
 class Memory(Protocol):

@@ -95,6 +95,8 @@ DYNAMICS = Registry("dynamics", "latent_dim", "action_dim", contract=contracts.D
 """Latent (or state) transitions without memory: (s, a) → s'."""
 RSSMS = Registry("rssm", "embed_dim", "action_dim", contract=contracts.SequenceModel)
 """Recurrent state-space models: a deterministic memory with a stochastic latent, filtered on embeddings."""
+BACKBONES = Registry("backbone", "in_dim", "dim", "norm", contract=contracts.Backbone)
+"""The deterministic path of an RSSM (GRU, LSTM, transformer)."""
 MEMORIES = Registry("memory", "z_dim", "action_dim", contract=contracts.Memory)
 """Recurrent predictors of the next latent given the action (World Models' M)."""
 NETWORKS = Registry("network", "obs_shape", "action_dim", contract=contracts.Network)
@@ -118,6 +120,7 @@ REGISTRIES: dict[str, Registry] = {
         AUTOENCODERS,
         DYNAMICS,
         RSSMS,
+        BACKBONES,
         MEMORIES,
         NETWORKS,
         REWARDS,

@@ -90,10 +90,10 @@ class ActorCritic(nn.Module):
             mode = "reinforce" if act_spec.discrete else "dynamics"
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
 
-    def starts(self, n: int, device: torch.device) -> torch.Tensor | slice:
-        """Which of a batch's `n` flattened posterior states start imagined rollouts."""
+    def starts(self, n: int, device: torch.device) -> torch.Tensor:
+        """Which of a batch's `n` flattened posterior states start imagined rollouts `[N]`."""
         k = self.cfg.imagination_starts
-        return torch.randperm(n, device=device)[:k] if 0 < k < n else slice(None)
+        return torch.randperm(n, device=device)[:k] if 0 < k < n else torch.arange(n, device=device)
 
     def learn(
         self,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import Acted, frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
@@ -45,14 +46,14 @@ class DreamerAgent(RSSMAgent):
         post = self.filter(obs, is_first, state)
         policy = self.behaviour.actor(self.rssm.features(post))
         action = self.explore(policy.sample()) if explore else policy.mode
-        return Acted(action, {**post, "action": action})
+        return Acted(action, {"latent": post, "action": action})
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         post, metrics = self._world_model_step(batch)
         if self.updates >= self.cfg.world_model_pretrain_steps:
             # the posterior states that start a dream (by default all of them)
             pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)
-            start = {k: v.detach().flatten(0, 1)[pick] for k, v in post.items()}
+            start = self.rssm.starts(tree_map(torch.Tensor.detach, post), pick)
             start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
             with frozen(*self.world_model):
                 metrics.update(

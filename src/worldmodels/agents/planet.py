@@ -74,22 +74,22 @@ class PlaNetAgent(RSSMAgent):
     # ------------------------------------------------------------------ acting
 
     def model(self) -> Model:
-        """The planner's view of the world model, stepped with the prior: state = (h `[N, D]`, z `[N, S]`,
-        alive `[N]`), reward `[N]`."""
+        """The planner's view of the world model, stepped with the prior: state = (the RSSM's latent
+        `[N, ...]`, alive `[N]`), reward `[N]`."""
 
-        def step_fn(state: tuple[torch.Tensor, ...], action: torch.Tensor):
-            deter, stoch, alive = state
-            nxt = self.rssm.img_step({"deter": deter, "stoch": stoch}, action)
+        def step_fn(state: tuple[Any, torch.Tensor], action: torch.Tensor):
+            latent, alive = state
+            nxt = self.rssm.img_step(latent, action)
             reward, cont = self._reward_cont(self.rssm.features(nxt))  # [N]
             if not self.cfg.use_continue:
                 cont = torch.ones_like(cont)
-            return (nxt["deter"], nxt["stoch"], alive * cont), alive * reward
+            return (nxt, alive * cont), alive * reward
 
         return Model(step_fn)
 
-    def plan(self, post: dict[str, torch.Tensor], prev: torch.Tensor | None, reset: torch.Tensor) -> Plan:
+    def plan(self, post: Any, prev: torch.Tensor | None, reset: torch.Tensor) -> Plan:
         """Optimise the next H actions from posterior states `[N, ...]`; `prev` `[N, H, A]`: the last plan's centre."""
-        start = (post["deter"], post["stoch"], torch.ones(len(reset), device=reset.device))
+        start = (post, torch.ones(len(reset), device=reset.device))
         last = Plan(prev, prev, prev.new_zeros(len(prev))) if self.cfg.warm_start and prev is not None else None
         x0, reuse = self.planner.warm_start(last, len(reset), reset.device, reset)
         return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
@@ -101,7 +101,7 @@ class PlaNetAgent(RSSMAgent):
         action = plan.actions[:, 0]
         if explore:
             action = self.explore(action)
-        return Acted(action, {**post, "action": action, "plan": plan.centre})
+        return Acted(action, {"latent": post, "action": action, "plan": plan.centre})
 
     # ------------------------------------------------------------------ learning
 

@@ -92,10 +92,10 @@ class RSSMAgent(Agent):
 
     # ------------------------------------------------------------------ acting
 
-    def initial_state(self, n: int) -> dict[str, torch.Tensor]:
+    def initial_state(self, n: int) -> dict[str, Any]:
         with torch.no_grad():
-            state = self.rssm.initial(n)
-        return {**state, "action": torch.zeros(n, self.act_spec.dim, device=self.device)}
+            latent = self.rssm.initial(n)
+        return {"latent": latent, "action": torch.zeros(n, self.act_spec.dim, device=self.device)}
 
     def explore(self, action: torch.Tensor) -> torch.Tensor:
         """Collection actions `[N, A]`: `action` with the `explore_noise` of the config."""
@@ -108,20 +108,24 @@ class RSSMAgent(Agent):
             return torch.where((torch.rand(n, device=action.device) < noise)[:, None], uniform, action)
         return (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
 
-    def filter(self, obs: Any, is_first: torch.Tensor, state: dict[str, torch.Tensor] | None) -> dict:
-        """The posterior latent after the previous action (carried in `state`) and this observation."""
+    def filter(self, obs: Any, is_first: torch.Tensor, state: dict[str, Any] | None) -> Any:
+        """The posterior latent after the previous action and latent (carried in `state`) and this observation."""
         if state is None:
             state = self.initial_state(len(is_first))
-        latent = {k: v for k, v in state.items() if k in ("deter", "stoch", "mean", "std", "logits")}
-        post, _ = self.rssm.obs_step(latent, state["action"], self.encoder(obs), is_first)
+        post, _ = self.rssm.obs_step(state["latent"], state["action"], self.encoder(obs), is_first)
         return post
+
+    def last(self, post: Any) -> Any:
+        """The states `[B, ...]` at the last step of observed windows `[B, T, ...]`."""
+        B, T = post["stoch"].shape[:2]
+        return self.rssm.starts(post, torch.arange(1, B + 1, device=self.device) * T - 1)
 
     @torch.no_grad()
     def open_loop(self, obs: Any, action: torch.Tensor, context: int) -> torch.Tensor:
         embed = self.encoder(obs_map(lambda x: x[:context][None], obs))  # [1, C, E]
         is_first = torch.zeros(1, context, dtype=torch.bool, device=action.device)
         post, _ = self.rssm.observe(embed, action[None, :context], is_first)
-        state = {k: v[:, -1] for k, v in post.items()}
+        state = self.last(post)
         feats = [self.rssm.features(post)[0]]  # [C, F]
         for t in range(context, action.shape[0]):
             state = self.rssm.img_step(state, action[None, t])
@@ -174,7 +178,7 @@ class RSSMAgent(Agent):
         post, _ = self.rssm.observe(
             self.encoder(obs_map(lambda x: x[:, :context], obs)), action[:, :context], batch["is_first"][:, :context]
         )
-        state = {k: v[:, -1] for k, v in post.items()}
+        state = self.last(post)
         metrics = {}
         valid = ~batch["is_first"][:, context:].cumsum(1).bool()  # stop at a new episode
         for h, t in enumerate(range(context, T), start=1):

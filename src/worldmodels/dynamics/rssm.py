@@ -1,58 +1,36 @@
-"""Recurrent state-space model (PlaNet, Dreamer): a deterministic GRU state h and a stochastic state z.
+"""Recurrent state-space model (PlaNet, Dreamer, STORM): a deterministic state h and a stochastic state z.
 
-    h_t = GRU(h_{t−1}, [z_{t−1}, a_{t−1}])          deterministic path
+    h_t = f(h_{<t}, x_t),  x_t = [z_{t−1}, a_{t−1}]   deterministic path: the `backbone` (GRU, LSTM, transformer)
     p(z_t | h_t)                                    prior, used to imagine
-    q(z_t | h_t, e_t)                               posterior, with the embedding e_t of o_t
+    q(z_t | h_t, e_t)  or  q(z_t | e_t)             posterior, with the embedding e_t of o_t (`posterior`)
 The stochastic state is Gaussian (PlaNet, DreamerV1; std floored at `min_std`) or `stoch` one-hot
 categoricals of `classes` classes (DreamerV2/V3) sampled with straight-through gradients and `unimix`
-uniform probability mixed in. The GRU is DreamerV3's LayerNorm GRU, block-diagonal with `blocks` > 1.
+uniform probability mixed in. With the posterior from the observation alone (STORM), every z_t of a
+window is known before h is computed, so `observe` runs the backbone over the whole window at once
+(in parallel for the transformer).
 
-A state is a dict of tensors: `deter` `[..., D]`, `stoch` `[..., S·C]` (or `[..., S]`) and the
-parameters of the distribution it was drawn from (`logits` `[..., S, C]` or `mean`, `std` `[..., S]`).
+A state is a dict of tensors that only the RSSM looks inside: the backbone's carry (`deter` `[..., D]`
+and what else it keeps), `stoch` `[..., S·C]` (or `[..., S]`) and the parameters of the distribution it
+was drawn from (`logits` `[..., S, C]` or `mean`, `std` `[..., S]`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
+from worldmodels.dynamics.backbones import reset
 from worldmodels.nn import Activation, activation
-from worldmodels.registry import RSSMS
-from worldmodels.schema import non_negative, positive, unit
+from worldmodels.registry import BACKBONES, RSSMS, component
+from worldmodels.schema import Spec, non_negative, positive, unit
 
 State = dict[str, torch.Tensor]
-
-
-class BlockGRU(nn.Module):
-    """GRU with LayerNorm on the gates; its recurrent weights are block-diagonal over `blocks` groups.
-
-    x `[N, I]`, h `[N, D]` → h' `[N, D]`. Every block sees all of x and only its own part of h.
-    """
-
-    def __init__(self, in_dim: int, deter: int, blocks: int, norm: bool):
-        super().__init__()
-        if deter % blocks:
-            raise ValueError(f"deter ({deter}) must be divisible by blocks ({blocks})")
-        self.blocks, self.size = blocks, deter // blocks
-        self.weight = nn.Parameter(torch.empty(blocks, in_dim + self.size, 3 * self.size))
-        nn.init.xavier_uniform_(self.weight.view(-1, 3 * self.size))
-        self.bias = nn.Parameter(torch.zeros(blocks, 3 * self.size))
-        self.norm = nn.LayerNorm(3 * self.size) if norm else nn.Identity()
-
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        hb = h.view(n, self.blocks, self.size)
-        inp = torch.cat([x[:, None].expand(n, self.blocks, x.shape[-1]), hb], -1)  # [N, G, I + D/G]
-        gates = self.norm(torch.einsum("ngi,gio->ngo", inp, self.weight) + self.bias)
-        reset, cand, update = gates.chunk(3, -1)
-        cand = torch.tanh(torch.sigmoid(reset) * cand)
-        update = torch.sigmoid(update - 1.0)  # biased towards keeping the old state
-        return (update * cand + (1 - update) * hb).reshape(n, -1)
 
 
 def _layer(in_dim: int, out_dim: int, act: str, norm: bool) -> nn.Sequential:
@@ -66,21 +44,25 @@ class RSSM(nn.Module):
     @dataclass
     class Config:
         deter: int = positive(512)
-        """Size of the deterministic GRU state h."""
+        """Size of the deterministic state h."""
+        backbone: Spec = component("backbone", "gru")
+        """The deterministic path: `gru` (Dreamer's block GRU), `lstm` or `transformer` (STORM)."""
+        posterior: Literal["history", "observation"] = "history"
+        """What q(z_t | ·) sees: h_t and e_t (Dreamer, PlaNet), or e_t alone (STORM: `observe` is then one
+        call of the backbone over the window, one parallel pass for the transformer, instead of a loop)."""
         stoch: int = positive(32)
         """Stochastic variables: Gaussian dimensions, or categorical variables."""
         classes: int = non_negative(32)
         """Classes per categorical variable; 0 makes the stochastic state Gaussian."""
         hidden: int = positive(512)
-        """Units of the layers around the GRU."""
-        blocks: int = positive(1)
-        """Block-diagonal GRU groups (DreamerV3: 8)."""
+        """Units of the layers around the backbone."""
         unimix: float = unit(0.01)
         """Uniform probability mixed into categorical distributions."""
         min_std: float = positive(0.1)
         """Floor of the Gaussian std."""
         act: Activation = "silu"
         norm: bool = True
+        """LayerNorm in the layers (and in the GRU's or LSTM's gates)."""
         learned_initial: bool = True
         """Start episodes from a learned h (tanh of a parameter) instead of zeros."""
 
@@ -92,11 +74,13 @@ class RSSM(nn.Module):
         self.feat_dim = cfg.deter + self.stoch_dim
         stats = self.stoch_dim if self.discrete else 2 * cfg.stoch
         self.img_in = _layer(self.stoch_dim + action_dim, cfg.hidden, cfg.act, cfg.norm)
-        self.gru = BlockGRU(cfg.hidden, cfg.deter, cfg.blocks, cfg.norm)
-        self.prior_net = nn.Sequential(_layer(cfg.deter, cfg.hidden, cfg.act, cfg.norm), nn.Linear(cfg.hidden, stats))
-        self.post_net = nn.Sequential(
-            _layer(cfg.deter + embed_dim, cfg.hidden, cfg.act, cfg.norm), nn.Linear(cfg.hidden, stats)
+        self.backbone = BACKBONES.build(
+            cfg.backbone.name, cfg.backbone.cfg, in_dim=cfg.hidden, dim=cfg.deter, norm=cfg.norm
         )
+        self.prior_net = nn.Sequential(_layer(cfg.deter, cfg.hidden, cfg.act, cfg.norm), nn.Linear(cfg.hidden, stats))
+        self.from_history = cfg.posterior == "history"
+        post_in = cfg.deter * self.from_history + embed_dim
+        self.post_net = nn.Sequential(_layer(post_in, cfg.hidden, cfg.act, cfg.norm), nn.Linear(cfg.hidden, stats))
         self.initial_deter = nn.Parameter(torch.zeros(cfg.deter), requires_grad=cfg.learned_initial)
         self._kernels = dict(_KERNELS)  # the step functions, eager or compiled (`compile_steps`)
 
@@ -129,7 +113,7 @@ class RSSM(nn.Module):
         deter = torch.tanh(self.initial_deter).expand(n, -1)
         stats = self._stats(self.prior_net(deter))
         mode = self.dist(stats).mode if self.discrete else stats["mean"]
-        return {"deter": deter, "stoch": mode.flatten(-2) if self.discrete else mode, **stats}
+        return {**self.backbone.initial(deter), "stoch": mode.flatten(-2) if self.discrete else mode, **stats}
 
     def features(self, state: State) -> torch.Tensor:
         """[h, z] `[..., D + S·C]`: what heads, actor and critic see."""
@@ -145,8 +129,7 @@ class RSSM(nn.Module):
         """Posterior and prior after `action` (the one that led to this observation) given its `embed`.
         Where `is_first` `[N]` is set, the episode restarts from the initial state with no action."""
         if bool(is_first.any()):
-            start = self.initial(len(is_first))
-            state = {k: torch.where(is_first.view(-1, *[1] * (v.dim() - 1)), start[k], v) for k, v in state.items()}
+            state = reset(state, self.initial(len(is_first)), is_first)
             action = torch.where(is_first[:, None], torch.zeros_like(action), action)
         return self._kernels["obs"](self, state, action, embed)
 
@@ -155,23 +138,43 @@ class RSSM(nn.Module):
         per batch size and grad mode): fused elementwise ops, at the cost of the compile time."""
         self._kernels = {k: torch.compile(f, dynamic=False) for k, f in _KERNELS.items()}
 
-    def observe(
-        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, state: State | None = None
-    ) -> tuple[State, State]:
-        """Filter a sequence: embeddings `[B, T, E]`, actions `[B, T, A]`, is_first `[B, T]` →
-        posterior and prior states `[B, T, ...]`. Without `state` the first step starts an episode."""
-        B, T = embed.shape[:2]
-        if state is None:
-            state = self.initial(B)
-            is_first = is_first.clone()
-            is_first[:, 0] = True
-        posts, priors = [], []
-        for t in range(T):
+    def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor) -> tuple[State, State]:
+        """Filter a window: embeddings `[B, T, E]`, actions `[B, T, A]`, is_first `[B, T]` → posterior and
+        prior states `[B, T, ...]`. The first step starts an episode."""
+        is_first = is_first.clone()
+        is_first[:, 0] = True
+        if not self.from_history:
+            return self._observe_window(embed, action, is_first)
+        state, posts, priors = self.initial(embed.shape[0]), [], []
+        for t in range(embed.shape[1]):
             state, prior = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
             posts.append(state)
             priors.append(prior)
         stack = lambda states: {k: torch.stack([s[k] for s in states], 1) for k in states[0]}  # noqa: E731
         return stack(posts), stack(priors)
+
+    def _observe_window(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor) -> tuple[State, State]:
+        """With q(z_t | e_t) every z_t is drawn first; then the backbone reads x_t = [z_{t−1}, a_{t−1}]
+        for the whole window in one call (z_{t−1}, a_{t−1}: the initial latent and no action at a start)."""
+        post_stats = self._stats(self.post_net(embed))
+        stoch = self._sample(post_stats)  # [B, T, S]
+        start = self.initial(embed.shape[0])
+        first = is_first[..., None]
+        prev = torch.where(first, start["stoch"][:, None], torch.cat([stoch[:, :1], stoch[:, :-1]], 1))
+        x = self.img_in(torch.cat([prev, torch.where(first, torch.zeros_like(action), action)], -1))
+        carry = self.backbone.sequence(x, is_first, {k: v for k, v in start.items() if k not in _OWN})
+        prior_stats = self._stats(self.prior_net(carry["deter"]))
+        prior = {**carry, "stoch": self._sample(prior_stats), **prior_stats}
+        return {**carry, "stoch": stoch, **post_stats}, prior
+
+    def starts(self, post: State, index: torch.Tensor | None = None) -> State:
+        """States `[N, ...]` to continue from: those of `post` `[B, T, ...]` at flat positions `index` `[N]`
+        of its B·T steps (all by default), with what the backbone needs of the steps before them."""
+        B, T = post["stoch"].shape[:2]
+        if index is None:
+            index = torch.arange(B * T, device=post["stoch"].device)
+        own = {k: v.flatten(0, 1)[index] for k, v in post.items() if k in _OWN}
+        return {**self.backbone.starts({k: v for k, v in post.items() if k not in _OWN}, index), **own}
 
     def imagine(
         self, start: State, policy: Callable[[torch.Tensor], D.Distribution], horizon: int, rsample: bool
@@ -190,15 +193,21 @@ class RSSM(nn.Module):
 
 def _img_step(rssm: RSSM, state: State, action: torch.Tensor) -> State:
     x = rssm.img_in(torch.cat([state["stoch"], action], -1))
-    deter = rssm.gru(x, state["deter"])
-    stats = rssm._stats(rssm.prior_net(deter))
-    return {"deter": deter, "stoch": rssm._sample(stats), **stats}
+    carry = rssm.backbone.step(x, {k: v for k, v in state.items() if k not in _OWN})
+    stats = rssm._stats(rssm.prior_net(carry["deter"]))
+    return {**carry, "stoch": rssm._sample(stats), **stats}
 
 
 def _obs_step(rssm: RSSM, state: State, action: torch.Tensor, embed: torch.Tensor) -> tuple[State, State]:
     prior = _img_step(rssm, state, action)
-    stats = rssm._stats(rssm.post_net(torch.cat([prior["deter"], embed], -1)))
-    return {"deter": prior["deter"], "stoch": rssm._sample(stats), **stats}, prior
+    seen = torch.cat([prior["deter"], embed], -1) if rssm.from_history else embed
+    stats = rssm._stats(rssm.post_net(seen))
+    carry = {k: v for k, v in prior.items() if k not in _OWN}
+    return {**carry, "stoch": rssm._sample(stats), **stats}, prior
+
+
+_OWN = ("stoch", "logits", "mean", "std")
+"""The keys of a state that are the RSSM's own; the rest is the backbone's carry."""
 
 
 _KERNELS = {"img": _img_step, "obs": _obs_step}

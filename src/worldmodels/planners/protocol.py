@@ -11,8 +11,9 @@ discrete actions). `rollout_objective` builds that objective from any model that
     step(state [N, ...], action [N, A]) -> (next_state [N, ...], reward [N])
     value(state [N, ...]) -> [N]          (optional terminal value)
 
-where a state is a tensor or a tuple of tensors (e.g. an RSSM's (deter, stoch)), so the same planner
-serves a probabilistic ensemble with particles (state `[N, K, S]`), a latent RSSM and a TD-MPC2 latent.
+where a state is any pytree of tensors with rows `[N, ...]` (a tensor, a tuple, an RSSM's state dict), so
+the same planner serves a probabilistic ensemble with particles (state `[N, K, S]`), a latent RSSM and a
+TD-MPC2 latent.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._pytree import tree_map
 
 from worldmodels.errors import ConfigError
 from worldmodels.schema import positive, unit
 
-State = Any  # a tensor `[N, ...]` or a tuple of them
+State = Any  # a pytree of tensors `[N, ...]`
 Objective = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -59,9 +61,7 @@ class Plan:
 
 
 def _repeat(state: State, times: int) -> State:
-    if isinstance(state, tuple):
-        return tuple(_repeat(s, times) for s in state)
-    return state.repeat_interleave(times, 0)
+    return tree_map(lambda x: x.repeat_interleave(times, 0), state)
 
 
 def rollout_objective(model: Model, start: State, discount: float = 1.0) -> Objective:
