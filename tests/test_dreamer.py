@@ -173,6 +173,20 @@ def test_every_dreamer_preset_trains(tmp_path, preset, env):
     assert summary["updates"] > 0 and "eval/return" in summary
 
 
+def test_world_model_pretraining_is_the_start_of_the_behaviour_stream(tmp_path):
+    """Dreamer's streams: the world model on every batch, actor and critic from its 6th update on, the
+    open-loop report on every 4th."""
+    overrides = [*TINY_DREAMER, "agent.world_model_pretrain_steps=5", "agent.report_every=4", "env.id=wm/Dummy-v0"]
+    overrides += ["train.steps=120", "train.prefill=40", "train.batch_size=2", "train.seq_len=8", "train.ratio=16"]
+    trainer = Trainer(load_config("dreamerv3", [*overrides, "train.eval_every=0", "train.threads=1"]), tmp_path)
+    summary = trainer.run()
+    trainer.close()
+    updates = summary["updates/world_model"]
+    assert updates == summary["updates"] > 5
+    assert summary["updates/behaviour"] == updates - 5
+    assert summary["updates/report"] == len(range(0, updates, 4))
+
+
 def test_dreamer_resumes_exactly_with_its_recurrent_state(tmp_path):
     overrides = [
         *TINY_DREAMER,

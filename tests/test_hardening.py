@@ -286,10 +286,10 @@ def test_self_consistent_damage_to_a_checkpoint_is_one_checkpoint_error(tiny, fi
 
     state = (path / "state.json").read_text()
     damaged = json.loads(state)
-    del damaged["phases"]["learn"]["update_credit"]
+    del damaged["phases"]["learn"]["streams"]
     (path / "state.json").write_text(json.dumps(damaged))
     _rehash(path, "state.json")
-    assert f"'{path / 'state.json'}' cannot be read (KeyError: 'update_credit')" in _resume_error(tiny, run)
+    assert f"'{path / 'state.json'}' cannot be read (KeyError: 'streams')" in _resume_error(tiny, run)
     (path / "state.json").write_text(state)
     (path / "manifest.json").write_text(manifest)
 
@@ -405,9 +405,9 @@ def test_a_run_that_would_take_hours_on_a_cpu_names_a_setting_that_learned(tmp_p
 
     learn = trainer.phases[0]
     trainer.step = trainer.cfg.train.prefill + 100
-    learn._pace = {"time": time.perf_counter() - 61, "step": trainer.cfg.train.prefill}  # 100 steps a minute
-    learn._warn_if_slow(Bar())
-    learn._warn_if_slow(Bar())  # once only
+    learn.pace.since = {"time": time.perf_counter() - 61, "step": trainer.cfg.train.prefill}  # 100 steps a minute
+    learn.pace.check(Bar())
+    learn.pace.check(Bar())  # once only
     trainer.close()
     assert len(lines) == 1 and "about 169 more hours on this CPU" in lines[0]
     assert "`wm train dreamerv3 train.ratio=64` learned in `wm bench dreamerv3-cartpole`" in lines[0]

@@ -162,4 +162,6 @@ def test_smoke_run_trains_and_stores_its_search_policies(tmp_path):
     summary = trainer.run()
     trainer.close()
     assert summary["updates"] > 50 and np.isfinite(summary["eval/return"])
-    assert trainer.phases[0].replay.data["search_policy"].sum() > 0  # search policies were stored beside the actions
+    assert (
+        trainer.phases[0].collector.replay.data["search_policy"].sum() > 0
+    )  # search policies were stored beside the actions

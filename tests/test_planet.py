@@ -157,7 +157,7 @@ def test_smoke_run_trains_the_world_model(tmp_path):
 
 def test_resumes_exactly_with_its_recurrent_state(tmp_path):
     def warm_start_survives(trainer):
-        assert "plan" in trainer.phases[0].state  # the last plan is part of the checkpoint
+        assert "plan" in trainer.phases[0].collector.state  # the last plan is part of the checkpoint
 
     overrides = [*TINY_PLANET, *TRAIN, "env.id=wm/DummyContinuous-v0"]
     assert_resumes_exactly("planet", overrides, tmp_path, steps=120, on_resume=warm_start_survives)

@@ -171,7 +171,11 @@ def test_smoke_run_from_pixels(tmp_path):
 
 def test_resumes_exactly_with_its_plan_and_target_heads(tmp_path):
     def plan_survives(trainer):
-        assert trainer.phases[0].state is not None and trainer.phases[0].state["centre"].shape == (1, 3, 1)
+        assert trainer.phases[0].collector.state is not None and trainer.phases[0].collector.state["centre"].shape == (
+            1,
+            3,
+            1,
+        )
 
     assert_resumes_exactly("tdmpc2", [*TINY, *TRAIN], tmp_path, steps=120, on_resume=plan_survives)
 

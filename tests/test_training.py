@@ -77,8 +77,8 @@ def test_resume_continues_exactly(tiny, tmp_path):
     first = Trainer(tiny("train.steps=200", "train.eval_every=200", "train.checkpoint_every=200"), tmp_path / "b")
     first.run()
     learn = first.phases[0]
-    counters = (first.step, first.agent.updates, learn.episodes, len(learn.replay))
-    replay_before = {k: v.copy() for k, v in learn.replay.data.items()}
+    counters = (first.step, first.agent.updates, learn.collector.episodes, len(learn.collector.replay))
+    replay_before = {k: v.copy() for k, v in learn.collector.replay.data.items()}
     first.close()
     del first  # the "killed" run
 
@@ -86,15 +86,15 @@ def test_resume_continues_exactly(tiny, tmp_path):
         tiny("train.steps=400", "train.eval_every=200", "train.checkpoint_every=200"), tmp_path / "b", resume=True
     )
     learn = resumed.phases[0]
-    assert (resumed.step, resumed.agent.updates, learn.episodes, len(learn.replay)) == counters
+    assert (resumed.step, resumed.agent.updates, learn.collector.episodes, len(learn.collector.replay)) == counters
     for key, value in replay_before.items():
-        np.testing.assert_array_equal(learn.replay.data[key], value)
+        np.testing.assert_array_equal(learn.collector.replay.data[key], value)
     resumed.run()
     resumed.close()
 
     a, b = _weights(straight), _weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    np.testing.assert_array_equal(straight.phases[0].replay.data["obs"], learn.replay.data["obs"])
+    np.testing.assert_array_equal(straight.phases[0].collector.replay.data["obs"], learn.collector.replay.data["obs"])
     metrics_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     metrics_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     evals = [[json.loads(x)["eval/return"] for x in m if "eval/return" in x] for m in (metrics_a, metrics_b)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -13,6 +12,7 @@ from torch import nn
 
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import TrainingError
+from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.spaces import ActSpec, Obs, ObsSpec, obs_map
 
 
@@ -23,27 +23,6 @@ class Acted(NamedTuple):
     action: torch.Tensor
     state: Any = None
     records: dict[str, np.ndarray] = {}
-
-
-@dataclass(frozen=True)
-class PhaseSpec:
-    """One part of training an agent declares (`Agent.phases`); the trainer runs the phases in order.
-
-    `kind` names how the phase runs (`train/phases.py`: `learn`, the collect → replay → update loop, and
-    the kinds registered beside it); `trains` names the optimisers (in `Agent.optimizers`) whose parameters
-    it fits, which are reset when the phase is redone; `sample` is what each of its updates draws, `ratio`
-    replayed steps per collected step (None: not interleaved with collection), `budget` how far it goes in
-    its own unit (`learn` has none: it runs to `train.steps`, read as it goes, so a run can be extended);
-    `gives` says what later phases get from it, for the message when they are asked for before it has
-    finished."""
-
-    name: str
-    kind: str
-    trains: tuple[str, ...] = ()
-    sample: SampleSpec | None = None
-    ratio: float | None = None
-    budget: int = 0
-    gives: str = ""
 
 
 class Agent(nn.Module):
@@ -67,10 +46,12 @@ class Agent(nn.Module):
 
     def phases(self, train: Any) -> list[PhaseSpec]:
         """How this agent trains, given the run's `TrainConfig`: by default one `learn` phase, collecting
-        with the current policy (or reading `train.offline`) and updating every optimiser at `train.ratio`
-        on `batch_size x seq_len` windows until `train.steps`."""
+        with the current policy (or reading `train.offline`) with one update stream, `update`, training
+        every optimiser at `train.ratio` on `batch_size x seq_len` windows until `train.steps`."""
         sample = SampleSpec(train.batch_size, train.seq_len)
-        return [PhaseSpec("learn", "learn", tuple(self.optimizers), sample, train.ratio)]
+        return [
+            PhaseSpec("learn", "learn", streams=(Stream("update", sample, train.ratio, trains=tuple(self.optimizers)),))
+        ]
 
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Extra per-step data this agent stores in replay (name → (shape, dtype)), such as MCTS visit

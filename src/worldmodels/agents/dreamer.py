@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import Acted, frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
+from worldmodels.phases import Stream
 from worldmodels.registry import AGENTS
 from worldmodels.schema import non_negative
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -48,21 +48,19 @@ class DreamerAgent(RSSMAgent):
         action = self.explore(policy.sample()) if explore else policy.mode
         return Acted(action, {"latent": post, "action": action})
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        post, metrics = self._world_model_step(batch)
-        if self.updates >= self.cfg.world_model_pretrain_steps:
-            # the posterior states that start a dream (by default all of them)
-            pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)
-            start = self.rssm.starts(tree_map(torch.Tensor.detach, post), pick)
-            start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
-            with frozen(*self.world_model):
-                metrics.update(
-                    self.behaviour.learn(
-                        lambda actor, rsample: self.rssm.imagine(start, actor, self.cfg.imagination_horizon, rsample),
-                        self._reward_cont,
-                        start_cont,
-                    )
-                )
-        metrics.update(self._maybe_report(batch))
-        self.updates += 1
-        return metrics
+    def followers(self) -> list[Stream]:
+        """Actor and critic on dreams from the world model's posterior states, after its first
+        `world_model_pretrain_steps` updates."""
+        start = self.cfg.world_model_pretrain_steps
+        return [Stream("behaviour", start=start, trains=("actor", "critic"), update="learn_behaviour")]
+
+    def learn_behaviour(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)  # by default every state
+        start = self.rssm.starts(self.posterior, pick)
+        start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
+        with frozen(*self.world_model):
+            return self.behaviour.learn(
+                lambda actor, rsample: self.rssm.imagine(start, actor, self.cfg.imagination_horizon, rsample),
+                self._reward_cont,
+                start_cont,
+            )

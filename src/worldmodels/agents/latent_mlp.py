@@ -103,7 +103,6 @@ class LatentMLPAgent(Agent):
                     lambda actor, rsample: self._imagine(start, actor, rsample), self._reward_cont, start_cont
                 )
             )
-        self.updates += 1
         return metrics
 
     def _world_model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -152,7 +152,6 @@ class MuZeroAgent(Agent):
         weight = batch["weight"] if "weight" in batch else torch.ones_like(per_sample)
         metrics = step(self.optimizers["model"], (weight * per_sample).mean(), cfg.grad_clip, "model")
         self.new_priorities = (root_value - targets["value"][:, 0]).abs().cpu().numpy()
-        self.updates += 1
         metrics.update({f"model/{k}": float(v) for k, v in losses.items()})
         metrics["model/root_value"] = root_value.mean().item()
         metrics["model/value_target"] = targets["value"][:, 0].mean().item()

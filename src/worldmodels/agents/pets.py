@@ -170,7 +170,6 @@ class PETSAgent(Agent):
             loss = loss + reward_loss
             metrics["model/reward_mse"] = reward_loss.item()
         metrics.update(step(self.optimizers["model"], loss, self.cfg.grad_clip, "model"))
-        self.updates += 1
         return metrics
 
     @torch.no_grad()

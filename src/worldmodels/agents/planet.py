@@ -102,11 +102,3 @@ class PlaNetAgent(RSSMAgent):
         if explore:
             action = self.explore(action)
         return Acted(action, {"latent": post, "action": action, "plan": plan.centre})
-
-    # ------------------------------------------------------------------ learning
-
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        _, metrics = self._world_model_step(batch)
-        metrics.update(self._maybe_report(batch))
-        self.updates += 1
-        return metrics

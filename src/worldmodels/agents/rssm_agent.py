@@ -15,9 +15,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import Agent, adam, step
+from worldmodels.data.sources import SampleSpec
 from worldmodels.losses import kl_split
+from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.registry import CONTINUES, DECODERS, ENCODERS, REWARDS, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 from worldmodels.spaces import ActSpec, ObsSpec, obs_map
@@ -158,17 +161,43 @@ class RSSMAgent(Agent):
         metrics["world_model/kl"] = kl.mean().item()
         return post, metrics
 
+    def phases(self, train: Any) -> list[PhaseSpec]:
+        """One `learn` phase: the world model's update stream on replayed windows, the streams that learn
+        from its posterior states (`followers`), and every `report_every` updates an open-loop report on its
+        batch."""
+        sample = SampleSpec(train.batch_size, train.seq_len)
+        streams = [
+            Stream("world_model", sample, train.ratio, trains=("world_model",), update="learn_world_model"),
+            *self.followers(),
+        ]
+        if self.cfg.report_every:
+            streams.append(Stream("report", every=self.cfg.report_every))
+        return [PhaseSpec("learn", "learn", streams=tuple(streams))]
+
+    def followers(self) -> list[Stream]:
+        """Update streams that run after each world-model update, on its posterior states."""
+        return []
+
+    def learn_world_model(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The world model's update; its posterior states `[B, T, ...]` are kept for the followers."""
+        post, metrics = self._world_model_step(batch)
+        self.posterior = tree_map(torch.Tensor.detach, post)
+        return metrics
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The world model's and every follower's update on `batch`, as the trainer runs them once they have
+        all started (the report aside): for driving the agent by hand."""
+        metrics = self.learn_world_model(batch)
+        for stream in self.followers():
+            metrics.update(getattr(self, stream.method)(batch))
+        return metrics
+
     def _reward_cont(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted rewards and continue probabilities `[...]` of features `[..., F]`."""
         return self.reward(feats).mean, self.cont(feats).mean
 
-    def _maybe_report(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        if self.cfg.report_every and self.updates % self.cfg.report_every == 0:
-            return self._report(batch)
-        return {}
-
     @torch.no_grad()
-    def _report(self, batch: dict[str, torch.Tensor], context: int = 5) -> dict[str, float]:
+    def report(self, batch: dict[str, torch.Tensor], context: int = 5) -> dict[str, float]:
         """Open-loop prediction error by horizon: observe `context` steps, then imagine the rest from
         the real actions and compare observations and rewards with what really happened."""
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]

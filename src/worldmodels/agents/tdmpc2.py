@@ -31,13 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels import contracts
-from worldmodels.agents.base import Acted, Agent, PhaseSpec, frozen, step
+from worldmodels.agents.base import Acted, Agent, frozen, step
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
 from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
 from worldmodels.nn import MLP
 from worldmodels.nn.simnorm import SimNorm
+from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.planners.mppi import MPPI
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, ENCODERS, PLANNERS, component
@@ -215,7 +216,9 @@ class TDMPC2Agent(Agent):
     def phases(self, train: Any) -> list[PhaseSpec]:
         """One `learn` phase on windows of H + 1 steps: the latent is rolled out H steps from the first."""
         sample = SampleSpec(train.batch_size, self.cfg.horizon + 1)
-        return [PhaseSpec("learn", "learn", tuple(self.optimizers), sample, train.ratio)]
+        return [
+            PhaseSpec("learn", "learn", streams=(Stream("update", sample, train.ratio, trains=tuple(self.optimizers)),))
+        ]
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg, H = self.cfg, self.cfg.horizon
@@ -256,7 +259,6 @@ class TDMPC2Agent(Agent):
                 "q/target": td_target.mean().item(),
             }
         )
-        self.updates += 1
         return metrics
 
     @torch.no_grad()

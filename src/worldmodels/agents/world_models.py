@@ -20,12 +20,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Acted, Agent, PhaseSpec, adam, step
+from worldmodels.agents.base import Acted, Agent, adam, step
 from worldmodels.agents.controller import Controller, ControllerConfig
 from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.record import Policy
 from worldmodels.errors import ConfigError
+from worldmodels.phases import PhaseSpec
 from worldmodels.registry import AGENTS, AUTOENCODERS, MEMORIES
 from worldmodels.representations.conv_vae import ConvVAE
 from worldmodels.schema import non_negative, param, positive, unit

@@ -1,6 +1,7 @@
 """The trainer: one for every agent. It carries out the phases the agent declares (`Agent.phases`,
-`train/phases.py`), in order, a chunk at a time with a progress bar each, and owns what is common to
-them all: seeding, the pluggable evaluation (`train.evaluate`), logs, checkpoints and exact resume.
+`phases.py`; the kinds `learn` and `fit` in `train/`), in order, a chunk at a time with a progress bar
+each, and owns what is common to them all: seeding, the pluggable evaluation (`train.evaluate`), logs,
+checkpoints and exact resume.
 
 A checkpoint holds the weights, the optimisers, the random states, the trainer's counters and every
 phase's own part (`Saved`); `train.phase` runs one phase alone, from scratch, resetting those after it.
@@ -18,15 +19,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from worldmodels.agents.base import Agent, PhaseSpec
+from worldmodels.agents.base import Agent
 from worldmodels.config import Config, save_config
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource
 from worldmodels.envs import EnvPool
 from worldmodels.envs.config import EnvConfig
 from worldmodels.errors import CheckpointError, ConfigError
+from worldmodels.phases import PHASES, Phase, PhaseSpec, Saved, derive_seed
 from worldmodels.registry import AGENTS
 from worldmodels.schema import parse
+from worldmodels.train import fit, learn  # noqa: F401  (register the phase kinds)
 from worldmodels.train.checkpoint import (
     Payload,
     clean_interrupted,
@@ -40,7 +43,6 @@ from worldmodels.train.checkpoint import (
 )
 from worldmodels.train.evaluate import OpenLoop, Returns
 from worldmodels.train.logger import Logger
-from worldmodels.train.phases import PHASES, Phase, Saved, derive_seed
 
 
 def resolve_device(name: str) -> torch.device:

@@ -30,7 +30,7 @@ from worldmodels.agents.controller import Evolution
 from worldmodels.data.episodes import episode_file, episode_seed, write_index
 from worldmodels.envs.record import record_many
 from worldmodels.errors import CheckpointError, ConfigError
-from worldmodels.train.phases import Phase, Saved, Tick, derive_seed, register_phase
+from worldmodels.phases import Phase, Saved, Tick, derive_seed, register_phase
 from worldmodels.train.world_models.data import (
     encode_rollouts,
     frame_batches,

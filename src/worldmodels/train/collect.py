@@ -1,0 +1,114 @@
+"""What a `learn` phase acts with: the run's environments, the replay they fill, the agent's recurrent
+state while it acts (with the current policy; uniformly random actions during `train.prefill`), and the
+episodes they finished. Its part of a checkpoint: the replay (chunks shared between checkpoints), the
+environments' states, the acting state and the prefill's random generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldmodels.agents.base import to_tensor
+from worldmodels.data import Replay
+from worldmodels.data.files import readable
+from worldmodels.errors import EnvError
+from worldmodels.phases import Run, Saved, derive_seed
+from worldmodels.train.checkpoint import list_checkpoints, replay_chunks
+
+
+class Collector:
+    def __init__(self, trainer: Run):
+        t = trainer.cfg.train
+        self.trainer, self.agent, self.pool = trainer, trainer.agent, trainer.pool
+        self.rng = np.random.default_rng(derive_seed(t.seed, 1))  # random prefill actions
+        self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(t.seed, 3), self.agent.priority)
+        self.state = self.agent.initial_state(self.pool.num_envs)
+        self.is_first = np.ones(self.pool.num_envs, bool)
+        self.episodes = 0
+        self.last_return: float | None = None
+
+    def start(self) -> None:
+        first = self.pool.first_records()
+        self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
+
+    def collect(self, note) -> None:
+        """One step of every environment; the trainer's step counter advances by the env steps taken and
+        each finished episode's return and length go to `note(key, value)`."""
+        trainer = self.trainer
+        extra: dict[str, np.ndarray] = {}
+        if trainer.step < trainer.cfg.train.prefill:
+            action = self.pool.act_spec.random(self.pool.num_envs, self.rng)
+        else:
+            device = self.agent.device
+            obs = to_tensor(self.pool.obs, device)
+            is_first = torch.as_tensor(self.is_first, device=device)
+            action, self.state, extra = self.agent.act(obs, is_first, self.state, explore=True)
+            action = action.cpu().numpy()
+        try:
+            out = self.pool.step(action)
+        except EnvError as err:
+            step = trainer.step
+            raise EnvError(f"{err} (after {step:,} env steps of the run; its last checkpoint is intact)") from None
+        self.replay.add(self._with_agent_records(out.records, extra, self.pool.num_envs), out.streams)
+        self.is_first = out.is_first
+        trainer.step += self.pool.num_envs * trainer.cfg.env.action_repeat
+        for _, ret, length in out.finished:
+            self.episodes += 1
+            self.last_return = ret
+            note("episode/return", ret)
+            note("episode/length", length)
+
+    def _with_agent_records(
+        self, records: dict[str, np.ndarray], extra: dict[str, np.ndarray], acted: int
+    ) -> dict[str, np.ndarray]:
+        """Add the agent's own per-step data: `extra` for the first `acted` rows, zeros elsewhere."""
+        rows = len(records["obs"])
+        for key, (shape, dtype) in self.agent.record_spec().items():
+            value = np.zeros((rows, *shape), dtype)
+            if key in extra:
+                value[:acted] = extra[key]
+            records[key] = value
+        return records
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> Saved:
+        replay_arrays, replay = self.replay.save(self.trainer.run_dir / "replay")
+        state = {
+            "replay": replay,
+            "episodes": self.episodes,
+            "last_return": self.last_return,
+            "is_first": self.is_first.tolist(),
+            "rng": self.rng.bit_generator.state,
+        }
+        arrays = {"replay": replay_arrays, "envs": self.pool.state_dict()}
+        return Saved(state, arrays, torch={"act_state": self.state})
+
+    def load(self, saved: Saved, path: Path) -> None:
+        s = saved.state
+        with readable(path / "manifest.json"):  # the arrays a checkpoint of an online run always has
+            replay, envs = saved.arrays["replay"], saved.arrays["envs"]
+        with readable(path / "state.json"):
+            data, self.episodes = s["replay"], int(s["episodes"])
+            self.last_return, self.is_first = s["last_return"], np.asarray(s["is_first"], bool)
+            self.rng.bit_generator.state = s["rng"]
+        self.replay.load(self.trainer.run_dir / "replay", replay, data)
+        with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
+            self.pool.load_state_dict(envs)
+        self.state = _to_device((saved.torch or {}).get("act_state"), self.agent.device)  # recurrent memory
+
+    def saved(self) -> None:
+        """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to."""
+        needed = set().union(*(replay_chunks(c) for c in list_checkpoints(self.trainer.run_dir / "checkpoints")))
+        for chunk in (self.trainer.run_dir / "replay").glob("*.npz"):
+            if chunk.name not in needed:
+                chunk.unlink()
+
+
+def _to_device(state: Any, device: torch.device) -> Any:
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    return state.to(device) if isinstance(state, torch.Tensor) else state
