@@ -135,7 +135,7 @@ class WorldModelsAgent(Agent):
                 "mdrnn",
                 "fit_mdn",
                 ("mdrnn", "memoryless"),
-                SampleSpec(m.batch_size, m.seq_len),
+                SampleSpec(m.batch_size, m.seq_len, boundary="pad_end"),
                 budget=m.updates,
                 gives="a trained MDN-RNN",
             ),

@@ -209,26 +209,25 @@ class FitMDN(_Counted):
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
         self.t = self.agent.cfg.mdrnn_train
-        self._data: tuple | None = None  # latents, training episodes, held-out windows
+        self._data: tuple | None = None  # latents, number of training episodes, held-out windows
 
     def _split(self) -> tuple:
         if self._data is None:
             data = self._latents()
             episodes, fraction = len(data["starts"]), self.t.validation
             held = min(episodes - 1, round(episodes * fraction)) if fraction > 0 else 0
-            valid_eps = np.arange(episodes - held, episodes)
-            valid = split_windows(data, valid_eps, self.spec.sample.seq_len) if held else None
-            self._data = data, np.arange(episodes - held), valid
+            valid = split_windows(data, episodes - held, self.spec.sample.seq_len) if held else None
+            self._data = data, episodes - held, valid
         return self._data
 
     def advance(self, bar: tqdm) -> Tick:
         data, train_eps, valid = self._split()
-        sample, done = self.spec.sample, self.count
+        done = self.count
         rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 22, done))
         n = min(self.t.validate_every, self.spec.budget - done)
         sums: dict[str, float] = {}  # means over the updates since the last validation
         for _ in range(n):
-            batch = sample_windows(data, train_eps, sample.batch_size, sample.seq_len, rng, self.agent.device)
+            batch = sample_windows(data, train_eps, self.spec.sample, rng, self.agent.device)
             for k, v in self.agent.mdrnn_update(batch).items():
                 sums[k] = sums.get(k, 0.0) + v / n
             bar.update(1)
