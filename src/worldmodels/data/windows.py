@@ -93,9 +93,7 @@ class Windows:
     last: np.ndarray
 
     @classmethod
-    def of(
-        cls, held: np.ndarray, length: int, boundary: Boundary, firsts: list[np.ndarray] | None = None
-    ) -> Windows:
+    def of(cls, held: np.ndarray, length: int, boundary: Boundary, firsts: list[np.ndarray] | None = None) -> Windows:
         """Windows in tracks of `held` rows; `firsts[k]`: the rows of track k where an episode begins (unused
         with `cross`; row 0 always begins one)."""
         check_boundary(boundary)
