@@ -29,13 +29,13 @@ class Acted(NamedTuple):
 class PhaseSpec:
     """One part of training an agent declares (`Agent.phases`); the trainer runs the phases in order.
 
-    `kind` names how the phase runs (`train/phases.py`: `learn`, the collect → replay → update loop, and
-    the kinds registered beside it); `trains` names the optimisers (in `Agent.optimizers`) whose parameters
-    it fits, which are reset when the phase is redone; `sample` is what each of its updates draws, `ratio`
-    replayed steps per collected step (None: not interleaved with collection), `budget` how far it goes in
-    its own unit (`learn` has none: it runs to `train.steps`, read as it goes, so a run can be extended);
-    `gives` says what later phases get from it, for the message when they are asked for before it has
-    finished."""
+    `kind` names how the phase runs (`agents/phase.py`: `learn`, the collect → replay → update loop of
+    `train/phases.py`, or a kind an agent registers, such as World Models'); `trains` names the optimisers
+    (in `Agent.optimizers`) whose parameters it fits, which are reset when the phase is redone; `sample` is
+    what each of its updates draws, `ratio` replayed steps per collected step (None: not interleaved with
+    collection), `budget` how far it goes in its own unit (`learn` has none: it runs to `train.steps`, read
+    as it goes, so a run can be extended); `gives` says what later phases get from it, for the message when
+    they are asked for before it has finished."""
 
     name: str
     kind: str

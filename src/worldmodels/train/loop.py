@@ -1,5 +1,5 @@
-"""The trainer: one for every agent. It carries out the phases the agent declares (`Agent.phases`,
-`train/phases.py`), in order, a chunk at a time with a progress bar each, and owns what is common to
+"""The trainer: one for every agent. It carries out the phases the agent declares (`Agent.phases`; their
+kinds follow `agents/phase.py`), in order, a chunk at a time with a progress bar each, and owns what is common to
 them all: seeding, the pluggable evaluation (`train.evaluate`), logs, checkpoints and exact resume.
 
 A checkpoint holds the weights, the optimisers, the random states, the trainer's counters and every
@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from worldmodels.agents.base import Agent, PhaseSpec
+from worldmodels.agents.phase import PHASES, Phase, Saved, derive_seed
 from worldmodels.config import Config, save_config
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource
@@ -40,7 +41,6 @@ from worldmodels.train.checkpoint import (
 )
 from worldmodels.train.evaluate import OpenLoop, Returns
 from worldmodels.train.logger import Logger
-from worldmodels.train.phases import PHASES, Phase, Saved, derive_seed
 
 
 def resolve_device(name: str) -> torch.device:

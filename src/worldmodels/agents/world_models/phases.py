@@ -26,20 +26,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.agents.controller import Evolution
-from worldmodels.data.episodes import episode_file, episode_seed, write_index
-from worldmodels.envs.record import record_many
-from worldmodels.errors import CheckpointError, ConfigError
-from worldmodels.train.phases import Phase, Saved, Tick, derive_seed, register_phase
-from worldmodels.train.world_models.data import (
+from worldmodels.agents.phase import Phase, Saved, Tick, derive_seed, register_phase
+from worldmodels.agents.world_models.controller import Evolution
+from worldmodels.agents.world_models.data import (
     encode_rollouts,
     frame_batches,
     load_latents,
     sample_windows,
     split_windows,
 )
-from worldmodels.train.world_models.plots import plot_pipeline, reconstruction_grid
-from worldmodels.train.world_models.rollouts import ControllerRollouts
+from worldmodels.agents.world_models.plots import plot_pipeline, reconstruction_grid
+from worldmodels.agents.world_models.rollouts import ControllerRollouts
+from worldmodels.data.episodes import episode_file, episode_seed, write_index
+from worldmodels.envs.record import record_many
+from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.workers import process_pool
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.agents.world_models import WorldModelsAgent
+from worldmodels.agents.world_models.agent import WorldModelsAgent
 from worldmodels.data.episodes import write_npz
 from worldmodels.data.files import load_npz
 from worldmodels.data.sources import SampleSpec
