@@ -164,11 +164,13 @@ class Windows:
         """The drawn windows of every store, `[B, T, ...]` each (and `mask` when padded). A store is a ring
         `[K, C, ...]` holding row r of track k at [k, (oldest[k] + r) % C], or, without `oldest`, the
         rows `[N, ...]` of a single track."""
-        out = {}
-        for key, store in stores.items():
-            ring = store if oldest is not None else store[None]
-            rows = drawn.start if oldest is None else oldest[drawn.track] + drawn.start
-            out[key] = _gather(ring, drawn.track, rows % ring.shape[1], self.length)
+        first = drawn.start if oldest is None else oldest[drawn.track] + drawn.start
+        capacity = next(iter(stores.values())).shape[0 if oldest is None else 1]  # the same for every store
+        track, start = drawn.track.tolist(), (first % capacity).tolist()  # python ints index fastest
+        out = {
+            key: _gather(store[None] if oldest is None else store, track, start, self.length)
+            for key, store in stores.items()
+        }
         if self.boundary in PADDED:
             mask = drawn.mask(self.length)
             for value in out.values():
@@ -204,7 +206,7 @@ class Windows:
         return Drawn(self.track[seg], start, self.lo[seg], self.hi[seg], pick)
 
 
-def _gather(ring: np.ndarray, track: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
+def _gather(ring: np.ndarray, track: list[int], start: list[int], length: int) -> np.ndarray:
     """`ring[track[i], start[i] : start[i] + length]` for every i, wrapping around the ring's end."""
     out = np.empty((len(track), length, *ring.shape[2:]), ring.dtype)
     capacity = ring.shape[1]
