@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from worldmodels.agents.controller import Controller, ControllerConfig, Evolution
+from worldmodels.agents.world_models.controller import Controller, ControllerConfig, Evolution
 from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.dynamics.mdn_rnn import MDNOutput
@@ -278,7 +278,7 @@ def test_pixels_are_required(tmp_path):
 
 
 def test_worker_processes_score_candidates_like_this_process():
-    from worldmodels.train.world_models.rollouts import ControllerRollouts
+    from worldmodels.agents.world_models.rollouts import ControllerRollouts
 
     cfg = load_config("world_models", TINY)
     agent = build_agent(cfg, IMAGE, ActSpec(True, 3))

@@ -2,8 +2,9 @@
 
 Each row is one time step of one environment: the observation, the action that led to it (zeros at
 an episode's first step), the reward received on arriving, `is_first` and `is_terminal`, and any
-per-step data the agent stores. A window may span an episode boundary; the `is_first` flag marks
-where the new episode begins, so models never mix episodes unknowingly. Observations may be dicts
+per-step data the agent stores. By default a window may span an episode boundary; the `is_first` flag
+marks where the new episode begins, so models never mix episodes unknowingly (`data/windows.py` draws
+the windows, and can keep them within episodes, padded or not). Observations may be dicts
 (`{"image": ..., "state": ...}`); they are stored flat as `obs/image`, `obs/state`.
 
 On disk (`save`/`load`) the rows live in immutable chunk files of `CHUNK` rows per stream, written
@@ -21,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from worldmodels.data.files import load_npz, sha256
-from worldmodels.errors import CheckpointError
+from worldmodels.data.windows import PADDED, Boundary, Recent, Windows
+from worldmodels.errors import CheckpointError, ConfigError
 
 CHUNK = 1024
 
@@ -92,52 +94,54 @@ class Replay:
             self.written[s] += len(rows)
             self.count[s] = min(self.count[s] + len(rows), self.stream_capacity)
 
-    def can_sample(self, length: int) -> bool:
-        return bool((self.count >= length).any())
+    def windows(self, length: int, boundary: Boundary = "cross") -> Windows:
+        """The windows of `length` steps `boundary` allows in what the streams hold (`data/windows.py`)."""
+        firsts = None
+        if boundary != "cross":  # where episodes begin, in each stream's rows from the oldest held
+            oldest, flags = self.written - self.count, self.data.get("is_first")
+            firsts = [
+                np.flatnonzero(flags[s, np.arange(oldest[s], self.written[s]) % self.stream_capacity])
+                if self.count[s]
+                else np.zeros(0, np.int64)
+                for s in range(self.num_streams)
+            ]
+        return Windows.of(self.count, length, boundary, firsts)
 
-    def sample(self, batch: int, length: int) -> dict[str, Any]:
-        """`batch` windows of `length` consecutive steps of one stream each: arrays `[B, T, ...]`.
+    def can_sample(self, length: int, boundary: Boundary = "cross") -> bool:
+        return self.windows(length, boundary).total > 0
+
+    def sample(
+        self, batch: int, length: int, boundary: Boundary = "cross", recent: Recent | None = None
+    ) -> dict[str, Any]:
+        """`batch` windows of `length` consecutive steps of one stream each: arrays `[B, T, ...]`, drawn
+        as `boundary` and `recent` say (`data/windows.py`; padded windows add `mask` `[B, T]`).
 
         Prioritised replay adds `index` `[B]` (the start rows, for `update_priorities`) and `weight` `[B]`.
         """
-        starts = np.maximum(self.count - length + 1, 0)  # valid window starts per stream
-        total = int(starts.sum())
-        if total == 0:
-            raise ValueError(f"replay holds no sequence of length {length} yet ({len(self)} steps stored)")
+        windows = self.windows(length, boundary)
+        if windows.total == 0:
+            within = "" if boundary == "cross" else " inside one episode"
+            raise ValueError(f"replay holds no sequence of length {length}{within} yet ({len(self)} steps stored)")
         oldest = (self.written - self.count) % self.stream_capacity
-        before = np.cumsum(starts) - starts
         extra = {}
         if self.priorities is None:
-            flat = self.rng.integers(total, size=batch)
-            stream = np.searchsorted(np.cumsum(starts), flat, side="right")
-            offset = flat - before[stream]
+            drawn = windows.draw(batch, self.rng, recent)
+        elif boundary in PADDED:
+            raise ConfigError(f"prioritised replay draws whole windows: boundary 'cross' or 'within', not '{boundary}'")
         else:
             alpha, beta = self.priority
-            stream_all = np.repeat(np.arange(self.num_streams), starts)
-            offset_all = np.arange(total) - np.repeat(before, starts)
-            rows_all = (oldest[stream_all] + offset_all) % self.stream_capacity
-            p = self.priorities[stream_all, rows_all] ** alpha
+            seg, start = windows.every()
+            stream = windows.track[seg]
+            rows = (oldest[stream] + start) % self.stream_capacity
+            p = self.priorities[stream, rows] ** alpha
             p = p / p.sum()
-            pick = self.rng.choice(total, size=batch, p=p)
-            stream, offset = stream_all[pick], offset_all[pick]
-            weight = (total * p[pick]) ** -beta
+            drawn = windows.draw(batch, self.rng, recent, p)
+            weight = (windows.total * p[drawn.pick]) ** -beta
             extra = {
-                "index": stream * self.stream_capacity + rows_all[pick],
+                "index": drawn.track * self.stream_capacity + rows[drawn.pick],
                 "weight": (weight / weight.max()).astype(np.float32),
             }
-        start = (oldest[stream] + offset) % self.stream_capacity
-        rows = {key: self._windows(store, stream, start, length) for key, store in self.data.items()}
-        return {**unflatten(rows), **extra}
-
-    def _windows(self, store: np.ndarray, stream: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
-        """`store[stream[i], start[i] : start[i] + length]` for every i (wrapping around the ring)."""
-        out = np.empty((len(stream), length, *store.shape[2:]), store.dtype)
-        for i, (s, r) in enumerate(zip(stream, start)):
-            if r + length <= self.stream_capacity:
-                out[i] = store[s, r : r + length]  # one contiguous copy: faster than fancy indexing
-            else:
-                out[i] = store[s, (r + np.arange(length)) % self.stream_capacity]
-        return out
+        return {**unflatten(windows.take(self.data, drawn, oldest)), **extra}
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priority of the windows starting at `index` (from `sample`) to `priorities` `[B]`."""

@@ -1,8 +1,9 @@
 """Where training batches come from: one interface over online replay and offline recorded episodes.
 
 A source answers `sample(spec)` with arrays `[B, T, ...]` in replay's layout (`obs`, `action`, `reward`,
-`is_first`, `is_terminal`, and whatever else it stores), the batch size, sequence length and keys of each
-request set by the `SampleSpec` of the phase asking, not by the source.
+`is_first`, `is_terminal`, and whatever else it stores), the batch size, sequence length, keys, episode
+boundaries and recency of each request set by the `SampleSpec` of the phase asking, not by the source;
+both draw their windows with `data/windows.py`.
 """
 
 from __future__ import annotations
@@ -15,19 +16,32 @@ import numpy as np
 
 from worldmodels.data.episodes import episode_file, load_episode, read_index
 from worldmodels.data.replay import Replay, flatten, unflatten
+from worldmodels.data.windows import Boundary, Recent, Windows, check_boundary
 from worldmodels.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """What one phase samples: `batch_size` windows of `seq_len` consecutive steps, only `keys` (None: all)."""
+    """What one phase samples: `batch_size` windows of `seq_len` consecutive steps, only `keys` (None: all;
+    a padded batch's `mask` is always kept), drawn as `data/windows.py` describes."""
 
     batch_size: int
     seq_len: int
     keys: tuple[str, ...] | None = None
+    boundary: Boundary | None = None
+    """How windows meet episodes: `cross`, `within`, `pad_end` or `pad_start`; None: the source's own
+    (replay: `cross`, its `is_first` marking seams; a recorded dataset: `within`)."""
+    recent: Recent | None = None
+    """Draw this share of each batch among the newest data; None: every window alike."""
+
+    def __post_init__(self):
+        if self.boundary is not None:
+            check_boundary(self.boundary)
 
     def select(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return batch if self.keys is None else {k: batch[k] for k in self.keys}
+        if self.keys is None:
+            return batch
+        return {k: batch[k] for k in self.keys} | ({"mask": batch["mask"]} if "mask" in batch else {})
 
 
 class Source(Protocol):
@@ -43,15 +57,16 @@ class OnlineSource:
         self.replay = replay
 
     def can_sample(self, spec: SampleSpec) -> bool:
-        return self.replay.can_sample(spec.seq_len)
+        return self.replay.can_sample(spec.seq_len, spec.boundary or "cross")
 
     def sample(self, spec: SampleSpec) -> dict[str, Any]:
-        return spec.select(self.replay.sample(spec.batch_size, spec.seq_len))
+        return spec.select(self.replay.sample(spec.batch_size, spec.seq_len, spec.boundary or "cross", spec.recent))
 
 
 class OfflineSource:
-    """A recorded dataset (`wm record`), held in memory: windows start uniformly at random among every
-    place of every episode a whole window fits in, so they never cross from one episode into the next."""
+    """A recorded dataset (`wm record`), held in memory, its episodes end to end; by default windows start
+    uniformly at random among every place of every episode a whole window fits in, so they never cross
+    from one episode into the next."""
 
     def __init__(self, folder: Path, seed: int):
         self.folder = Path(folder)
@@ -71,21 +86,23 @@ class OfflineSource:
     def __len__(self) -> int:
         return len(self.data["reward"])
 
+    def windows(self, spec: SampleSpec) -> Windows:
+        """The episodes lie end to end in one track; windows stay within them unless `spec` says otherwise."""
+        return Windows.of([len(self)], spec.seq_len, spec.boundary or "within", [self.starts])
+
     def can_sample(self, spec: SampleSpec) -> bool:
-        return bool((self.lengths >= spec.seq_len).any())
+        return self.windows(spec).total > 0
 
     def sample(self, spec: SampleSpec) -> dict[str, Any]:
-        room = np.maximum(self.lengths - spec.seq_len + 1, 0)  # window starts per episode
-        if not room.any():
+        windows = self.windows(spec)
+        if windows.total == 0:
+            longest = len(self) if windows.boundary == "cross" else self.lengths.max()
             raise ConfigError(
-                f"no episode of dataset '{self.folder}' is {spec.seq_len} steps long (the longest has "
-                f"{self.lengths.max()}); lower train.seq_len"
+                f"no {'' if windows.boundary == 'cross' else 'episode of '}dataset '{self.folder}' is "
+                f"{spec.seq_len} steps long (the longest has {longest}); lower train.seq_len"
             )
-        flat = self.rng.integers(room.sum(), size=spec.batch_size)
-        episode = np.searchsorted(np.cumsum(room), flat, side="right")
-        offset = flat - (np.cumsum(room) - room)[episode]
-        rows = (self.starts[episode] + offset)[:, None] + np.arange(spec.seq_len)  # [B, T]
-        return spec.select(unflatten({k: v[rows] for k, v in self.data.items()}))
+        drawn = windows.draw(spec.batch_size, self.rng, spec.recent)
+        return spec.select(unflatten(windows.take(self.data, drawn)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "rng": self.rng.bit_generator.state}

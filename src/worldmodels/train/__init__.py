@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from worldmodels.train import world_models  # noqa: F401  (registers World Models' phases)
 from worldmodels.train.loop import Trainer, build_agent
 
 __all__ = ["Trainer", "build_agent"]

@@ -26,20 +26,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.agents.controller import Evolution
-from worldmodels.data.episodes import episode_file, episode_seed, write_index
-from worldmodels.envs.record import record_many
-from worldmodels.errors import CheckpointError, ConfigError
-from worldmodels.phases import Phase, Saved, Tick, derive_seed, register_phase
-from worldmodels.train.world_models.data import (
+from worldmodels.agents.world_models.controller import Evolution
+from worldmodels.agents.world_models.data import (
     encode_rollouts,
     frame_batches,
     load_latents,
     sample_windows,
     split_windows,
 )
-from worldmodels.train.world_models.plots import plot_pipeline, reconstruction_grid
-from worldmodels.train.world_models.rollouts import ControllerRollouts
+from worldmodels.agents.world_models.plots import plot_pipeline, reconstruction_grid
+from worldmodels.agents.world_models.rollouts import ControllerRollouts
+from worldmodels.data.episodes import episode_file, episode_seed, write_index
+from worldmodels.envs.record import record_many
+from worldmodels.errors import CheckpointError, ConfigError
+from worldmodels.phases import Phase, Saved, Tick, derive_seed, register_phase
 from worldmodels.workers import process_pool
 
 
@@ -209,28 +209,28 @@ class FitMDN(_Counted):
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
         self.t = self.agent.cfg.mdrnn_train
-        self._data: tuple | None = None  # latents, training episodes, held-out windows
+        self._data: tuple | None = None  # latents, number of training episodes, held-out windows
 
     def _split(self) -> tuple:
         if self._data is None:
             data = self._latents()
             episodes, fraction = len(data["starts"]), self.t.validation
             held = min(episodes - 1, round(episodes * fraction)) if fraction > 0 else 0
-            valid_eps = np.arange(episodes - held, episodes)
-            valid = split_windows(data, valid_eps, self.spec.sample.seq_len) if held else None
-            self._data = data, np.arange(episodes - held), valid
+            valid = split_windows(data, episodes - held, self.spec.sample.seq_len) if held else None
+            self._data = data, episodes - held, valid
         return self._data
 
     def advance(self, bar: tqdm) -> Tick:
         data, train_eps, valid = self._split()
-        sample, done = self.spec.sample, self.count
+        done = self.count
         rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 22, done))
         n = min(self.t.validate_every, self.spec.budget - done)
         sums: dict[str, float] = {}  # means over the updates since the last validation
         for _ in range(n):
-            batch = sample_windows(data, train_eps, sample.batch_size, sample.seq_len, rng, self.agent.device)
+            batch = sample_windows(data, train_eps, self.spec.sample, rng, self.agent.device)
             for k, v in self.agent.mdrnn_update(batch).items():
                 sums[k] = sums.get(k, 0.0) + v / n
+            self.agent.updates += 1
             bar.update(1)
         if valid is not None:
             sums |= self.agent.mdrnn_validate({k: v.to(self.agent.device) for k, v in valid.items()})

@@ -6,7 +6,7 @@ z as a mixture of Gaussians given the action and its memory h, and C acts on [z,
     C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
 
 The three parts are trained one after the other: the agent declares four phases (collect random
-rollouts, V, M, C), which the trainer runs in order (`train/world_models/phases.py`); this file holds the
+rollouts, V, M, C), which the trainer runs in order (`phases.py` beside this file); this file holds the
 models and each part's learning step. A dream rollout runs entirely inside M: the controller acts on
 M's sampled latents at temperature τ, collects M's predicted rewards and stops where M predicts the
 episode terminates.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from worldmodels.agents.base import Acted, Agent, adam, step
-from worldmodels.agents.controller import Controller, ControllerConfig
+from worldmodels.agents.world_models.controller import Controller, ControllerConfig
 from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
 from worldmodels.envs.record import Policy
@@ -136,7 +136,7 @@ class WorldModelsAgent(Agent):
                 "mdrnn",
                 "fit_mdn",
                 ("mdrnn", "memoryless"),
-                SampleSpec(m.batch_size, m.seq_len),
+                SampleSpec(m.batch_size, m.seq_len, boundary="pad_end"),
                 budget=m.updates,
                 gives="a trained MDN-RNN",
             ),
@@ -223,7 +223,6 @@ class WorldModelsAgent(Agent):
         parts, base = self._mdn_losses(batch)
         step(self.optimizers["mdrnn"], self.cfg.mdrnn.weigh(parts), self.cfg.mdrnn_train.grad_clip, "mdrnn")
         step(self.optimizers["memoryless"], self.cfg.mdrnn.weigh(base), self.cfg.mdrnn_train.grad_clip, "memoryless")
-        self.updates += 1
         metrics = {f"mdrnn/{k}": v.item() for k, v in parts.items()}
         return metrics | {f"memoryless/{k}": v.item() for k, v in base.items()}
 

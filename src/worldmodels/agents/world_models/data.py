@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.agents.world_models import WorldModelsAgent
+from worldmodels.agents.world_models.agent import WorldModelsAgent
 from worldmodels.data.episodes import write_npz
 from worldmodels.data.files import load_npz
+from worldmodels.data.sources import SampleSpec
+from worldmodels.data.windows import Boundary, Windows
 
 
 def frame_batches(
@@ -66,45 +68,40 @@ def load_latents(path: Path) -> dict[str, np.ndarray]:
     return load_npz(path)
 
 
-def _windows(
-    data: dict[str, np.ndarray], episodes: np.ndarray, offsets: np.ndarray, width: int
-) -> dict[str, np.ndarray]:
-    """Windows of `width` frames from `episodes[i]` at `offsets[i]`, padded past the episode's end (mask 0)."""
-    steps = offsets[:, None] + np.arange(width)  # [B, W]
-    lengths = data["lengths"][episodes][:, None]
-    mask = steps < lengths
-    index = data["starts"][episodes][:, None] + np.minimum(steps, lengths - 1)
-    out = {k: data[k][index] for k in ("mean", "log_std", "action", "reward", "done")}
-    out["mask"] = mask
-    return out
+KEYS = ("mean", "log_std", "action", "reward", "done")
+
+
+def _episodes(
+    data: dict[str, np.ndarray], first: int, stop: int, seq_len: int, boundary: Boundary
+) -> tuple[Windows, dict[str, np.ndarray]]:
+    """Episodes first … stop - 1 as one track, and its windows of `seq_len` transitions (`seq_len + 1` frames)."""
+    lo = data["starts"][first]
+    rows = slice(lo, data["starts"][stop - 1] + data["lengths"][stop - 1])
+    track = {k: data[k][rows] for k in KEYS}
+    firsts = data["starts"][first:stop] - lo
+    return Windows.of([rows.stop - lo], seq_len + 1, boundary, [firsts]), track
 
 
 def _tensors(w: dict[str, np.ndarray], z: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-    batch = {"z": z, "action": w["action"], "reward": w["reward"], "done": w["done"], "mask": w["mask"]}
+    mask = w["mask"] if "mask" in w else np.ones(w["reward"].shape, bool)  # unpadded windows are all real
+    batch = {"z": z, "action": w["action"], "reward": w["reward"], "done": w["done"], "mask": mask}
     return {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
 
 
 def sample_windows(
-    data: dict[str, np.ndarray],
-    episodes: np.ndarray,
-    batch_size: int,
-    seq_len: int,
-    rng: np.random.Generator,
-    device: torch.device,
+    data: dict[str, np.ndarray], episodes: int, spec: SampleSpec, rng: np.random.Generator, device: torch.device
 ) -> dict[str, torch.Tensor]:
-    """`batch_size` windows of `seq_len` transitions (`seq_len + 1` frames) at random places of random
-    episodes (chosen in proportion to their length), z sampled from V's posterior: tensors `[B, W, ...]`."""
-    lengths = data["lengths"][episodes]
-    chosen = rng.choice(episodes, batch_size, p=lengths / lengths.sum())
-    room = np.maximum(data["lengths"][chosen] - seq_len - 1, 0)
-    w = _windows(data, chosen, rng.integers(0, room + 1), seq_len + 1)
+    """`spec.batch_size` windows of `spec.seq_len` transitions from the first `episodes` episodes, drawn
+    as `spec` says (by default `pad_end`), z sampled from V's posterior: tensors `[B, W, ...]`."""
+    windows, track = _episodes(data, 0, episodes, spec.seq_len, spec.boundary or "pad_end")
+    w = windows.take(track, windows.draw(spec.batch_size, rng, spec.recent))
     z = w["mean"] + np.exp(w["log_std"]) * rng.standard_normal(w["mean"].shape).astype(np.float32)
     return _tensors(w, z.astype(np.float32), device)
 
 
-def split_windows(data: dict[str, np.ndarray], episodes: np.ndarray, seq_len: int) -> dict[str, torch.Tensor]:
-    """Every transition of `episodes` exactly once, in consecutive windows of `seq_len`, z = V's mean."""
-    pairs = [(e, o) for e in episodes for o in range(0, max(int(data["lengths"][e]) - 1, 1), seq_len)]
-    chosen, offsets = (np.asarray(x, np.int64) for x in zip(*pairs))
-    w = _windows(data, chosen, offsets, seq_len + 1)
+def split_windows(data: dict[str, np.ndarray], first: int, seq_len: int) -> dict[str, torch.Tensor]:
+    """Every transition of the episodes from `first` on exactly once, in consecutive windows of `seq_len`
+    (padded at the end), z = V's mean."""
+    windows, track = _episodes(data, first, len(data["starts"]), seq_len, "pad_end")
+    w = windows.take(track, windows.tiles(seq_len))
     return _tensors(w, w["mean"], torch.device("cpu"))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodels.agents.world_models import WorldModelsAgent
+from worldmodels.agents.world_models.agent import WorldModelsAgent
 from worldmodels.config import EnvConfig
 from worldmodels.envs import make_env
 from worldmodels.workers import process_pool
