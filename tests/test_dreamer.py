@@ -149,7 +149,13 @@ def test_actor_loss_never_updates_the_world_model_and_world_model_loss_never_the
 
 
 @pytest.mark.parametrize(
-    "preset, env", [("dreamerv1", "Pendulum-v1"), ("dreamerv2", "CartPole-v1"), ("dreamerv3", "wm/DummyContinuous-v0")]
+    "preset, env",
+    [
+        ("dreamerv1", "Pendulum-v1"),
+        ("dreamerv2", "CartPole-v1"),
+        ("dreamerv3", "wm/DummyContinuous-v0"),
+        ("dreamerv3_storm", "CartPole-v1"),
+    ],
 )
 def test_every_dreamer_preset_trains(tmp_path, preset, env):
     overrides = [
@@ -171,6 +177,10 @@ def test_every_dreamer_preset_trains(tmp_path, preset, env):
     summary = trainer.run()
     trainer.close()
     assert summary["updates"] > 0 and "eval/return" in summary
+    agent = trainer.agent  # dreams 7 steps after 5 observed ones
+    obs, action = torch.randn(12, *agent.obs_spec.shape), torch.zeros(12, agent.act_spec.dim)
+    dreamed = agent.open_loop(obs, action, context=5)
+    assert dreamed.shape == obs.shape and torch.isfinite(dreamed).all()
 
 
 def test_world_model_pretraining_is_the_start_of_the_behaviour_stream(tmp_path):
