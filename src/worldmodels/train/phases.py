@@ -22,14 +22,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from worldmodels.agents.base import PhaseSpec, to_tensor
+from worldmodels.agents.base import PhaseSpec, raise_if_non_finite, to_tensor
 from worldmodels.data import Replay
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource, OnlineSource
-from worldmodels.errors import ConfigError, EnvError
+from worldmodels.errors import ConfigError, EnvError, TrainingError
 from worldmodels.train.bench import cpu_settings
 from worldmodels.train.checkpoint import list_checkpoints, replay_chunks
 from worldmodels.train.logger import plot_curve
+from worldmodels.train.metrics import Means
 
 SLOW_HOURS = 3
 """A CPU run estimated to need more than this many hours is told which CPU setting learned in the benchmarks."""
@@ -65,7 +66,7 @@ class Tick:
 
     count: int
     advanced: int = 1
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, float | torch.Tensor] | None = None
     evaluate: bool = False
     checkpoint: bool = False
     postfix: str | None = None
@@ -188,7 +189,7 @@ class LearnPhase(Phase):
         self.update_credit = 0.0
         self.episodes = 0
         self.last_return: float | None = None
-        self._recent: dict[str, list[float]] = {}
+        self._recent = Means()  # since the last log line
         self._window = {"time": time.perf_counter(), "step": trainer.step, "updates": self.agent.updates}
         self._pace: dict[str, float] | None = {}  # where the pace of training is measured from; None once done
 
@@ -264,8 +265,7 @@ class LearnPhase(Phase):
         for _, ret, length in out.finished:
             self.episodes += 1
             self.last_return = ret
-            self._note("episode/return", ret)
-            self._note("episode/length", length)
+            self._recent.add({"episode/return": ret, "episode/length": length})
         if self.trainer.step >= t.prefill:
             sample = self.spec.sample
             self.update_credit += self.pool.num_envs * self.spec.ratio / (sample.batch_size * sample.seq_len)
@@ -290,10 +290,17 @@ class LearnPhase(Phase):
             batch = self.source.sample(self.spec.sample)
             index = batch.get("index")
             batch = {k: to_tensor(v, self.agent.device) for k, v in batch.items()}
-            for key, value in self.agent.update(batch).items():
-                self._note(key, value)
+            self._recent.add(self.agent.update(batch))
             if self.agent.priority is not None:
-                self.replay.update_priorities(index, self.agent.new_priorities)
+                self._set_priorities(index, self.agent.new_priorities)
+
+    def _set_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
+        """Priorities are data the replay needs on the host after every update; non-finite ones come from a
+        non-finite loss, which is the error to report (`step` records it without stopping)."""
+        if not np.isfinite(priorities).all():
+            raise_if_non_finite(self.agent.optimizers.values())
+            raise TrainingError(f"agent '{self.cfg.agent.name}' set non-finite replay priorities")
+        self.replay.update_priorities(index, priorities)
 
     def _warn_if_slow(self, bar: tqdm) -> None:
         """Once, a minute into training after the prefill: when the rest of the run would take more than
@@ -317,19 +324,15 @@ class LearnPhase(Phase):
                 f"(train.ratio={self.spec.ratio:g}); for a CPU: {hint}"
             )
 
-    def _note(self, key: str, value: float) -> None:
-        self._recent.setdefault(key, []).append(value)
-
     def _log(self) -> tuple[dict[str, float], str]:
+        metrics = self._recent.pop()  # first: the time below then includes the device's queued work
         now, step, updates = time.perf_counter(), self.trainer.step, self.agent.updates
         elapsed = max(now - self._window["time"], 1e-9)
-        metrics = {k: float(np.mean(v)) for k, v in self._recent.items()}
         metrics["perf/steps_per_s"] = (step - self._window["step"]) / elapsed
         metrics["perf/updates_per_s"] = (updates - self._window["updates"]) / elapsed
         metrics["train/updates"] = updates
         metrics["train/episodes"] = self.episodes
         metrics["replay/size"] = len(self.replay if self.offline is None else self.offline)
-        self._recent.clear()
         self._window = {"time": now, "step": step, "updates": updates}
         last = "-" if self.last_return is None else f"{self.last_return:.1f}"
         return (
