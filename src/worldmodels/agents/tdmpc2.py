@@ -158,7 +158,7 @@ class TDMPC2Agent(Agent):
     def two_random(self, z: torch.Tensor, a: torch.Tensor, heads: nn.ModuleList | None = None) -> torch.Tensor:
         """The values `[2, ...]` of two heads drawn at random (without replacement); only those two run."""
         heads = self.qs if heads is None else heads
-        pick = torch.randperm(len(heads), device=self.bins.device)[:2].tolist()
+        pick = torch.randperm(len(heads))[:2].tolist()  # drawn on the host: no wait for the device
         return torch.stack([q.mean for q in self.q(z, a, nn.ModuleList(heads[k] for k in pick))])
 
     def policy(self, z: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
