@@ -154,8 +154,8 @@ class RSSMAgent(Agent):
         total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
         total = total + losses.get("recon", 0.0)
         metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
-        metrics.update({f"world_model/{k}": v.item() for k, v in losses.items()})
-        metrics["world_model/kl"] = kl.mean().item()
+        metrics.update({f"world_model/{k}": v.detach() for k, v in losses.items()})
+        metrics["world_model/kl"] = kl.mean().detach()
         return post, metrics
 
     def _reward_cont(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,8 +187,6 @@ class RSSMAgent(Agent):
                 feat = self.rssm.features(state)
                 mask = valid[:, h - 1]
                 target = obs_map(lambda x, t=t: x[:, t], obs)
-                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean().item()
-                metrics[f"openloop/reward_error_h{h}"] = (
-                    (self.reward(feat).mean - reward[:, t]).abs()[mask].mean().item()
-                )
+                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean()
+                metrics[f"openloop/reward_error_h{h}"] = (self.reward(feat).mean - reward[:, t]).abs()[mask].mean()
         return metrics
