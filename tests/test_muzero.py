@@ -6,7 +6,7 @@ import torch
 
 from worldmodels.config import load_config
 from worldmodels.dynamics.muzero import scale_gradient, scale_hidden
-from worldmodels.errors import ConfigError
+from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.losses.support import h, h_inverse, scalar_to_support, support_loss, support_to_scalar
 from worldmodels.registry import AGENTS, NETWORKS
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -125,6 +125,23 @@ def test_clear_errors():
     batch["action"] = torch.zeros(1, 3, 2)
     with pytest.raises(ConfigError, match="seq_len"):
         agent.update(batch)
+
+
+def test_a_nan_loss_is_reported_before_its_priorities_reach_the_replay(tmp_path):
+    """The priorities come to the host after every update; NaN ones mean a NaN loss, reported as such."""
+    run = ["env.num_envs=2", "train.steps=120", "train.batch_size=4", "train.seq_len=7", "train.ratio=28"]
+    trainer = Trainer(load_config("muzero", [*TINY_MUZERO, *run, "train.eval_every=0"]), tmp_path / "run")
+    original = trainer.agent.net.represent
+
+    def poisoned(obs):  # in updates only: acting and the targets run without gradients
+        out = original(obs)
+        return out * float("nan") if torch.is_grad_enabled() else out
+
+    trainer.agent.net.represent = poisoned
+    with pytest.raises(TrainingError, match="^the model loss became nan"):
+        trainer.run()
+    trainer.close()
+    assert trainer.agent.updates == 1
 
 
 def test_presets_parse():

@@ -212,6 +212,29 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tiny,
     assert (tmp_path / "r" / "metrics.jsonl").exists()
 
 
+def test_a_nan_between_log_lines_is_caught_before_the_next_checkpoint(tiny, tmp_path):
+    """One NaN world-model loss just after step 200 and no log line before the checkpoint at 300: the check
+    before that checkpoint refuses it, and the zeroed gradient of that step left the weights finite."""
+    cfg = tiny("train.steps=400", "train.checkpoint_every=150", "train.log_every=1000", "train.eval_every=0")
+    trainer = Trainer(cfg, tmp_path / "r")
+    original, poisoned = trainer.agent.reward.forward, []
+
+    def once(x):
+        out = original(x)
+        if trainer.step > 200 and not poisoned:
+            poisoned.append(trainer.step)
+            out.pred = out.pred * float("nan")
+        return out
+
+    trainer.agent.reward.forward = once
+    with pytest.raises(TrainingError, match="^the world_model loss became nan; the last checkpoint is intact"):
+        trainer.run()
+    trainer.close()
+    assert poisoned and trainer.step == 300  # the updates after it ran, up to the refused checkpoint
+    assert latest_checkpoint(tmp_path / "r" / "checkpoints").name == "step_000000000150"
+    assert all(torch.isfinite(p).all() for p in trainer.agent.parameters())
+
+
 def test_api_learn_predict_save_load(tiny, tmp_path):
     from worldmodels.config import to_dict
 

@@ -67,7 +67,7 @@ def test_conv_vae_is_the_papers_four_conv_four_deconv_network():
     loss, metrics = vae.loss(frames[0])
     assert loss.shape == () and metrics["vae/kl"] >= 0
     # the KL tolerance: KL below 0.5 nats per dimension costs nothing, so the loss is recon + 16 here
-    assert loss.item() == pytest.approx(metrics["vae/recon"] + 16.0, rel=1e-5) or metrics["vae/kl"] > 16
+    assert loss.item() == pytest.approx(metrics["vae/recon"].item() + 16.0, rel=1e-5) or metrics["vae/kl"] > 16
 
 
 def test_mdn_rnn_shapes_and_loss():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -14,6 +16,10 @@ from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import TrainingError
 from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.spaces import ActSpec, Obs, ObsSpec, obs_map
+
+Metrics = dict[str, torch.Tensor | float]
+"""What an update reports: named 0-dim tensors, detached and left on the agent's device (the trainer reads
+them all at once per log line), or floats for values that live on the host."""
 
 
 class Acted(NamedTuple):
@@ -70,8 +76,8 @@ class Agent(nn.Module):
         """Model actions `[N, A]` for observations `[N, ...]`; `explore` samples, else the mode."""
         raise NotImplementedError
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One learning step on a replayed batch `[B, T, ...]`; returns scalar metrics."""
+    def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
+        """One learning step on a replayed batch `[B, T, ...]`; returns its `Metrics`, left on the device."""
         raise NotImplementedError
 
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
@@ -91,19 +97,52 @@ def adam(params: Iterable[nn.Parameter], lr: float, eps: float) -> torch.optim.A
     return torch.optim.Adam(list(params), lr=lr, eps=eps)
 
 
-def step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float, name: str) -> dict[str, float]:
-    """Backpropagate `loss`, clip the gradient norm of `opt`'s parameters and step; fail on non-finite loss."""
-    if not torch.isfinite(loss):
-        raise TrainingError(
-            f"the {name} loss became {loss.item()}; the last checkpoint is intact — "
-            f"resume with a lower learning rate for {name} (e.g. halve it) or a smaller train.ratio"
-        )
+_STEPPED: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[str, torch.Tensor]] = weakref.WeakKeyDictionary()
+"""Per optimiser that `step` has stepped: the name of its loss and `[loss, gradient norm]` of its latest step
+while all were finite, else of its first non-finite one. Device tensors, read by `raise_if_non_finite`."""
+
+
+def step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float, name: str) -> Metrics:
+    """Backpropagate `loss`, clip the gradient norm of `opt`'s parameters and step; returns the loss and the
+    norm as 0-dim tensors, reading nothing on the host.
+
+    A non-finite loss or gradient norm is not refused here: that would be a host sync per step (a stall on
+    a GPU, and no CUDA graphs). The gradient of such a step is zeroed instead, so the weights stay finite
+    (Adam's moments still move them a little) and acting and later updates run as usual, and the step is
+    recorded; the trainer calls `raise_if_non_finite` at every log line and before every checkpoint, so the
+    run stops with the error naming this loss and no checkpoint holds a state stepped past it. Masking
+    costs one small kernel per parameter tensor; checking lazily without it would let NaN weights reach
+    acting, which fails first with a less clear error (a distribution refusing NaN logits).
+    """
     opt.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in opt.param_groups for p in group["params"]]
     norm = nn.utils.clip_grad_norm_(params, clip)
+    seen = torch.stack([loss.detach().float(), norm.float()])
+    bad = ~torch.isfinite(seen).all()
+    for p in params:
+        if p.grad is not None:
+            p.grad.masked_fill_(bad, 0.0)
     opt.step()
-    return {f"loss/{name}": loss.item(), f"grad_norm/{name}": norm.item()}
+    _, kept = _STEPPED.get(opt, (name, seen))
+    _STEPPED[opt] = (name, torch.where(torch.isfinite(kept).all(), seen, kept))
+    return {f"loss/{name}": loss.detach(), f"grad_norm/{name}": norm}
+
+
+def raise_if_non_finite(optimizers: Iterable[torch.optim.Optimizer]) -> None:
+    """Raise `TrainingError` if a step of one of `optimizers` had a non-finite loss or gradient norm, naming
+    the loss; one host read for all of them."""
+    stepped = [_STEPPED[opt] for opt in optimizers if opt in _STEPPED]
+    if not stepped:
+        return
+    for (name, _), (loss, norm) in zip(stepped, torch.stack([seen for _, seen in stepped]).tolist()):
+        if math.isfinite(loss) and math.isfinite(norm):
+            continue
+        what = f"loss became {loss}" if not math.isfinite(loss) else f"loss's gradient norm became {norm}"
+        raise TrainingError(
+            f"the {name} {what}; the last checkpoint is intact — "
+            f"resume with a lower learning rate for {name} (e.g. halve it) or a smaller train.ratio"
+        )
 
 
 def to_tensor(obs: Obs, device: torch.device) -> torch.Tensor | dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from worldmodels.agents.base import adam, frozen, step
+from worldmodels.agents.base import Metrics, adam, frozen, step
 from worldmodels.losses import ReturnScale, lambda_return
 from worldmodels.registry import POLICIES, VALUES, component
 from worldmodels.schema import Spec, non_negative, positive, unit
@@ -100,14 +100,14 @@ class ActorCritic(nn.Module):
         imagine: Imagine,
         reward_cont: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
         start_cont: torch.Tensor,
-    ) -> dict[str, float]:
+    ) -> Metrics:
         """Actor and critic updates on fresh imagined rollouts. The caller freezes the world model.
 
         `reward_cont(features [H, N, F])` → predicted rewards and continue probabilities `[H, N]`;
         `start_cont` `[N]`: whether each start state is itself non-terminal.
         """
         cfg = self.cfg
-        metrics: dict[str, float] = {}
+        metrics: Metrics = {}
         backprop = self.rho < 1  # the return must be differentiable in the actions
         for k in range(max(cfg.actor_updates_per_batch, cfg.critic_updates_per_batch)):
             bootstrap = self.slow_critic if cfg.use_ema_critic else self.critic
@@ -127,7 +127,7 @@ class ActorCritic(nn.Module):
                     objective = objective + self.rho * policy.log_prob(actions.detach()) * advantage
                 actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
                 metrics.update(step(self.optimizers["actor"], actor_loss, cfg.grad_clip, "actor"))
-                metrics["behaviour/entropy"] = entropy.mean().item()
+                metrics["behaviour/entropy"] = entropy.mean().detach()
             if k < cfg.critic_updates_per_batch:
                 critic = self.critic(feats[:-1].detach())
                 critic_loss = critic.loss(returns.detach())
@@ -139,10 +139,10 @@ class ActorCritic(nn.Module):
                         slow.lerp_(fast, 1 - cfg.critic_ema)
         metrics.update(
             {
-                "behaviour/return": returns.mean().item(),
-                "behaviour/value": value.mean().item(),
-                "behaviour/return_scale": float(scale),
-                "behaviour/continue": cont.mean().item(),
+                "behaviour/return": returns.mean().detach(),
+                "behaviour/value": value.mean().detach(),
+                "behaviour/return_scale": scale.detach(),
+                "behaviour/continue": cont.mean().detach(),
             }
         )
         return metrics

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from worldmodels.agents.base import Acted, frozen
+from worldmodels.agents.base import Acted, Metrics, frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.phases import Stream
@@ -54,7 +54,7 @@ class DreamerAgent(RSSMAgent):
         start = self.cfg.world_model_pretrain_steps
         return [Stream("behaviour", start=start, trains=("actor", "critic"), update="learn_behaviour")]
 
-    def learn_behaviour(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def learn_behaviour(self, batch: dict[str, torch.Tensor]) -> Metrics:
         pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)  # by default every state
         start = self.rssm.starts(self.posterior, pick)
         start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]

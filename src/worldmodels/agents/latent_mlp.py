@@ -19,7 +19,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.agents.base import Acted, Agent, adam, frozen, step
+from worldmodels.agents.base import Acted, Agent, Metrics, adam, frozen, step
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.losses import kl_split
 from worldmodels.registry import AGENTS, CONTINUES, DECODERS, DYNAMICS, ENCODERS, REPRESENTATIONS, REWARDS, component
@@ -93,7 +93,7 @@ class LatentMLPAgent(Agent):
             latents.append(self.dynamics(latents[-1], action[t]).mean)
         return self.decoder(torch.stack(latents)).mean
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         start, start_cont, metrics = self._world_model_step(batch)
         pick = self.behaviour.starts(len(start), start.device)
         start, start_cont = start[pick], start_cont[pick]
@@ -135,8 +135,8 @@ class LatentMLPAgent(Agent):
             + losses.get("recon", 0.0)
         )
         metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
-        metrics.update({f"world_model/{k}": v.item() for k, v in losses.items()})
-        metrics["world_model/kl"] = masked(kl).item()
+        metrics.update({f"world_model/{k}": v.detach() for k, v in losses.items()})
+        metrics["world_model/kl"] = masked(kl).detach()
         return z.detach().flatten(0, 1), cont.flatten(0, 1), metrics
 
     def _imagine(self, start: torch.Tensor, actor: nn.Module, rsample: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from worldmodels.agents.base import Acted, Agent, adam, step
+from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
 from worldmodels.dynamics.muzero import scale_gradient
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import support_loss, support_to_scalar
@@ -117,7 +117,7 @@ class MuZeroAgent(Agent):
 
     # ------------------------------------------------------------------ learning
 
-    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, Tensor]) -> Metrics:
         cfg = self.cfg
         K, n = cfg.unroll_steps, cfg.td_steps
         T = K + n + 2
@@ -152,9 +152,9 @@ class MuZeroAgent(Agent):
         weight = batch["weight"] if "weight" in batch else torch.ones_like(per_sample)
         metrics = step(self.optimizers["model"], (weight * per_sample).mean(), cfg.grad_clip, "model")
         self.new_priorities = (root_value - targets["value"][:, 0]).abs().cpu().numpy()
-        metrics.update({f"model/{k}": float(v) for k, v in losses.items()})
-        metrics["model/root_value"] = root_value.mean().item()
-        metrics["model/value_target"] = targets["value"][:, 0].mean().item()
+        metrics.update({f"model/{k}": v for k, v in losses.items()})
+        metrics["model/root_value"] = root_value.mean()
+        metrics["model/value_target"] = targets["value"][:, 0].mean()
         metrics["self_play/temperature"] = self.temperature()
         return metrics
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 
 from worldmodels import contracts
-from worldmodels.agents.base import Acted, Agent, step
+from worldmodels.agents.base import Acted, Agent, Metrics, step
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
@@ -147,7 +147,7 @@ class PETSAgent(Agent):
 
     # ------------------------------------------------------------------ learning
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         obs, action, reward = batch["obs"].float(), batch["action"].float(), batch["reward"].float()  # [B, T, ...]
         inside = ~batch["is_first"][:, 1:]  # transition t → t+1 within one episode, [B, T-1]
         held = batch["holdout"][:, 1:] > 0
@@ -168,14 +168,12 @@ class PETSAgent(Agent):
             rboot = torch.randint(0, n, (self.reward.members_count, n), device=s.device)
             reward_loss = self.reward.loss(x[rboot], r[rboot])
             loss = loss + reward_loss
-            metrics["model/reward_mse"] = reward_loss.item()
+            metrics["model/reward_mse"] = reward_loss.detach()
         metrics.update(step(self.optimizers["model"], loss, self.cfg.grad_clip, "model"))
         return metrics
 
     @torch.no_grad()
-    def _diagnose(
-        self, obs: torch.Tensor, action: torch.Tensor, inside: torch.Tensor, held: torch.Tensor
-    ) -> dict[str, float]:
+    def _diagnose(self, obs: torch.Tensor, action: torch.Tensor, inside: torch.Tensor, held: torch.Tensor) -> Metrics:
         """Prediction error on held-out transitions: one step, and open loop over the whole window
         (expectation propagation from each window's first state), in normalised state units."""
         valid = inside & held  # [B, T-1]
@@ -187,7 +185,7 @@ class PETSAgent(Agent):
             obs[:, :-1].reshape(-1, 1, S), action[:, 1:].reshape(-1, action.shape[-1]), "expectation"
         )
         one_err = (((one.reshape(B, T - 1, S) - obs[:, 1:]) / scale) ** 2).mean(-1)
-        metrics = {"model/one_step_error": one_err[valid].mean().item()}
+        metrics = {"model/one_step_error": one_err[valid].mean()}
         run = valid.cumprod(1).bool()  # windows held out and inside one episode up to step k
         state = obs[:, :1]  # [B, 1, S] one particle
         errors = []
@@ -197,5 +195,5 @@ class PETSAgent(Agent):
         multi = torch.stack(errors, 1)  # [B, T-1]
         full = run[:, -1]
         if bool(full.any()):
-            metrics["model/multi_step_error"] = multi[full, -1].mean().item()  # after T − 1 steps
+            metrics["model/multi_step_error"] = multi[full, -1].mean()  # after T − 1 steps
         return metrics

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from worldmodels.agents.base import Agent, adam, step
+from worldmodels.agents.base import Agent, Metrics, adam, step
 from worldmodels.data.sources import SampleSpec
 from worldmodels.losses import kl_split
 from worldmodels.phases import PhaseSpec, Stream
@@ -157,8 +157,8 @@ class RSSMAgent(Agent):
         total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
         total = total + losses.get("recon", 0.0)
         metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
-        metrics.update({f"world_model/{k}": v.item() for k, v in losses.items()})
-        metrics["world_model/kl"] = kl.mean().item()
+        metrics.update({f"world_model/{k}": v.detach() for k, v in losses.items()})
+        metrics["world_model/kl"] = kl.mean().detach()
         return post, metrics
 
     def phases(self, train: Any) -> list[PhaseSpec]:
@@ -178,13 +178,13 @@ class RSSMAgent(Agent):
         """Update streams that run after each world-model update, on its posterior states."""
         return []
 
-    def learn_world_model(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def learn_world_model(self, batch: dict[str, torch.Tensor]) -> Metrics:
         """The world model's update; its posterior states `[B, T, ...]` are kept for the followers."""
         post, metrics = self._world_model_step(batch)
         self.posterior = tree_map(torch.Tensor.detach, post)
         return metrics
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         """The world model's and every follower's update on `batch`, as the trainer runs them once they have
         all started (the report aside): for driving the agent by hand."""
         metrics = self.learn_world_model(batch)
@@ -197,7 +197,7 @@ class RSSMAgent(Agent):
         return self.reward(feats).mean, self.cont(feats).mean
 
     @torch.no_grad()
-    def report(self, batch: dict[str, torch.Tensor], context: int = 5) -> dict[str, float]:
+    def report(self, batch: dict[str, torch.Tensor], context: int = 5) -> Metrics:
         """Open-loop prediction error by horizon: observe `context` steps, then imagine the rest from
         the real actions and compare observations and rewards with what really happened."""
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]
@@ -216,8 +216,6 @@ class RSSMAgent(Agent):
                 feat = self.rssm.features(state)
                 mask = valid[:, h - 1]
                 target = obs_map(lambda x, t=t: x[:, t], obs)
-                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean().item()
-                metrics[f"openloop/reward_error_h{h}"] = (
-                    (self.reward(feat).mean - reward[:, t]).abs()[mask].mean().item()
-                )
+                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean()
+                metrics[f"openloop/reward_error_h{h}"] = (self.reward(feat).mean - reward[:, t]).abs()[mask].mean()
         return metrics

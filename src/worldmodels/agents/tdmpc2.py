@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels import contracts
-from worldmodels.agents.base import Acted, Agent, frozen, step
+from worldmodels.agents.base import Acted, Agent, Metrics, frozen, step
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
@@ -159,7 +159,7 @@ class TDMPC2Agent(Agent):
     def two_random(self, z: torch.Tensor, a: torch.Tensor, heads: nn.ModuleList | None = None) -> torch.Tensor:
         """The values `[2, ...]` of two heads drawn at random (without replacement); only those two run."""
         heads = self.qs if heads is None else heads
-        pick = torch.randperm(len(heads), device=self.bins.device)[:2].tolist()
+        pick = torch.randperm(len(heads))[:2].tolist()  # drawn on the host: no wait for the device
         return torch.stack([q.mean for q in self.q(z, a, nn.ModuleList(heads[k] for k in pick))])
 
     def policy(self, z: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +220,7 @@ class TDMPC2Agent(Agent):
             PhaseSpec("learn", "learn", streams=(Stream("update", sample, train.ratio, trains=tuple(self.optimizers)),))
         ]
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         cfg, H = self.cfg, self.cfg.horizon
         obs, action = batch["obs"], batch["action"][:, 1:].float()  # action t+1 is the one taken in obs t
         reward = batch["reward"][:, 1:].float()  # [B, H]
@@ -252,11 +252,11 @@ class TDMPC2Agent(Agent):
                 target.lerp_(online, cfg.tau)
         metrics.update(
             {
-                "loss/consistency": consistency.item(),
-                "loss/reward": reward_loss.item(),
-                "loss/value": value_loss.item(),
-                "q/scale": self.scale.scale.item(),
-                "q/target": td_target.mean().item(),
+                "loss/consistency": consistency.detach(),
+                "loss/reward": reward_loss.detach(),
+                "loss/value": value_loss.detach(),
+                "q/scale": self.scale.scale,
+                "q/target": td_target.mean(),
             }
         )
         return metrics
@@ -267,7 +267,7 @@ class TDMPC2Agent(Agent):
         bootstrap = self.two_random(next_z, self.policy(next_z)[0], self.target_qs).amin(0)
         return reward + self.cfg.discount * alive * bootstrap
 
-    def _update_policy(self, zs: torch.Tensor) -> dict[str, float]:
+    def _update_policy(self, zs: torch.Tensor) -> Metrics:
         """Max-entropy policy prior on the (detached) latents `[B, H + 1, L]`, Q normalised by its scale S."""
         cfg = self.cfg
         a, log_prob = self.policy(zs)
@@ -277,5 +277,5 @@ class TDMPC2Agent(Agent):
         rho = cfg.rho ** torch.arange(zs.shape[1], device=zs.device)
         loss = ((cfg.entropy_coef * log_prob - q / self.scale.scale).mean(0) * rho).mean()
         metrics = step(self.optimizers["pi"], loss, cfg.grad_clip, "pi")
-        metrics["pi/entropy"] = -log_prob.mean().item()
+        metrics["pi/entropy"] = -log_prob.mean().detach()
         return metrics

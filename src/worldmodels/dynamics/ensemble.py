@@ -164,10 +164,10 @@ class ProbabilisticEnsemble(nn.Module):
         mean, logvar = self.members_normalised(state, action)
         mse = ((mean - target) ** 2).mean()
         if not self.cfg.probabilistic:
-            return mse, {"mse": mse.item()}
+            return mse, {"mse": mse.detach()}
         nll = ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean()
         bounds = self.cfg.bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
-        return nll + bounds, {"nll": nll.item(), "mse": mse.item(), "logvar": logvar.mean().item()}
+        return nll + bounds, {"nll": nll.detach(), "mse": mse.detach(), "logvar": logvar.mean().detach()}
 
     # ------------------------------------------------------------------ as one model
 

@@ -42,11 +42,9 @@ class ReturnScale(nn.Module):
         """Fold a batch of returns into the EMA; returns the scale to divide by."""
         flat = returns.detach().float().flatten()
         spread = torch.quantile(flat, self.high) - torch.quantile(flat, self.low)
-        if self.initialised:
-            self.range.mul_(self.decay).add_((1 - self.decay) * spread)
-        else:
-            self.range.copy_(spread)
-            self.initialised.fill_(True)
+        ema = self.range * self.decay + (1 - self.decay) * spread
+        self.range.copy_(torch.where(self.initialised, ema, spread))  # a branch would read the flag on the host
+        self.initialised.fill_(True)
         return self.scale
 
     @property

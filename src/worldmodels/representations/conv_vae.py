@@ -55,11 +55,11 @@ class ConvVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> ImagePrediction:
         return self.decoder(z)
 
-    def loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The negative ELBO of a batch of frames `[N, H, W, C]`, averaged over frames, and its parts."""
         q = self(obs)
         recon = self.decode(q.rsample()).loss(obs).mean()
         prior = D.Independent(D.Normal(torch.zeros_like(q.mean), torch.ones_like(q.mean)), 1)
         kl = D.kl_divergence(q, prior)  # [N]
         loss = recon + kl.clamp(min=self.cfg.kl_tolerance * self.latent_dim).mean()
-        return loss, {"vae/loss": loss.item(), "vae/recon": recon.item(), "vae/kl": kl.mean().item()}
+        return loss, {"vae/loss": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.mean().detach()}

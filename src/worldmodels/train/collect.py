@@ -36,7 +36,7 @@ class Collector:
 
     def collect(self, note) -> None:
         """One step of every environment; the trainer's step counter advances by the env steps taken and
-        each finished episode's return and length go to `note(key, value)`."""
+        each finished episode's return and length go to `note(metrics)`."""
         trainer = self.trainer
         extra: dict[str, np.ndarray] = {}
         if trainer.step < trainer.cfg.train.prefill:
@@ -58,8 +58,7 @@ class Collector:
         for _, ret, length in out.finished:
             self.episodes += 1
             self.last_return = ret
-            note("episode/return", ret)
-            note("episode/length", length)
+            note({"episode/return": ret, "episode/length": length})
 
     def _with_agent_records(
         self, records: dict[str, np.ndarray], extra: dict[str, np.ndarray], acted: int

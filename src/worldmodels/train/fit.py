@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from worldmodels.errors import ConfigError
 from worldmodels.phases import Phase, PhaseSpec, Run, Saved, Tick, crossed, register_phase
+from worldmodels.train.metrics import Means
 from worldmodels.train.streams import Streams
 
 
@@ -22,7 +23,7 @@ class FitPhase(Phase):
             raise ConfigError(f"phase '{spec.name}' (fit) declares no update streams")
         self.streams = Streams(spec.streams, self.agent, spec.name)
         self.count = 0
-        self._recent: dict[str, list[Any]] = {}
+        self._recent = Means()  # since the last log line
 
     @property
     def source(self) -> Any:
@@ -44,20 +45,15 @@ class FitPhase(Phase):
     def advance(self, bar: tqdm) -> Tick:
         before = self.count
         self.streams.earn(lambda stream: 1.0, before)
-        self.streams.run(self.source, self._note)
+        self.streams.run(self.source, self._recent.add)
         self.count = before + 1
         self.done = self.count >= self.spec.budget
         t = self.cfg.train
         metrics = self._log() if crossed(before, self.count, t.log_every) else None
         return Tick(count=self.count, metrics=metrics, checkpoint=crossed(before, self.count, t.checkpoint_every))
 
-    def _note(self, key: str, value: Any) -> None:
-        self._recent.setdefault(key, []).append(value)
-
     def _log(self) -> dict[str, float]:
-        metrics = {f"{self.name}/{k}": sum(map(float, v)) / len(v) for k, v in self._recent.items()}
-        self._recent.clear()
-        return metrics
+        return {f"{self.name}/{k}": v for k, v in self._recent.pop().items()}
 
     def flush(self) -> dict[str, float] | None:
         return self._log() if self._recent else None

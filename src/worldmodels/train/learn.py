@@ -11,13 +11,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from worldmodels.agents.base import raise_if_non_finite
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource, OnlineSource
-from worldmodels.errors import ConfigError
+from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.phases import Phase, PhaseSpec, Run, Saved, Tick, crossed, register_phase
 from worldmodels.train.bench import cpu_settings
 from worldmodels.train.collect import Collector
 from worldmodels.train.logger import plot_curve
+from worldmodels.train.metrics import Means
 from worldmodels.train.streams import Streams
 
 SLOW_HOURS = 3
@@ -44,7 +46,7 @@ class LearnPhase(Phase):
             self.collector, self.source = None, self.offline
         self.streams = Streams(spec.streams, self.agent, spec.name)
         self.pace = Pace(trainer, 0 if self.offline is not None else self.cfg.train.prefill)
-        self._recent: dict[str, list[float]] = {}
+        self._recent = Means()  # since the last log line
         self._window = {"time": time.perf_counter(), "step": trainer.step, "updates": self.agent.updates}
 
     @property
@@ -83,13 +85,13 @@ class LearnPhase(Phase):
             self.trainer.step = before + 1
             self.streams.earn(lambda stream: 1.0, self.trainer.step)
         else:
-            self.collector.collect(self._note)
+            self.collector.collect(self._recent.add)
             if self.trainer.step >= t.prefill:
                 envs = self.collector.pool.num_envs
                 self.streams.earn(
                     lambda s: envs * s.ratio / (s.sample.batch_size * s.sample.seq_len), self.trainer.step
                 )
-        self.streams.run(self.source, self._note, None if self.collector is None else self._sampled)
+        self.streams.run(self.source, self._recent.add, None if self.collector is None else self._sampled)
         self.pace.check(bar)
         now = self.trainer.step
         metrics, postfix = self._log() if crossed(before, now, t.log_every) else (None, None)
@@ -103,21 +105,23 @@ class LearnPhase(Phase):
         )
 
     def _sampled(self, index: np.ndarray) -> None:
-        self.collector.replay.update_priorities(index, self.agent.new_priorities)
-
-    def _note(self, key: str, value: float) -> None:
-        self._recent.setdefault(key, []).append(value)
+        """Priorities are data the replay needs on the host after every update; non-finite ones come from a
+        non-finite loss, which is the error to report (`step` records it without stopping)."""
+        priorities = self.agent.new_priorities
+        if not np.isfinite(priorities).all():
+            raise_if_non_finite(self.agent.optimizers.values())
+            raise TrainingError(f"agent '{self.cfg.agent.name}' set non-finite replay priorities")
+        self.collector.replay.update_priorities(index, priorities)
 
     def _log(self) -> tuple[dict[str, float], str]:
+        metrics = self._recent.pop()  # first: the time below then includes the device's queued work
         now, step, updates = time.perf_counter(), self.trainer.step, self.agent.updates
         elapsed = max(now - self._window["time"], 1e-9)
-        metrics = {k: float(np.mean(v)) for k, v in self._recent.items()}
         metrics["perf/steps_per_s"] = (step - self._window["step"]) / elapsed
         metrics["perf/updates_per_s"] = (updates - self._window["updates"]) / elapsed
         metrics["train/updates"] = updates
         metrics["train/episodes"] = self.collector.episodes if self.collector else 0
         metrics["replay/size"] = len(self.offline if self.collector is None else self.collector.replay)
-        self._recent.clear()
         self._window = {"time": now, "step": step, "updates": updates}
         last = self.collector.last_return if self.collector else None
         shown = "-" if last is None else f"{last:.1f}"

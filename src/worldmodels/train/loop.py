@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from worldmodels.agents.base import Agent
+from worldmodels.agents.base import Agent, raise_if_non_finite
 from worldmodels.config import Config, save_config
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource
@@ -43,6 +43,7 @@ from worldmodels.train.checkpoint import (
 )
 from worldmodels.train.evaluate import OpenLoop, Returns
 from worldmodels.train.logger import Logger
+from worldmodels.train.metrics import to_host
 
 
 def resolve_device(name: str) -> torch.device:
@@ -246,9 +247,11 @@ class Trainer:
         bar.write(f"{phase.unit} {count:>9,d}  {self.evaluator.describe(metrics)}")
         return metrics
 
-    def _log(self, metrics: dict[str, float], count: int) -> None:
-        """One metrics line at the current env step; TensorBoard plots it against the phase's `count`."""
-        self.logger.log(self.step, metrics, tb_step=count)
+    def _log(self, metrics: dict[str, float | torch.Tensor], count: int) -> None:
+        """One metrics line at the current env step; TensorBoard plots it against the phase's `count`.
+        A non-finite loss since the last line stops the run here instead (see `agents.base.step`)."""
+        raise_if_non_finite(self.agent.optimizers.values())
+        self.logger.log(self.step, to_host(metrics), tb_step=count)
         self.log_lines += 1
 
     def summary(self) -> dict[str, Any]:
@@ -269,6 +272,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Path:
+        raise_if_non_finite(self.agent.optimizers.values())  # no checkpoint holds weights stepped past one
         with disk_space(self.run_dir, self._checkpoint_bytes()):
             path = self._save()
         for phase in self.phases:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from worldmodels.agents.base import Agent, to_tensor
+from worldmodels.agents.base import Agent, Metrics, to_tensor
 from worldmodels.data.sources import Source
 from worldmodels.errors import ConfigError
 from worldmodels.phases import Stream
 
-Note = Callable[[str, Any], None]
+Note = Callable[[Metrics], None]
 
 
 class Streams:
@@ -57,18 +57,17 @@ class Streams:
                 batch = {k: to_tensor(v, self.agent.device) for k, v in batch.items()}
                 n = self.counts[lead.name]
                 self._update(lead, batch, note)
+                self.agent.updates += 1
                 if sampled is not None and self.agent.priority is not None:
                     sampled(index)
                 for spec in follow:
                     if n >= spec.start and (spec.every == 0 or n % spec.every == 0):
                         self._update(spec, batch, note)
-                self.agent.updates += 1
 
     def _update(self, spec: Stream, batch: dict[str, Any], note: Note) -> None:
         if spec.warmup:
             self._warm(spec)
-        for key, value in getattr(self.agent, spec.method)(batch).items():
-            note(key, value)
+        note(getattr(self.agent, spec.method)(batch))
         self.counts[spec.name] += 1
 
     def _warm(self, spec: Stream) -> None:

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Acted, Agent, adam, step
+from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
 from worldmodels.agents.world_models.controller import Controller, ControllerConfig
 from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
@@ -211,28 +211,26 @@ class WorldModelsAgent(Agent):
 
     # ------------------------------------------------------------------ learning steps
 
-    def vae_update(self, frames: torch.Tensor) -> dict[str, float]:
+    def vae_update(self, frames: torch.Tensor) -> Metrics:
         """One step on uint8 frames `[N, H, W, C]`: reconstruction + KL with the paper's tolerance."""
         loss, metrics = self.vae.loss(frames)
         step(self.optimizers["vae"], loss, self.cfg.vae_train.grad_clip, "vae")
         return metrics
 
-    def mdrnn_update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def mdrnn_update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         """One step of M, and of the no-memory baseline, on windows `[B, T]`: `z` (sampled from V's
         posterior), `action` (a_t, taken after z_t), `reward` and `done` (of step t + 1), `mask`."""
         parts, base = self._mdn_losses(batch)
         step(self.optimizers["mdrnn"], self.cfg.mdrnn.weigh(parts), self.cfg.mdrnn_train.grad_clip, "mdrnn")
         step(self.optimizers["memoryless"], self.cfg.mdrnn.weigh(base), self.cfg.mdrnn_train.grad_clip, "memoryless")
-        metrics = {f"mdrnn/{k}": v.item() for k, v in parts.items()}
-        return metrics | {f"memoryless/{k}": v.item() for k, v in base.items()}
+        metrics = {f"mdrnn/{k}": v.detach() for k, v in parts.items()}
+        return metrics | {f"memoryless/{k}": v.detach() for k, v in base.items()}
 
     @torch.no_grad()
-    def mdrnn_validate(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def mdrnn_validate(self, batch: dict[str, torch.Tensor]) -> Metrics:
         """M's and the baseline's losses on held-out windows (same layout as `mdrnn_update`)."""
         parts, base = self._mdn_losses(batch)
-        return {f"valid/mdrnn_{k}": v.item() for k, v in parts.items()} | {
-            f"valid/memoryless_{k}": v.item() for k, v in base.items()
-        }
+        return {f"valid/mdrnn_{k}": v for k, v in parts.items()} | {f"valid/memoryless_{k}": v for k, v in base.items()}
 
     def _mdn_losses(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The loss terms of M and of the no-memory baseline, predicting step t + 1 from (z_t, a_t)."""
