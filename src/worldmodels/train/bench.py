@@ -153,7 +153,8 @@ BOOKKEEPING = (
 
 def cpu_settings(preset: str, agent: str) -> str | None:
     """The stored benchmark that learned (reached its goal) with `preset`, else with another preset of
-    `agent`, in the least wall-clock time on a CPU: its command, overrides and result, as one phrase."""
+    `agent`, in the least wall-clock time on a CPU, preferring tasks that change only `train.*` settings
+    (not the model or the environment): its command, overrides and result, as one phrase."""
     from worldmodels.config import read_preset
 
     found = []
@@ -168,10 +169,11 @@ def cpu_settings(preset: str, agent: str) -> str | None:
             continue
         if result["preset"] == preset or task_agent == agent:
             wall = max(r["wall_s"] for r in result["runs"])
-            found.append((result["preset"] != preset, wall, result))
+            changes_more = any(not k.startswith("train.") for k in result["overrides"])
+            found.append((result["preset"] != preset, changes_more, wall, result))
     if not found:
         return None
-    _, wall, result = min(found, key=lambda f: f[:2])
+    _, _, wall, result = min(found, key=lambda f: f[:3])
     command = " ".join(
         [f"wm train {result['preset']}"] + [f"{k}={v}" for k, v in result["overrides"].items() if k not in BOOKKEEPING]
     )
