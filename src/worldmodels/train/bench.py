@@ -37,8 +37,8 @@ import torch
 import yaml
 
 from worldmodels.errors import ConfigError, TrainingError, closest
+from worldmodels.figures import plt, read_metrics
 from worldmodels.schema import parse
-from worldmodels.train.logger import plt, read_metrics
 
 
 @dataclass

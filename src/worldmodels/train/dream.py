@@ -16,8 +16,8 @@ import torch
 from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
 from worldmodels.envs import EnvPool
+from worldmodels.figures import plt
 from worldmodels.spaces import Obs, obs_map
-from worldmodels.train.logger import plt
 
 
 def play_episode(agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int) -> tuple[Obs, np.ndarray]:

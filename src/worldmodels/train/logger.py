@@ -6,11 +6,9 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+from torch.utils.tensorboard import SummaryWriter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from worldmodels.figures import plt, read_metrics
 
 
 class Logger:
@@ -50,11 +48,6 @@ class Logger:
     def close(self) -> None:
         self.file.close()
         self.tb.close()
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def plot_curve(run_dir: Path, title: str = "") -> Path:

@@ -1,8 +1,4 @@
-"""Pictures of a World Models run: VAE reconstructions as a grid, and the pipeline's curves.
-
-The curves read the run's metrics with the trainer's logger; since the trainer imports the agents, it is
-imported when the figure is drawn, not with this module.
-"""
+"""Pictures of a World Models run: VAE reconstructions as a grid, and the pipeline's curves."""
 
 from __future__ import annotations
 
@@ -12,6 +8,7 @@ import numpy as np
 import torch
 
 from worldmodels.agents.world_models.agent import WorldModelsAgent
+from worldmodels.figures import plt, read_metrics
 
 
 @torch.no_grad()
@@ -39,8 +36,6 @@ def reconstruction_grid(agent: WorldModelsAgent, files: list[Path], out: Path, c
 def plot_pipeline(run_dir: Path, title: str) -> Path:
     """`curve.png`: V's loss per epoch, M's NLL against the no-memory baseline per update, and the
     controller's fitness per generation with the real-environment evaluations and the random policy."""
-    from worldmodels.train.logger import plt, read_metrics
-
     rows = read_metrics(run_dir)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), dpi=100)
 

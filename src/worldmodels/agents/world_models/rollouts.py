@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from worldmodels.agents.world_models.agent import WorldModelsAgent
-from worldmodels.config import EnvConfig
 from worldmodels.envs import make_env
+from worldmodels.envs.config import EnvConfig
 from worldmodels.workers import process_pool
 
 
