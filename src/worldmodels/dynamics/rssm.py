@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.dynamics.backbones import reset
+from worldmodels.dynamics.backbones import pick, reset
 from worldmodels.nn import Activation, activation
 from worldmodels.registry import BACKBONES, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
@@ -173,7 +173,7 @@ class RSSM(nn.Module):
         B, T = post["stoch"].shape[:2]
         if index is None:
             index = torch.arange(B * T, device=post["stoch"].device)
-        own = {k: v.flatten(0, 1)[index] for k, v in post.items() if k in _OWN}
+        own = pick({k: v for k, v in post.items() if k in _OWN}, index)
         return {**self.backbone.starts({k: v for k, v in post.items() if k not in _OWN}, index), **own}
 
     def imagine(

@@ -6,10 +6,10 @@ environments' states, the acting state and the prefill's random generator."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import to_tensor
 from worldmodels.data import Replay
@@ -97,7 +97,10 @@ class Collector:
         self.replay.load(self.trainer.run_dir / "replay", replay, data)
         with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
             self.pool.load_state_dict(envs)
-        self.state = _to_device((saved.torch or {}).get("act_state"), self.agent.device)  # recurrent memory
+        device = self.agent.device  # the recurrent memory, on this run's device
+        self.state = tree_map(
+            lambda x: x.to(device) if isinstance(x, torch.Tensor) else x, (saved.torch or {}).get("act_state")
+        )
 
     def saved(self) -> None:
         """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to."""
@@ -105,9 +108,3 @@ class Collector:
         for chunk in (self.trainer.run_dir / "replay").glob("*.npz"):
             if chunk.name not in needed:
                 chunk.unlink()
-
-
-def _to_device(state: Any, device: torch.device) -> Any:
-    if isinstance(state, dict):
-        return {k: _to_device(v, device) for k, v in state.items()}
-    return state.to(device) if isinstance(state, torch.Tensor) else state
