@@ -112,9 +112,17 @@ def _dream(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from worldmodels.train.bench import run_bench
+    from worldmodels.train.bench import bench_dir, run_bench, write_report
+    from worldmodels.train.suite import run_suite
 
-    run_bench(args.tasks, seeds=args.seeds, jobs=args.jobs, out_root=Path(args.out), report_only=args.report)
+    if args.suite:
+        run_suite(args.suite, bench_dir(), Path(args.out), args.jobs, args.agents or [], args.tasks, args.list)
+        if not args.list:
+            write_report(bench_dir() / "results")
+    elif args.agents or args.list:
+        raise ConfigError("--agents and --list choose a suite's cells: use them with --suite NAME")
+    else:
+        run_bench(args.tasks, seeds=args.seeds, jobs=args.jobs, out_root=Path(args.out), report_only=args.report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_dream)
 
     p = sub.add_parser("bench", help="run learning benchmarks and regenerate BENCHMARKS.md")
-    p.add_argument("tasks", nargs="*", help="task names in benchmarks/ (default: all)")
+    p.add_argument("tasks", nargs="*", help="task names in benchmarks/, or with --suite its env ids (default: all)")
+    p.add_argument("--suite", help="fill the missing and stale cells of a suite in benchmarks/suites/")
+    p.add_argument("--agents", nargs="+", help="with --suite: only these rows (agents, or `random`)")
+    p.add_argument("--list", action="store_true", help="with --suite: print each cell's state and run nothing")
     p.add_argument("--seeds", type=int, nargs="+", help="override the tasks' seeds")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets cores/jobs threads)")
     p.add_argument("--out", default="bench_runs", help="folder for the benchmark runs")

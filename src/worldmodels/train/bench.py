@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from worldmodels.errors import ConfigError, TrainingError, closest
-from worldmodels.figures import plt, read_metrics
+from worldmodels.figures import plt
 from worldmodels.schema import parse
+from worldmodels.train.suite import machine, suite_report, train_run
 
 
 @dataclass
@@ -76,32 +75,11 @@ def load_tasks(names: list[str]) -> dict[str, Task]:
 
 
 def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) -> dict[str, Any]:
-    run_dir = out_root / name / f"seed{seed}"
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
     overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in task.overrides.items()]
     overrides += [f"train.steps={task.steps}", f"train.seed={seed}"]
     if "train.threads" not in task.overrides:  # a task may pin its own (tiny models run best on one thread)
         overrides.append(f"train.threads={threads}")
-    cmd = [sys.executable, "-m", "worldmodels.cli", "train", task.preset, *overrides, "--run-dir", str(run_dir)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise TrainingError(f"benchmark {name} seed {seed} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    rows = read_metrics(run_dir)
-    curve = [[r["step"], r["eval/return"]] for r in rows if "eval/return" in r]
-    perf = [r["perf/updates_per_s"] for r in rows if r.get("perf/updates_per_s")]
-    return {
-        "seed": seed,
-        "steps": curve[-1][0],
-        "final": curve[-1][1],
-        "curve": curve,
-        "wall_s": round(wall, 1),
-        "updates_per_s": round(float(np.median(perf)), 2) if perf else None,
-    }
+    return {"seed": seed, **train_run(task.preset, overrides, out_root / name / f"seed{seed}", f"{name} seed {seed}")}
 
 
 def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Path, report_only: bool) -> None:
@@ -133,7 +111,7 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
                 "command": f"wm bench {name}" + (f" --seeds {' '.join(map(str, seeds))}" if seeds else ""),
                 "jobs": jobs,
                 "date": time.strftime("%Y-%m-%d"),
-                "machine": _machine(),
+                "machine": machine(),
             }
             (results_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
             print(f"[bench] {name}: final eval {result['mean']:.1f} ± {result['std']:.1f}", flush=True)
@@ -197,13 +175,9 @@ def _run_script(name: str, task: Task, out: Path) -> None:
         description=task.description or result.get("description", ""),
         command=f"wm bench {name}",
         date=time.strftime("%Y-%m-%d"),
-        machine=_machine(),
+        machine=machine(),
     )
     out.write_text(json.dumps(result, indent=1))
-
-
-def _machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
@@ -283,6 +257,7 @@ def write_report(results_dir: Path) -> Path:
         ]
         lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in r["rows"]]
         lines += ["", r.get("notes", ""), ""]
+    lines += suite_report(bench_dir())
     notes = bench_dir() / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]

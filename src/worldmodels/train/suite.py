@@ -1,0 +1,380 @@
+"""`wm bench --suite NAME`: every agent on every task of a suite that fits its action space, one result per cell.
+
+A suite is a YAML file in `benchmarks/suites/`:
+
+    description: what the suite measures
+    steps: 50000                 # env-step budget of every task (a task may set its own)
+    evaluations: 10              # evaluations per run, evenly spaced
+    eval_episodes: 10
+    random_episodes: 100         # episodes of the uniform random policy that give each task's floor
+    tasks:
+      CartPole-v1: {reference: {score: 475, source: "..."}}
+    agents:                      # row name: the preset it runs (its default, or its documented domain preset)
+      latent_mlp: latent_mlp
+
+A cell runs `wm train PRESET env.id=TASK` with nothing else changed but the budget, the evaluation cadence,
+the seed and one torch thread (the preset's own early stop is switched off, so that every cell runs its whole
+budget). Each cell is a file `benchmarks/results/suites/SUITE/ROW--TASK.json` holding the final evaluation,
+the curve and a fingerprint of the code it ran; a suite run fills only the cells that are missing or stale
+(their code has changed since), so the table fills over several sittings. A task's floor is the `random`
+row, measured by the same command. A score is normalised as (return − random) / (reference − random); a
+cell counts as learned at 0.5 or more.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from worldmodels.errors import ConfigError, TrainingError, closest
+from worldmodels.figures import read_metrics
+from worldmodels.schema import parse, to_dict
+
+RANDOM = "random"
+LEARNED = 0.5
+"""A cell whose normalised score reaches this has learned its task."""
+REPORTING = ("worldmodels.train.bench", "worldmodels.train.suite", "worldmodels.figures", "worldmodels.cli")
+"""Modules that only report results: changing them leaves every cell fresh."""
+
+
+@dataclass
+class Reference:
+    score: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class SuiteTask:
+    reference: Reference = field(default_factory=Reference)
+    steps: int | None = None
+    """The task's own env-step budget (default: the suite's)."""
+
+
+@dataclass
+class SuiteAgent:
+    preset: str = "latent_mlp"
+    steps: int | None = None
+    """A budget below the tasks' for an agent whose env steps cost more (PETS plans every action)."""
+
+
+@dataclass
+class Suite:
+    description: str = ""
+    steps: int = 50_000
+    evaluations: int = 10
+    eval_episodes: int = 10
+    random_episodes: int = 100
+    seeds: list[int] = field(default_factory=lambda: [0])
+    tasks: dict[str, SuiteTask] = field(default_factory=dict)
+    agents: dict[str, SuiteAgent] = field(default_factory=dict)
+
+
+@dataclass
+class Cell:
+    row: str
+    task: str
+    preset: str
+    overrides: list[str]
+    fingerprint: str
+    path: Path
+
+    @property
+    def command(self) -> str:
+        return " ".join(["wm train", self.preset, *self.overrides])
+
+
+def suites_dir(bench: Path) -> Path:
+    return bench / "suites"
+
+
+def load_suite(bench: Path, name: str) -> Suite:
+    available = {p.stem: p for p in sorted(suites_dir(bench).glob("*.yaml"))}
+    if name not in available:
+        raise ConfigError(f"unknown benchmark suite '{name}'{closest(name, available)}; suites: {', '.join(available)}")
+    data = yaml.safe_load(available[name].read_text()) or {}
+    tasks = {k: parse(SuiteTask, v or {}, f"suites/{name}.tasks.{k}") for k, v in data.pop("tasks", {}).items()}
+    agents = {
+        k: parse(SuiteAgent, {"preset": v} if isinstance(v, str) else v, f"suites/{name}.agents.{k}")
+        for k, v in data.pop("agents", {}).items()
+    }
+    return dataclasses.replace(parse(Suite, data, f"suites/{name}"), tasks=tasks, agents=agents)
+
+
+def code_modules(roots: set[str]) -> set[str]:
+    """`roots` and every `worldmodels` module they import, transitively. A package's `__init__` is followed
+    only for names it defines itself, so the registries' import-everything packages do not tie a cell to
+    every agent; `import worldmodels.x` of a module (for its registration) is followed."""
+    seen: set[str] = set()
+    todo = sorted(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name in REPORTING or not name.startswith("worldmodels."):
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(Path(importlib.import_module(name).__file__).read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("worldmodels.") and not _is_package(a.name)]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("worldmodels"):
+                todo += [_defining_module(node.module, a.name) for a in node.names]
+    return seen
+
+
+def code_fingerprint(roots: set[str], extra: Any) -> str:
+    """A hash of the source of `code_modules(roots)` and of the JSON of `extra` (the resolved config)."""
+    digest = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for name in sorted(code_modules(roots)):
+        digest.update(name.encode() + Path(sys.modules[name].__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _is_package(name: str) -> bool:
+    return hasattr(importlib.import_module(name), "__path__")
+
+
+def _defining_module(module: str, name: str) -> str:
+    """The module that defines `name` of `from module import name`."""
+    value = getattr(importlib.import_module(module), name, None)
+    if value is None:
+        return f"{module}.{name}"  # a submodule not yet imported
+    if hasattr(value, "__file__"):
+        return value.__name__
+    defined = getattr(value, "__module__", None) or ""
+    return defined if defined.startswith("worldmodels.") else module  # a constant or an alias: where it is set
+
+
+def plan_cells(
+    name: str, suite: Suite, results: Path, rows: list[str], tasks: list[str]
+) -> tuple[list[Cell], list[str]]:
+    """The cells of the suite (restricted to `rows`/`tasks` when given) whose agent fits the task's action
+    space, and for each row that does not fit a task, why."""
+    from worldmodels.config import load_config
+    from worldmodels.envs import make_env
+    from worldmodels.envs.spaces import act_spec_of, obs_spec_of
+    from worldmodels.registry import AGENTS
+    from worldmodels.train.loop import build_agent
+
+    for chosen, known, what in ((rows, [RANDOM, *suite.agents], "agent row"), (tasks, list(suite.tasks), "task")):
+        for item in chosen:
+            if item not in known:
+                hint = closest(item, known)
+                raise ConfigError(f"suite '{name}' has no {what} '{item}'{hint}; valid: {', '.join(known)}")
+    cells, skipped = [], []
+    for task, spec in suite.tasks.items():
+        if tasks and task not in tasks:
+            continue
+        steps = spec.steps or suite.steps
+        env_roots = {"worldmodels.envs.make", "worldmodels.envs.pool"}
+        if not rows or RANDOM in rows:
+            roots = env_roots | {__name__}
+            overrides = [f"env.id={task}", f"episodes={suite.random_episodes}"]
+            fp = code_fingerprint(roots, {"task": task, "episodes": suite.random_episodes})
+            cells.append(Cell(RANDOM, task, "", overrides, fp, results / f"{RANDOM}--{task}.json"))
+        for row, agent_spec in suite.agents.items():
+            if rows and row not in rows:
+                continue
+            budget = min(steps, agent_spec.steps or steps)
+            overrides = [
+                f"env.id={task}",
+                f"train.steps={budget}",
+                f"train.eval_every={max(1, budget // suite.evaluations)}",
+                f"train.eval_episodes={suite.eval_episodes}",
+                "train.stop_return=null",
+                "train.threads=1",
+            ]
+            cfg = load_config(agent_spec.preset, overrides)
+            env = make_env(cfg.env)  # the preset's own env settings (frames or states, action repeat)
+            obs_spec, act_spec = obs_spec_of(env.observation_space, task), act_spec_of(env.action_space, task)
+            env.close()
+            try:
+                agent = build_agent(cfg, obs_spec, act_spec)
+            except ConfigError as err:
+                skipped.append(f"{row} × {task}: {err}")
+                continue
+            roots = {"worldmodels.train.loop", "worldmodels.envs.make", type(agent).__module__}
+            roots |= {type(m).__module__ for m in agent.modules()} | {type(v).__module__ for v in vars(agent).values()}
+            roots = {r for r in roots if r.startswith("worldmodels.")} | env_roots
+            extra = {"config": to_dict(cfg), "seeds": suite.seeds, "agent": AGENTS.get(cfg.agent.name).__qualname__}
+            fp = code_fingerprint(roots, extra)
+            cells.append(Cell(row, task, agent_spec.preset, overrides, fp, results / f"{row}--{task}.json"))
+    return cells, skipped
+
+
+def status(cell: Cell) -> str:
+    """`fresh`, `stale` (its code changed since it ran) or `missing`."""
+    if not cell.path.exists():
+        return "missing"
+    return "fresh" if json.loads(cell.path.read_text()).get("fingerprint") == cell.fingerprint else "stale"
+
+
+def random_score(task: str, episodes: int) -> dict[str, Any]:
+    """Mean return of uniformly random actions over `episodes` episodes of `task` (seeded 0..N−1)."""
+    from worldmodels.config import load_config
+    from worldmodels.envs import make_env
+
+    env = make_env(load_config("latent_mlp", [f"env.id={task}"]).env)
+    env.action_space.seed(0)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    env.close()
+    return {"final": float(np.mean(returns)), "std": float(np.std(returns)), "episodes": episodes}
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def train_run(preset: str, overrides: list[str], run_dir: Path, what: str) -> dict[str, Any]:
+    """`wm train PRESET OVERRIDES` in its own process, in a fresh `run_dir`: the last evaluation, the
+    curve of evaluations, wall-clock seconds and the median update rate."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cmd = [sys.executable, "-m", "worldmodels.cli", "train", preset, *overrides, "--run-dir", str(run_dir)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise TrainingError(f"benchmark {what} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    rows = read_metrics(run_dir)
+    curve = [[r["step"], r["eval/return"]] for r in rows if "eval/return" in r]
+    perf = [r["perf/updates_per_s"] for r in rows if r.get("perf/updates_per_s")]
+    return {
+        "steps": curve[-1][0],
+        "final": curve[-1][1],
+        "curve": curve,
+        "wall_s": round(wall, 1),
+        "updates_per_s": round(float(np.median(perf)), 2) if perf else None,
+    }
+
+
+def run_suite(
+    name: str, bench: Path, out_root: Path, jobs: int, rows: list[str], tasks: list[str], list_only: bool
+) -> None:
+    """Fill the missing and stale cells of suite `name`, `jobs` at a time, storing each as it finishes."""
+    suite = load_suite(bench, name)
+    results = bench / "results" / "suites" / name
+    results.mkdir(parents=True, exist_ok=True)
+    cells, skipped = plan_cells(name, suite, results, rows, tasks)
+    todo = [c for c in cells if status(c) != "fresh"]
+    for line in skipped:
+        print(f"[suite] does not fit: {line}", flush=True)
+    for cell in cells:
+        print(f"[suite] {cell.row} × {cell.task}: {status(cell)}", flush=True)
+    print(f"[suite] {name}: {len(todo)} of {len(cells)} cells to run, {jobs} at a time", flush=True)
+    if list_only:
+        return
+
+    def run(cell: Cell) -> str | None:
+        """Runs `cell` and stores its result; returns why it failed, if it did."""
+        start = time.perf_counter()
+        runs = []
+        for seed in suite.seeds if cell.row != RANDOM else [0]:
+            if cell.row == RANDOM:
+                runs.append({"seed": seed, **random_score(cell.task, suite.random_episodes)})
+                continue
+            run_dir = out_root / "suites" / name / cell.path.stem / f"seed{seed}"
+            try:
+                trained = train_run(cell.preset, [*cell.overrides, f"train.seed={seed}"], run_dir, cell.path.stem)
+            except TrainingError as err:
+                print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
+                return str(err)
+            runs.append({"seed": seed, **trained})
+        result = {
+            "suite": name,
+            "row": cell.row,
+            "task": cell.task,
+            "preset": cell.preset,
+            "final": float(np.mean([r["final"] for r in runs])),
+            "runs": runs,
+            "command": f"wm bench --suite {name} --agents {cell.row} {cell.task}",
+            "train_command": cell.command if cell.row != RANDOM else "",
+            "fingerprint": cell.fingerprint,
+            "wall_s": round(time.perf_counter() - start, 1),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": machine(),
+        }
+        cell.path.write_text(json.dumps(result, indent=1))
+        print(f"[suite] {cell.row} × {cell.task}: {result['final']:.1f} ({result['wall_s'] / 60:.0f} min)", flush=True)
+        return None
+
+    with ThreadPoolExecutor(jobs) as pool:
+        failed = [f for f in pool.map(run, todo) if f]
+    if failed:  # the other cells are stored; these stay missing or stale
+        raise TrainingError(f"{len(failed)} suite cell(s) failed: " + "; ".join(failed))
+
+
+def suite_report(bench: Path) -> list[str]:
+    """Markdown for every suite with stored cells: agent × task, normalised scores, mean and tasks learned."""
+    lines: list[str] = []
+    for path in sorted(suites_dir(bench).glob("*.yaml")):
+        name = path.stem
+        suite = load_suite(bench, name)
+        stored = {
+            (r["row"], r["task"]): r
+            for r in (json.loads(p.read_text()) for p in sorted((bench / "results" / "suites" / name).glob("*.json")))
+        }
+        if not stored:
+            continue
+        try:
+            cells, _ = plan_cells(name, suite, bench / "results" / "suites" / name, [], [])
+            stale = {(c.row, c.task) for c in cells if status(c) == "stale"}
+            freshness = "† : the code it ran has changed since (rerun with the cell's command)."
+        except ConfigError as err:  # an environment package missing here: the cells' freshness is unknown
+            stale, freshness = set(), f"Freshness not checked ({err})."
+        tasks = list(suite.tasks)
+        lines += [
+            f"## Suite `{name}`",
+            "",
+            suite.description,
+            "",
+            "Each cell: normalised score (return − random) / (reference − random) and, below it, the final "
+            "return. A cell's command: `wm bench --suite "
+            f"{name} --agents ROW TASK` (its `wm train` command is in its result file). – : the agent "
+            f"does not fit the task's actions, or the cell has not run yet. {freshness}",
+            "",
+            "| agent | " + " | ".join(tasks) + " | mean | learned |",
+            "|---|" + "---|" * (len(tasks) + 2),
+        ]
+        floor = {t: stored[(RANDOM, t)]["final"] for t in tasks if (RANDOM, t) in stored}
+        lines.append("| random | " + " | ".join(f"{floor[t]:.1f}" if t in floor else "·" for t in tasks) + " | | |")
+        lines.append("| reference | " + " | ".join(f"{suite.tasks[t].reference.score:g}" for t in tasks) + " | | |")
+        for row in suite.agents:
+            texts, scores = [], []
+            for t in tasks:
+                r = stored.get((row, t))
+                if r is None:
+                    texts.append("–")
+                    continue
+                ref = suite.tasks[t].reference.score
+                score = (r["final"] - floor[t]) / (ref - floor[t]) if t in floor and ref != floor[t] else None
+                if score is not None:
+                    scores.append(score)
+                mark = " †" if (row, t) in stale else ""
+                texts.append((f"{score:.2f}" if score is not None else "?") + f"{mark}<br>{r['final']:.1f}")
+            learned = sum(s >= LEARNED for s in scores)
+            mean = f"{np.mean(scores):.2f}" if scores else "–"
+            lines.append(f"| {row} | " + " | ".join(texts) + f" | {mean} | {learned}/{len(scores)} |")
+        lines += ["", "References: " + "; ".join(f"{t}: {s.reference.source}" for t, s in suite.tasks.items()), ""]
+    return lines

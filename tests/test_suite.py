@@ -1,0 +1,86 @@
+"""`wm bench --suite`: cells per fitting agent and task, stored one per file, rerun only when stale."""
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import TINY
+from worldmodels.config import set_dotted
+from worldmodels.errors import ConfigError
+from worldmodels.train.bench import bench_dir, write_report
+from worldmodels.train.suite import code_modules, load_suite, plan_cells, run_suite, status
+
+
+def test_the_public_suites_parse_and_every_agent_fits_some_task():
+    for name in ("classic", "dmc"):
+        suite = load_suite(bench_dir(), name)
+        assert len(suite.tasks) == 5 and suite.agents, name
+    suite = load_suite(bench_dir(), "classic")
+    cells, skipped = plan_cells("classic", suite, bench_dir() / "results" / "suites" / "classic", [], [])
+    rows = {c.row for c in cells}
+    assert rows == {"random", *suite.agents}
+    assert any("muzero × Pendulum-v1" in line and "discrete" in line for line in skipped)
+
+
+def test_a_cells_code_is_its_agents_modules_not_every_registered_one():
+    modules = code_modules({"worldmodels.agents.latent_mlp", "worldmodels.train.loop"})
+    assert {"worldmodels.agents.base", "worldmodels.train.learn", "worldmodels.data.replay"} <= modules
+    assert not modules & {"worldmodels.agents.muzero", "worldmodels.agents.tdmpc2", "worldmodels.train.bench"}
+
+
+@pytest.fixture
+def tiny_suite(tmp_path, monkeypatch):
+    bench = tmp_path / "benchmarks"
+    (bench / "suites").mkdir(parents=True)
+    preset: dict = {"base": "latent_mlp"}
+    for item in TINY:
+        key, value = item.split("=", 1)
+        set_dotted(preset, key, yaml.safe_load(value))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(preset))
+    suite = {
+        "description": "a tiny suite",
+        "steps": 200,
+        "evaluations": 2,
+        "eval_episodes": 2,
+        "random_episodes": 3,
+        "tasks": {"CartPole-v1": {"reference": {"score": 475, "source": "a test"}}, "Pendulum-v1": {}},
+        "agents": {"tiny": str(tmp_path / "tiny.yaml"), "muzero": {"preset": "muzero", "steps": 100}},
+    }
+    (bench / "suites" / "tiny.yaml").write_text(yaml.safe_dump(suite))
+    monkeypatch.setenv("WM_BENCHMARKS", str(bench))
+    return bench
+
+
+def test_a_suite_fills_its_cells_once_and_reruns_only_stale_ones(tiny_suite, tmp_path):
+    bench = tiny_suite
+    run_suite("tiny", bench, tmp_path / "runs", 2, ["random", "tiny"], ["CartPole-v1"], list_only=False)
+    cell = json.loads((bench / "results" / "suites" / "tiny" / "tiny--CartPole-v1.json").read_text())
+    assert [step for step, _ in cell["runs"][0]["curve"]] == [100, 200]
+    assert cell["command"] == "wm bench --suite tiny --agents tiny CartPole-v1"
+    floor = json.loads((bench / "results" / "suites" / "tiny" / "random--CartPole-v1.json").read_text())
+    assert floor["runs"][0]["episodes"] == 3 and 8 < floor["final"] < 60
+
+    suite = load_suite(bench, "tiny")
+    cells, skipped = plan_cells("tiny", suite, bench / "results" / "suites" / "tiny", [], [])
+    state = {(c.row, c.task): status(c) for c in cells}
+    assert state[("tiny", "CartPole-v1")] == "fresh" and state[("tiny", "Pendulum-v1")] == "missing"
+    assert ("muzero", "Pendulum-v1") not in state and any("muzero × Pendulum-v1" in s for s in skipped)
+
+    preset = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
+    preset["train"]["batch_size"] = 8
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(preset))
+    cells, _ = plan_cells("tiny", suite, bench / "results" / "suites" / "tiny", ["tiny"], ["CartPole-v1"])
+    assert [status(c) for c in cells] == ["stale"]  # the preset it ran has changed
+
+    write_report(bench / "results")
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    normalised = (cell["final"] - floor["final"]) / (475 - floor["final"])
+    assert "## Suite `tiny`" in report and f"| tiny | {normalised:.2f} †<br>{cell['final']:.1f} | – |" in report
+
+
+def test_unknown_rows_and_suites_are_named(tiny_suite, tmp_path):
+    with pytest.raises(ConfigError, match="no agent row 'tiny2'.*did you mean 'tiny'"):
+        run_suite("tiny", tiny_suite, tmp_path, 1, ["tiny2"], [], list_only=True)
+    with pytest.raises(ConfigError, match="unknown benchmark suite 'tinny'"):
+        run_suite("tinny", tiny_suite, tmp_path, 1, [], [], list_only=True)
