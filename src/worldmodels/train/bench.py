@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from worldmodels.config import read_preset
 from worldmodels.errors import ConfigError, TrainingError, closest
 from worldmodels.figures import plt
 from worldmodels.schema import parse
@@ -77,7 +78,8 @@ def load_tasks(names: list[str]) -> dict[str, Task]:
 def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) -> dict[str, Any]:
     overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in task.overrides.items()]
     overrides += [f"train.steps={task.steps}", f"train.seed={seed}"]
-    if "train.threads" not in task.overrides:  # a task may pin its own (tiny models run best on one thread)
+    pinned = "train.threads" in task.overrides or "threads" in read_preset(task.preset).get("train", {})
+    if not pinned:  # a task or its preset may pin its own (tiny models run best on one thread)
         overrides.append(f"train.threads={threads}")
     return {"seed": seed, **train_run(task.preset, overrides, out_root / name / f"seed{seed}", f"{name} seed {seed}")}
 
@@ -133,8 +135,6 @@ def cpu_settings(preset: str, agent: str) -> str | None:
     """The stored benchmark that learned (reached its goal) with `preset`, else with another preset of
     `agent`, in the least wall-clock time on a CPU, preferring tasks that change only `train.*` settings
     (not the model or the environment): its command, overrides and result, as one phrase."""
-    from worldmodels.config import read_preset
-
     found = []
     for path in sorted((bench_dir() / "results").glob("*.json")):
         result = json.loads(path.read_text())
