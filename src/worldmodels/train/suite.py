@@ -301,6 +301,9 @@ def run_suite(
                 print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
                 return str(err)
             runs.append({"seed": seed, **trained})
+        (now,), _ = plan_cells(name, suite, results, [cell.row], [cell.task])
+        if now.fingerprint != cell.fingerprint:  # the code changed while the cell ran: which version ran is unknown
+            print(f"[suite] {cell.row} × {cell.task}: its code changed while it ran; stored as stale", flush=True)
         result = {
             "suite": name,
             "row": cell.row,
