@@ -180,7 +180,8 @@ def test_every_dreamer_preset_trains(tmp_path, preset, env):
     agent = trainer.agent  # dreams 7 steps after 5 observed ones
     obs, action = torch.randn(12, *agent.obs_spec.shape), torch.zeros(12, agent.act_spec.dim)
     dreamed = agent.open_loop(obs, action, context=5)
-    assert dreamed.shape == obs.shape and torch.isfinite(dreamed).all()
+    assert dreamed.obs.shape == obs.shape and torch.isfinite(dreamed.obs).all()
+    assert dreamed.reward.shape == (12,) and torch.isfinite(dreamed.reward).all()
 
 
 def test_world_model_pretraining_is_the_start_of_the_behaviour_stream(tmp_path):

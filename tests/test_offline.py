@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import TINY, assert_resumes_exactly
 from worldmodels.cli import main
@@ -14,6 +15,7 @@ from worldmodels.config import load_config
 from worldmodels.data.episodes import load_episode, read_index
 from worldmodels.data.sources import OfflineSource, SampleSpec
 from worldmodels.train import Trainer
+from worldmodels.train.evaluate import open_loop_errors
 
 OFFLINE = [*TINY, "train.eval_every=0", "train.log_every=10", "train.batch_size=8"]
 
@@ -114,3 +116,22 @@ def test_open_loop_evaluation_needs_a_model_that_predicts_observations(tmp_path,
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "has no observation decoder to predict with; use train.evaluate=returns" in err and not run.exists()
+
+
+def test_open_loop_errors_by_horizon_beside_copying_the_last_frame():
+    """Cells wrong at the h-th imagined step, for the model and for repeating the last real frame."""
+    torch.manual_seed(0)
+    real = (torch.rand(16, 10, 10, 4) < 0.1).to(torch.uint8) * 255  # MinAtar-like 0/255 cells, [T, H, W, C]
+    predicted = real.clone()
+    predicted[5, 0, 0, 0] = 255 - predicted[5, 0, 0, 0]  # one cell wrong at h = 1 (context 5)
+    predicted[9] = 0  # h = 5: an empty frame
+    errors = open_loop_errors(real, predicted, context=5)
+    assert errors["eval/open_loop_wrong_h1"] == pytest.approx(1 / 400) and errors["eval/open_loop_wrong_h10"] == 0
+    assert errors["eval/open_loop_wrong_h5"] == pytest.approx((real[9] > 0).float().mean().item())
+    for h in (1, 5, 10):
+        copied = (real[4 + h] != real[4]).float().mean().item()
+        assert errors[f"eval/copy_last_wrong_h{h}"] == pytest.approx(copied)
+    assert errors["eval/open_loop_mse_h10"] == 0.0 and errors["eval/open_loop_mse"] > 0
+    short = open_loop_errors(real[:8], predicted[:8], context=5)  # 3 imagined steps: only h = 1
+    assert "eval/open_loop_wrong_h1" in short and "eval/open_loop_wrong_h5" not in short
+    assert "eval/open_loop_wrong_h1" not in open_loop_errors(real.float(), predicted.float(), context=5)  # vectors

@@ -99,4 +99,4 @@ def test_planning_in_each_mode_and_precision(propagation):
 def test_open_loop_shapes():
     pets = agent()
     pred = pets.open_loop(torch.randn(10, 3), torch.randn(10, 1), context=4)
-    assert pred.shape == (10, 3)
+    assert pred.obs.shape == (10, 3) and pred.reward is None

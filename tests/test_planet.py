@@ -139,7 +139,7 @@ def test_categorical_latents_are_refused():
 def test_open_loop_predicts_every_observation():
     planet = agent(obs_dim=3, action_dim=2)
     pred = planet.open_loop(torch.randn(10, 3), torch.rand(10, 2) * 2 - 1, context=4)
-    assert pred.shape == (10, 3) and torch.isfinite(pred).all()
+    assert pred.obs.shape == (10, 3) and torch.isfinite(pred.obs).all() and pred.reward.shape == (10,)
 
 
 def test_smoke_run_trains_the_world_model(tmp_path):

@@ -122,7 +122,7 @@ def test_the_dream_rollout_respects_temperature():
         torch.manual_seed(0)
         agent = _tiny_agent(temperature=tau)
         obs, actions = torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8), torch.zeros(8, 3)
-        dreams = torch.stack([agent.open_loop(obs, actions, context=2) for _ in range(40)])
+        dreams = torch.stack([agent.open_loop(obs, actions, context=2).obs for _ in range(40)])
         assert dreams.shape == (40, 8, 64, 64, 3)
         torch.testing.assert_close(dreams[0, :2], dreams[1, :2])  # the context is reconstructed, not dreamt
         spreads.append(dreams[:, 2:].var(0).mean().item())

@@ -26,7 +26,7 @@ from worldmodels.envs import EnvPool, make_env
 from worldmodels.errors import CheckpointError
 from worldmodels.spaces import Obs, obs_map
 from worldmodels.train.checkpoint import fitting, latest_checkpoint, load_checkpoint, replay_chunks
-from worldmodels.train.evaluate import evaluate, record_video
+from worldmodels.train.evaluate import OpenLoop, evaluate, record_video
 from worldmodels.train.loop import Trainer, build_agent
 
 
@@ -90,6 +90,12 @@ class AgentRun:
     def evaluate(self, episodes: int = 10, seed: int = 12345) -> dict[str, float]:
         returns = evaluate(self.agent, self.cfg.env, episodes, seed)
         return {"episodes": episodes, "return_mean": float(returns.mean()), "return_std": float(returns.std())}
+
+    def open_loop(self, episodes: int = 10, seed: int = 12345) -> dict[str, float]:
+        """The world model's open-loop errors on `episodes` episodes it never trained on, by horizon and beside
+        copying the last real observation (`train.evaluate.OpenLoop`)."""
+        policy = "uniform" if self.cfg.train.offline else "agent"
+        return OpenLoop(self.agent, self.cfg.env, episodes, seed, policy)(seed)
 
     def record_video(self, path: str | Path, seed: int = 12345) -> tuple[Path, float]:
         return record_video(self.agent, self.cfg.env, Path(path), seed)

@@ -92,7 +92,7 @@ def _eval(args: argparse.Namespace) -> None:
     from worldmodels.api import load_agent
 
     agent = load_agent(args.run_dir)
-    result = agent.evaluate(args.episodes, seed=args.seed)
+    result = agent.open_loop(args.episodes, args.seed) if args.open_loop else agent.evaluate(args.episodes, args.seed)
     if args.video:
         path, ret = agent.record_video(Path(args.run_dir) / "eval.gif", seed=args.seed)
         print(f"video: {path} (return {ret:.1f})", file=sys.stderr)
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--video", action="store_true", help="also write RUN_DIR/eval.gif of one episode")
+    p.add_argument("--open-loop", action="store_true", help="the world model's prediction errors instead of returns")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("dream", help="plot what the world model imagines beside what really happens")

@@ -31,6 +31,14 @@ class Acted(NamedTuple):
     records: dict[str, np.ndarray] = {}
 
 
+class Dream(NamedTuple):
+    """What `open_loop` imagines: observations `[T, ...]` and, for a model with a reward head, the rewards
+    `[T]` received on arriving at each (None otherwise)."""
+
+    obs: Any
+    reward: torch.Tensor | None = None
+
+
 class Agent(nn.Module):
     """An algorithm: acts on batches of observations and learns from replayed `[B, T, ...]` batches.
 
@@ -80,9 +88,9 @@ class Agent(nn.Module):
         """One learning step on a replayed batch `[B, T, ...]`; returns its `Metrics`, left on the device."""
         raise NotImplementedError
 
-    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
-        """Observations `[T, ...]` predicted from the first `context` real ones and the real actions `[T, A]`
-        (action t is the one that led to observation t), imagining the rest without seeing them."""
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
+        """Observations `[T, ...]` (and rewards, if the model predicts them) imagined from the first `context`
+        real ones and the real actions `[T, A]` (action t is the one that led to observation t)."""
         raise NotImplementedError(f"{type(self).__name__} cannot dream: it has no observation decoder")
 
     def optimizer_state(self) -> dict[str, Any]:

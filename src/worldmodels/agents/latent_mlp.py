@@ -19,7 +19,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.agents.base import Acted, Agent, Metrics, adam, frozen, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, frozen, step
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
 from worldmodels.losses import kl_split
 from worldmodels.registry import AGENTS, CONTINUES, DECODERS, DYNAMICS, ENCODERS, REPRESENTATIONS, REWARDS, component
@@ -86,12 +86,13 @@ class LatentMLPAgent(Agent):
         return Acted(policy.sample() if explore else policy.mode)
 
     @torch.no_grad()
-    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
         z = self.representation(self.encoder(obs_map(lambda x: x[:context], obs))).mean  # [C, Z]
         latents = list(z)
         for t in range(context, action.shape[0]):
             latents.append(self.dynamics(latents[-1], action[t]).mean)
-        return self.decoder(torch.stack(latents)).mean
+        z = torch.stack(latents)
+        return Dream(self.decoder(z).mean, self.reward(z).mean)
 
     def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         start, start_cont, metrics = self._world_model_step(batch)

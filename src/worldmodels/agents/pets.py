@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 
 from worldmodels import contracts
-from worldmodels.agents.base import Acted, Agent, Metrics, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, step
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
@@ -139,11 +139,11 @@ class PETSAgent(Agent):
         return Acted(plan.actions[:, 0], state, {"holdout": holdout.float().cpu().numpy()})
 
     @torch.no_grad()
-    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
         states = list(obs[:context].float())
         for t in range(context, obs.shape[0]):
             states.append(self.dynamics.propagate(states[-1][None, None], action[t][None], "expectation")[0, 0])
-        return torch.stack(states)
+        return Dream(torch.stack(states))
 
     # ------------------------------------------------------------------ learning
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from worldmodels.agents.base import Agent, Metrics, adam, step
+from worldmodels.agents.base import Agent, Dream, Metrics, adam, step
 from worldmodels.data.sources import SampleSpec
 from worldmodels.losses import kl_split
 from worldmodels.phases import PhaseSpec, Stream
@@ -124,7 +124,7 @@ class RSSMAgent(Agent):
         return self.rssm.starts(post, torch.arange(1, B + 1, device=self.device) * T - 1)
 
     @torch.no_grad()
-    def open_loop(self, obs: Any, action: torch.Tensor, context: int) -> torch.Tensor:
+    def open_loop(self, obs: Any, action: torch.Tensor, context: int) -> Dream:
         embed = self.encoder(obs_map(lambda x: x[:context][None], obs))  # [1, C, E]
         is_first = torch.zeros(1, context, dtype=torch.bool, device=action.device)
         post, _ = self.rssm.observe(embed, action[None, :context], is_first)
@@ -133,7 +133,8 @@ class RSSMAgent(Agent):
         for t in range(context, action.shape[0]):
             state = self.rssm.img_step(state, action[None, t])
             feats.append(self.rssm.features(state))
-        return self.decoder(torch.cat(feats)).mean
+        feats = torch.cat(feats)
+        return Dream(self.decoder(feats).mean, self.reward(feats).mean)
 
     # ------------------------------------------------------------------ learning
 

@@ -11,38 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
-from worldmodels.envs import EnvPool
 from worldmodels.figures import plt
-from worldmodels.spaces import Obs, obs_map
-
-
-def play_episode(agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int) -> tuple[Obs, np.ndarray]:
-    """Observations `[T, ...]` and the actions that led to them `[T, A]` (zeros first) of one episode."""
-    pool = EnvPool(env_cfg, seed, num_envs=1)
-    obs, actions = [obs_map(lambda x: x[0], pool.obs)], [np.zeros(pool.act_spec.dim, np.float32)]
-    state, first = agent.initial_state(1), torch.ones(1, dtype=torch.bool, device=agent.device)
-    try:
-        for _ in range(max_steps):
-            action, state, _ = agent.act(to_tensor(pool.obs, agent.device), first, state, explore=False)
-            out = pool.step(action.cpu().numpy())
-            obs.append(obs_map(lambda x: x[0], out.records["obs"]))
-            actions.append(out.records["action"][0])
-            first[:] = False
-            if out.finished:
-                break
-    finally:
-        pool.close()
-    return obs_map(lambda *xs: np.stack(xs), *obs), np.stack(actions)
+from worldmodels.spaces import obs_map
+from worldmodels.train.evaluate import play_episode
 
 
 def dream(agent: Agent, env_cfg: EnvConfig, run_dir: Path, seed: int, context: int = 5, horizon: int = 50) -> Path:
     """Write `dream.gif` (frames) or `dream.png` (vectors) into `run_dir`; returns its path."""
-    obs, actions = play_episode(agent, env_cfg, seed, context + horizon - 1)
-    predicted = agent.open_loop(to_tensor(obs, agent.device), to_tensor(actions, agent.device), context)
+    obs, actions, _ = play_episode(agent, env_cfg, seed, context + horizon - 1)
+    predicted = agent.open_loop(to_tensor(obs, agent.device), to_tensor(actions, agent.device), context).obs
     predicted = obs_map(lambda x: x.cpu().numpy(), predicted)
     if isinstance(obs, dict) and "image" in obs:
         obs, predicted = obs["image"], predicted["image"]

@@ -7,6 +7,7 @@ in one line."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from worldmodels.data.replay import unflatten
 from worldmodels.envs import EnvPool, make_env
 from worldmodels.envs.record import random_episode
 from worldmodels.errors import ConfigError
-from worldmodels.spaces import obs_map
+from worldmodels.spaces import Obs, obs_map
 
 
 def evaluate(agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int) -> np.ndarray:
@@ -66,53 +67,149 @@ class Returns:
         )
 
 
-class OpenLoop:
-    """`eval/open_loop_mse`: the world model, shown the first `context` steps of an episode and then only
-    its actions, imagines the next `horizon`; the mean squared error of its predictions against what
-    happened (frames scaled to [0, 1]), averaged over `episodes` episodes of uniformly random actions
-    played once, from seeds of their own, so the model never trained on them."""
+HORIZONS = (1, 5, 10)
+"""Imagined steps at which the open-loop evaluation reports its errors on their own."""
 
-    def __init__(self, agent: Agent, env_cfg: EnvConfig, episodes: int, seed: int, context: int = 5, horizon: int = 45):
+
+def play_episode(
+    agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int, explore: bool = False
+) -> tuple[Obs, np.ndarray, np.ndarray]:
+    """Observations `[T, ...]`, the actions that led to them `[T, A]` and the rewards received on arriving
+    `[T]` (zeros first) of one episode of the agent's policy (its mode, or samples when `explore`)."""
+    pool = EnvPool(env_cfg, seed, num_envs=1)
+    obs, actions, rewards = [obs_map(lambda x: x[0], pool.obs)], [np.zeros(pool.act_spec.dim, np.float32)], [0.0]
+    state, first = agent.initial_state(1), torch.ones(1, dtype=torch.bool, device=agent.device)
+    try:
+        for _ in range(max_steps):
+            action, state, _ = agent.act(to_tensor(pool.obs, agent.device), first, state, explore=explore)
+            out = pool.step(action.cpu().numpy())
+            obs.append(obs_map(lambda x: x[0], out.records["obs"]))
+            actions.append(out.records["action"][0])
+            rewards.append(float(out.records["reward"][0]))
+            first[:] = False
+            if out.finished:
+                break
+    finally:
+        pool.close()
+    return obs_map(lambda *xs: np.stack(xs), *obs), np.stack(actions), np.asarray(rewards, np.float32)
+
+
+class OpenLoop:
+    """The world model alone: shown the first `context` steps of an episode and then only its actions, it
+    imagines up to `horizon` more, on episodes from seeds of their own that it never trained on, played by
+    the policy its data comes from: the agent's own (sampled; each evaluation plays them again with the
+    current policy, from the same seeds) for a model learning online, where random play would end within
+    a few steps in many games (10 on average in MinAtar Breakout), or uniformly random actions, played
+    once, for a model learnt from a random-policy dataset (`policy="uniform"`).
+
+    Metrics (observations scaled to [0, 1]): `eval/open_loop_mse` over every imagined step, and at the h-th
+    imagined step for h in HORIZONS (over the episodes that last that long) `eval/open_loop_mse_h{h}`, and
+    for frames `eval/open_loop_wrong_h{h}`, the fraction of pixel values off by more than half their range
+    (for MinAtar's 0/255 cells: the cells predicted wrong); beside each, `eval/copy_last_*`, the same for
+    repeating the last real observation, the baseline a model of the dynamics must beat. A model with a
+    reward head adds `eval/open_loop_reward_mae` over the imagined steps, beside `eval/zero_reward_mae`."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        env_cfg: EnvConfig,
+        episodes: int,
+        seed: int,
+        policy: Literal["agent", "uniform"],
+        context: int = 5,
+        horizon: int = 45,
+    ):
         if type(agent).open_loop is Agent.open_loop:
             raise ConfigError(
                 f"{type(agent).__name__} has no observation decoder to predict with; use train.evaluate=returns"
             )
-        self.agent, self.context = agent, context
-        self.episodes = [
-            random_episode(env_cfg, agent.act_spec, "uniform", seed + i, context + horizon) for i in range(episodes)
-        ]
-        short = [len(e["reward"]) for e in self.episodes if len(e["reward"]) <= context]
-        if short:
-            raise ConfigError(
-                f"a random episode of {env_cfg.id} ended after {short[0] - 1} steps, within the {context} steps "
-                f"an open-loop evaluation shows the model first; use train.evaluate=returns"
-            )
+        self.agent, self.env_cfg, self.episodes, self.seed = agent, env_cfg, episodes, seed
+        self.context, self.horizon = context, horizon
+        self.uniform = None
+        if policy == "uniform":
+            self.uniform = [
+                random_episode(env_cfg, agent.act_spec, "uniform", seed + i, context + horizon) for i in range(episodes)
+            ]
+
+    def _episode(self, i: int) -> tuple[Obs, np.ndarray, np.ndarray]:
+        if self.uniform is None:
+            return play_episode(self.agent, self.env_cfg, self.seed + i, self.context + self.horizon - 1, explore=True)
+        episode = self.uniform[i]
+        return unflatten(episode)["obs"], episode["action"], episode["reward"]
 
     def __call__(self, seed: int) -> dict[str, float]:
-        errors = []
+        found: dict[str, list[float]] = {}
         with torch.random.fork_rng(devices=[self.agent.device] if self.agent.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            for episode in self.episodes:
-                obs = to_tensor(unflatten(episode)["obs"], self.agent.device)
-                action = torch.as_tensor(episode["action"], device=self.agent.device)
-                predicted = self.agent.open_loop(obs, action, self.context)
-                errors.append(_squared_error(obs, predicted, self.context))
-        return {"eval/open_loop_mse": float(np.mean(errors)), "eval/open_loop_mse_std": float(np.std(errors))}
+            for i in range(self.episodes):
+                obs, action, reward = self._episode(i)
+                if len(action) <= self.context:
+                    continue
+                obs, action = to_tensor(obs, self.agent.device), torch.as_tensor(action, device=self.agent.device)
+                dream = self.agent.open_loop(obs, action, self.context)
+                for name, value in open_loop_errors(obs, dream.obs, self.context).items():
+                    found.setdefault(name, []).append(value)
+                if dream.reward is not None:
+                    real = torch.as_tensor(reward[self.context :], device=self.agent.device)
+                    found.setdefault("eval/open_loop_reward_mae", []).append(
+                        float((dream.reward[self.context :].float() - real).abs().mean())
+                    )
+                    found.setdefault("eval/zero_reward_mae", []).append(float(real.abs().mean()))
+        if not found:
+            raise ConfigError(
+                f"every episode of {self.env_cfg.id} ended within the {self.context} steps an open-loop evaluation "
+                "shows the model first; use train.evaluate=returns"
+            )
+        metrics = {name: float(np.mean(values)) for name, values in found.items()}
+        metrics["eval/open_loop_mse_std"] = float(np.std(found["eval/open_loop_mse"]))
+        return metrics
 
     def describe(self, metrics: dict[str, float]) -> str:
-        return (
-            f"eval open-loop error {metrics['eval/open_loop_mse']:.4g} ± {metrics['eval/open_loop_mse_std']:.2g}"
-            f"  ({len(self.episodes)} episodes)"
-        )
+        line = f"eval open-loop error {metrics['eval/open_loop_mse']:.4g} ± {metrics['eval/open_loop_mse_std']:.2g}"
+        for h in HORIZONS:
+            if f"eval/open_loop_wrong_h{h}" in metrics:
+                ours, copy = metrics[f"eval/open_loop_wrong_h{h}"], metrics[f"eval/copy_last_wrong_h{h}"]
+                line += f", h{h} {100 * ours:.1f}% wrong (copy-last {100 * copy:.1f}%)"
+        return line + f"  ({self.episodes} episodes)"
 
 
-def _squared_error(real, predicted, context: int) -> float:
-    """Mean squared error over the imagined steps (after `context`), of every observation part."""
+def open_loop_errors(real: Obs, predicted: Obs, context: int) -> dict[str, float]:
+    """One episode's errors of `predicted` `[T, ...]` after `context` real steps, and of copying the last
+    real observation (see `OpenLoop`)."""
+    copy = obs_map(lambda x: x[context - 1 : context].expand_as(x), real)
+    errors = {"eval/open_loop_mse": _squared_error(real, predicted, slice(context, None))}
+    for h in HORIZONS:
+        if context + h - 1 >= len(_first(real)):
+            break
+        at = slice(context + h - 1, context + h)
+        for who, guess in (("open_loop", predicted), ("copy_last", copy)):
+            errors[f"eval/{who}_mse_h{h}"] = _squared_error(real, guess, at)
+            wrong = _wrong_pixels(real, guess, at)
+            if wrong is not None:
+                errors[f"eval/{who}_wrong_h{h}"] = wrong
+    return errors
+
+
+def _first(obs: Obs) -> torch.Tensor:
+    return next(iter(obs.values())) if isinstance(obs, dict) else obs
+
+
+def _squared_error(real: Obs, predicted: Obs, at: slice) -> float:
+    """Mean squared error over steps `at`, of every observation part (frames scaled to [0, 1])."""
     if isinstance(real, dict):
-        return float(np.mean([_squared_error(real[k], predicted[k], context) for k in real]))
+        return float(np.mean([_squared_error(real[k], predicted[k], at) for k in real]))
     scale = 255.0 if real.dtype == torch.uint8 else 1.0
-    diff = (predicted[context:].float() - real[context:].float()) / scale
-    return float(diff.pow(2).mean())
+    return float(((predicted[at].float() - real[at].float()) / scale).pow(2).mean())
+
+
+def _wrong_pixels(real: Obs, predicted: Obs, at: slice) -> float | None:
+    """The fraction of frame values at steps `at` off by more than half their range (None without frames)."""
+    if isinstance(real, dict):
+        found = [w for k in real if (w := _wrong_pixels(real[k], predicted[k], at)) is not None]
+        return float(np.mean(found)) if found else None
+    if real.dtype != torch.uint8:
+        return None
+    return float(((predicted[at].float() - real[at].float()).abs() > 127.5).float().mean())
 
 
 def record_video(agent: Agent, env_cfg: EnvConfig, path: Path, seed: int, fps: int = 30) -> tuple[Path, float]:

@@ -131,7 +131,8 @@ class Trainer:
     def _evaluator(self) -> Returns | OpenLoop:
         t = self.cfg.train
         if t.evaluate == "open_loop":
-            return OpenLoop(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 5))
+            policy = "uniform" if t.offline else "agent"  # the policy the model's data comes from
+            return OpenLoop(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 5), policy)
         return Returns(self.agent, self.cfg.env, t.eval_episodes)
 
     def _plan(self) -> list[Phase]:

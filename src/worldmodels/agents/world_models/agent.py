@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, step
 from worldmodels.agents.world_models.controller import Controller, ControllerConfig
 from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
@@ -192,7 +192,7 @@ class WorldModelsAgent(Agent):
         return returns, lengths
 
     @torch.no_grad()
-    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
         """Frames `[T, H, W, C]`: the VAE's reconstructions of the first `context` real frames, then M's
         dream from there, the controller acting on M's latents sampled at the configured τ (the real
         actions after the context are not used: in the dream the controller chooses its own)."""
@@ -207,7 +207,7 @@ class WorldModelsAgent(Agent):
                 pred, state = self.mdrnn(z, self._control_action(self.controller_params[None], z, state), state)
                 z = pred.sample(self.cfg.evolution.temperature)
             latents.append(z)
-        return self.vae.decode(torch.cat(latents)).mean
+        return Dream(self.vae.decode(torch.cat(latents)).mean)
 
     # ------------------------------------------------------------------ learning steps
 
