@@ -61,11 +61,12 @@ class IRISAgent(Agent):
         actor_critic_batch: int = positive(64)
         """Imagined rollouts per actor-critic update."""
         tokenizer_every: float = positive(1.0)
-        """Env steps per tokenizer update (IRIS: 1; the same for each stream)."""
+        """Agent steps per tokenizer update (IRIS: 1; the same for each stream)."""
         world_model_every: float = positive(1.0)
         actor_critic_every: float = positive(1.0)
         tokenizer_start: int = non_negative(1000)
-        """Env steps before the tokenizer's first update (IRIS: 5 epochs of 200 steps)."""
+        """Env steps (action repeat included) before the tokenizer's first update (IRIS: 5 epochs of 200
+        agent steps)."""
         world_model_start: int = non_negative(5000)
         """Env steps before the world model's first update (IRIS: 25 epochs)."""
         actor_critic_start: int = non_negative(10000)
@@ -113,8 +114,8 @@ class IRISAgent(Agent):
 
     @staticmethod
     def _stream(sample: SampleSpec, every: float, start: int, name: str) -> Stream:
-        """Stream `name`: one update on `sample` every `every` env steps from env step `start` on."""
-        ratio = sample.batch_size * sample.seq_len / every  # replayed steps per env step
+        """Stream `name`: one update on `sample` every `every` agent steps from env step `start` on."""
+        ratio = sample.batch_size * sample.seq_len / every  # replayed steps per agent step
         return Stream(name, sample, ratio, start, trains=(name,), update=f"learn_{name}")
 
     # ------------------------------------------------------------------ acting

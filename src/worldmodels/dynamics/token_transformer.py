@@ -113,9 +113,10 @@ class TokenTransformer(nn.Module):
         return Context(cache, torch.cat([real, real.new_zeros(N, room * (K + 1))], 1), L)
 
     def _near(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        """`[Q, C]`: key slot within the `context` frames a query slot attends over."""
+        """`[Q, C]`: whether a key slot lies in the `context` frames up to the frame its query slot predicts
+        (an action token predicts the next frame), as in a training window ending on that frame."""
         block = self.K + 1
-        return key[None] // block > query[:, None] // block - self.cfg.context
+        return key[None] // block > (query[:, None] + 1) // block - self.cfg.context
 
     def _feed(self, ctx: Context, x: torch.Tensor) -> torch.Tensor:
         """Append one embedded token `[N, D]` to the cache; returns its output `[N, D]`."""
