@@ -35,12 +35,18 @@ class Prediction:
 
 @dataclass
 class Context:
-    """A cache being filled: keys and values `[N, C, layers, 2, h, d]` of the first `n` slots, `real`
-    `[N, C]` where a slot holds a real token (not padding, not yet empty)."""
+    """A cache being filled: keys and values of the first `n` of C slots, stored `[N, layers, 2, h, C, d]`
+    (the layout attention reads, so no step copies it strided); `real` `[N, C]` where a slot holds a real
+    token (not padding, not yet empty)."""
 
-    cache: torch.Tensor
+    store: torch.Tensor
     real: torch.Tensor
     n: int
+
+    @property
+    def cache(self) -> torch.Tensor:
+        """The keys and values as `Transformer.step` takes them, `[N, C, layers, 2, h, d]` (a view)."""
+        return self.store.permute(0, 4, 1, 2, 3, 5)
 
 
 @dataclass
@@ -108,9 +114,9 @@ class TokenTransformer(nn.Module):
         mask = (index[None] <= index[:, None]) & self._near(index, index) & real[:, None]  # [N, L, L]
         mask = mask | torch.eye(L, dtype=torch.bool, device=x.device)  # padding attends to itself
         _, kv = self.transformer.encode(x, mask=mask, pos=index.expand(N, -1))
-        cache = kv.new_zeros(N, L + room * (K + 1), *kv.shape[2:])
-        cache[:, :L] = kv
-        return Context(cache, torch.cat([real, real.new_zeros(N, room * (K + 1))], 1), L)
+        store = kv.new_zeros(N, *kv.shape[2:5], L + room * (K + 1), kv.shape[5])
+        store[:, :, :, :, :L] = kv.permute(0, 2, 3, 4, 1, 5)
+        return Context(store, torch.cat([real, real.new_zeros(N, room * (K + 1))], 1), L)
 
     def _near(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """`[Q, C]`: whether a key slot lies in the `context` frames up to the frame its query slot predicts
@@ -121,10 +127,10 @@ class TokenTransformer(nn.Module):
     def _feed(self, ctx: Context, x: torch.Tensor) -> torch.Tensor:
         """Append one embedded token `[N, D]` to the cache; returns its output `[N, D]`."""
         q = torch.tensor([ctx.n], device=x.device)
-        slots = torch.arange(ctx.cache.shape[1], device=x.device)
+        slots = torch.arange(ctx.real.shape[1], device=x.device)
         attend = ctx.real & self._near(q, slots)
         y, kv = self.transformer.step(x, ctx.cache, attend, q.expand(len(x)))
-        ctx.cache[:, ctx.n], ctx.real[:, ctx.n] = kv, True
+        ctx.store[:, :, :, :, ctx.n], ctx.real[:, ctx.n] = kv, True
         ctx.n += 1
         return y
 
