@@ -8,8 +8,8 @@ decoder maps the codes back to the frame.
 The straight-through estimator passes the decoder's gradient to the encoder unchanged; β weighs the
 commitment of the encoder to its codes. With `ema` the codebook is not learned by gradient but moved to
 the running mean of the encoder outputs assigned to each code (VQ-VAE-2), and the middle term drops.
-A code no encoder output has chosen for `revive_after` updates is dead: it is reset to a random encoder
-output of the batch, and the count of codes revived is reported. IRIS's perceptual loss needs a
+A code no encoder output has chosen for `dead_after` updates is dead: the count is reported, and with
+`revive` each is reset to a random encoder output of the batch. IRIS's perceptual loss needs a
 pretrained VGG and is left out.
 """
 
@@ -64,8 +64,10 @@ class VQTokenizer(nn.Module):
         """Move codes to the running mean of their encoder outputs instead of learning them."""
         ema_decay: float = unit(0.99)
         reconstruction: Literal["l1", "mse"] = "l1"
-        revive_after: int = non_negative(100)
-        """Updates a code may go unchosen before it is reset to an encoder output (0: never)."""
+        dead_after: int = positive(100)
+        """Updates a code may go unchosen before it counts as dead (reported as `tokenizer/dead_codes`)."""
+        revive: bool = True
+        """Reset each dead code to a random encoder output of the batch."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
@@ -143,7 +145,7 @@ class VQTokenizer(nn.Module):
     def loss(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """uint8 frames `[..., H, W, C]` → the VQ-VAE loss (module docstring) and its metrics: the
         reconstruction error (pixels in [0, 1]), codebook perplexity (e^entropy of code usage) and the
-        count of dead codes revived by this update."""
+        count of dead codes (revived by this update, with `revive`)."""
         cfg = self.cfg
         frames = frames.reshape(-1, *frames.shape[-3:])
         z = self.embed(frames)  # [N, K, D]
@@ -162,14 +164,14 @@ class VQTokenizer(nn.Module):
             "tokenizer/reconstruction": error.mean().detach(),
             "tokenizer/commitment": commit.detach(),
             "tokenizer/perplexity": torch.exp(-(p * p.clamp_min(1e-12).log()).sum()),
-            "tokenizer/revived": self._maintain(z.detach().flatten(0, 1), code.flatten(), usage),
+            "tokenizer/dead_codes": self._maintain(z.detach().flatten(0, 1), code.flatten(), usage),
         }
         return total, metrics
 
     @torch.no_grad()
     def _maintain(self, z: torch.Tensor, code: torch.Tensor, usage: torch.Tensor) -> torch.Tensor:
         """After choosing codes `[M]` for encoder outputs `[M, D]`: the EMA codebook update, and dead codes
-        reset to random outputs of this batch (no host read). Returns how many were revived."""
+        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count."""
         cfg = self.cfg
         if cfg.ema:
             self.ema_count.lerp_(usage, 1 - cfg.ema_decay)
@@ -178,9 +180,9 @@ class VQTokenizer(nn.Module):
             count = (self.ema_count + 1e-5) / (n + cfg.vocab * 1e-5) * n  # Laplace smoothing
             self.codebook.copy_(self.ema_sum / count[:, None])
         self.unused.copy_(torch.where(usage > 0, 0, self.unused + 1))
-        if not cfg.revive_after:
-            return usage.new_zeros(())
-        dead = self.unused >= cfg.revive_after
+        dead = self.unused >= cfg.dead_after
+        if not cfg.revive:
+            return dead.sum().float()
         fresh = z[torch.randint(len(z), (cfg.vocab,), device=z.device)]
         self.codebook.copy_(torch.where(dead[:, None], fresh, self.codebook))
         if cfg.ema:
