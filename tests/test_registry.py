@@ -26,6 +26,8 @@ def test_every_kind_has_a_registry():
         "rssm",
         "backbone",
         "memory",
+        "tokenizer",
+        "token_model",
         "network",
         "reward",
         "continue",

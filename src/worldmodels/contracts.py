@@ -115,6 +115,35 @@ class Memory(Protocol):
     def forward(self, z: Tensor, action: Tensor) -> Any: ...
 
 
+class Tokenizer(Protocol):
+    """uint8 frames `[..., H, W, C]` ↔ discrete tokens `[..., K]` (`tokens` = K, `vocab` codes):
+    `encode` → tokens (long), `decode` → predicted frames in pixel units, `loss(frames)` → (loss, metrics)."""
+
+    tokens: int
+    vocab: int
+
+    def encode(self, frames: Tensor) -> Tensor: ...
+
+    def decode(self, tokens: Tensor) -> Tensor: ...
+
+    def loss(self, frames: Tensor) -> Any: ...
+
+
+class TokenModel(Protocol):
+    """A sequence model over frames of K tokens `[B, T, K]` each followed by an action `[B, T, A]`:
+    `forward` predicts every frame's tokens, rewards and continues from everything before them; `start`
+    reads a context into a cache and `step` imagines the next frame from it, one token at a time;
+    `context` is how many frames it attends over (and trains on)."""
+
+    context: int
+
+    def forward(self, tokens: Tensor, action: Tensor) -> Any: ...
+
+    def start(self, tokens: Tensor, action: Tensor, valid: Tensor, room: int) -> Any: ...
+
+    def step(self, context: Any, action: Tensor) -> Any: ...
+
+
 class Network(Protocol):
     """MuZero's h, g, f: `represent(obs)` → state, `dynamics(state, action)` → (state, reward logits),
     `predict(state)` → (policy logits, value logits)."""

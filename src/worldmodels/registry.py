@@ -99,6 +99,10 @@ BACKBONES = Registry("backbone", "in_dim", "dim", "norm", contract=contracts.Bac
 """The deterministic path of an RSSM (GRU, LSTM, transformer)."""
 MEMORIES = Registry("memory", "z_dim", "action_dim", contract=contracts.Memory)
 """Recurrent predictors of the next latent given the action (World Models' M)."""
+TOKENIZERS = Registry("tokenizer", "obs_spec", contract=contracts.Tokenizer)
+"""Frames ↔ grids of discrete tokens (IRIS's VQ-VAE)."""
+TOKEN_MODELS = Registry("token_model", "vocab", "tokens", "action_dim", contract=contracts.TokenModel)
+"""Autoregressive models over frame tokens and actions, with reward and continue heads (IRIS's GPT)."""
 NETWORKS = Registry("network", "obs_shape", "action_dim", contract=contracts.Network)
 """MuZero-style networks: representation, dynamics (state, reward) and prediction (policy, value) in one."""
 REWARDS = Registry("reward", "in_dim", contract=contracts.Head)
@@ -122,6 +126,8 @@ REGISTRIES: dict[str, Registry] = {
         RSSMS,
         BACKBONES,
         MEMORIES,
+        TOKENIZERS,
+        TOKEN_MODELS,
         NETWORKS,
         REWARDS,
         CONTINUES,

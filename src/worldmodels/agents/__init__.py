@@ -5,8 +5,10 @@ import worldmodels.dynamics  # noqa: F401
 import worldmodels.encoders  # noqa: F401
 import worldmodels.heads  # noqa: F401
 import worldmodels.representations  # noqa: F401
+import worldmodels.tokenizers  # noqa: F401
 from worldmodels.agents.base import Agent
 from worldmodels.agents.dreamer import DreamerAgent
+from worldmodels.agents.iris import IRISAgent  # noqa: F401
 from worldmodels.agents.latent_mlp import LatentMLPAgent
 from worldmodels.agents.muzero import MuZeroAgent  # noqa: F401  (imports worldmodels.planners)
 from worldmodels.agents.pets import PETSAgent  # noqa: F401
