@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Categorical
 
-from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, step
 from worldmodels.agents.pixel_actor_critic import PixelActorCritic
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
@@ -137,14 +137,16 @@ class IRISAgent(Agent):
         return Acted(F.one_hot(action, self.act_spec.dim).float(), state)
 
     @torch.no_grad()
-    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> torch.Tensor:
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
+        """The context frames' reconstructions, then frames decoded from imagined tokens, with the rewards
+        predicted on the way (zeros over the context, which the model does not predict)."""
         tokens = self.tokenizer.encode(obs[:context])[None]  # [1, C, K]
         valid = torch.ones(1, context, dtype=torch.bool, device=obs.device)
         ctx = self.world_model.start(tokens, action[None, 1:context], valid, room=len(action) - context)
-        predicted = [tokens[0]] + [
-            self.world_model.step(ctx, action[None, t]).tokens for t in range(context, len(action))
-        ]
-        return self.tokenizer.decode(torch.cat(predicted)).clamp(0, 255)
+        imagined = [self.world_model.step(ctx, action[None, t]) for t in range(context, len(action))]
+        frames = self.tokenizer.decode(torch.cat([tokens[0], *(i.tokens for i in imagined)])).clamp(0, 255)
+        reward = torch.cat([obs.new_zeros(context, dtype=torch.float32), *(i.reward.mean for i in imagined)])
+        return Dream(frames, reward)
 
     # ------------------------------------------------------------------ learning
 
