@@ -144,6 +144,7 @@ def test_open_loop_returns_frames_and_continuous_actions_are_refused():
     predicted = agent.open_loop(_frames(12), action, context=5)
     assert predicted.obs.shape == (12, 10, 10, 4) and predicted.obs.min() >= 0 and predicted.obs.max() <= 255
     assert predicted.reward.shape == (12,) and (predicted.reward[:5] == 0).all()
+    assert 1 <= predicted.metrics["tokenizer/perplexity"] <= 12 * agent.tokenizer.tokens
     with pytest.raises(ConfigError, match="discrete action spaces only"):
         build_agent(cfg, FRAME, ActSpec(False, 2))
     with pytest.raises(ConfigError, match="env.obs=pixels"):

@@ -132,6 +132,7 @@ def test_open_loop_errors_by_horizon_beside_copying_the_last_frame():
         copied = (real[4 + h] != real[4]).float().mean().item()
         assert errors[f"eval/copy_last_wrong_h{h}"] == pytest.approx(copied)
     assert errors["eval/open_loop_mse_h10"] == 0.0 and errors["eval/open_loop_mse"] > 0
+    assert errors["eval/reconstruction_wrong"] == 0.0  # the context frames, as the model renders them
     short = open_loop_errors(real[:8], predicted[:8], context=5)  # 3 imagined steps: only h = 1
     assert "eval/open_loop_wrong_h1" in short and "eval/open_loop_wrong_h5" not in short
     assert "eval/open_loop_wrong_h1" not in open_loop_errors(real.float(), predicted.float(), context=5)  # vectors

@@ -32,11 +32,14 @@ class Acted(NamedTuple):
 
 
 class Dream(NamedTuple):
-    """What `open_loop` imagines: observations `[T, ...]` and, for a model with a reward head, the rewards
-    `[T]` received on arriving at each (None otherwise)."""
+    """What `open_loop` imagines: observations `[T, ...]` (over the context: what the model makes of the
+    real ones, such as their reconstructions), for a model with a reward head the rewards `[T]` received
+    on arriving at each (None otherwise), and the model's own measures of the episode (0-dim tensors,
+    such as a tokenizer's codebook usage), reported under `eval/`."""
 
     obs: Any
     reward: torch.Tensor | None = None
+    metrics: dict[str, torch.Tensor] = {}
 
 
 class Agent(nn.Module):

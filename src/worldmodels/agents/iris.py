@@ -28,6 +28,7 @@ from worldmodels.agents.pixel_actor_critic import PixelActorCritic
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses import lambda_return
+from worldmodels.nn.dists import perplexity
 from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.registry import AGENTS, TOKEN_MODELS, TOKENIZERS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
@@ -139,14 +140,16 @@ class IRISAgent(Agent):
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
         """The context frames' reconstructions, then frames decoded from imagined tokens, with the rewards
-        predicted on the way (zeros over the context, which the model does not predict)."""
+        predicted on the way (zeros over the context, which the model does not predict) and the perplexity
+        of the codes of the episode's real frames (held-out codebook usage)."""
         tokens = self.tokenizer.encode(obs[:context])[None]  # [1, C, K]
         valid = torch.ones(1, context, dtype=torch.bool, device=obs.device)
         ctx = self.world_model.start(tokens, action[None, 1:context], valid, room=len(action) - context)
         imagined = [self.world_model.step(ctx, action[None, t]) for t in range(context, len(action))]
         frames = self.tokenizer.decode(torch.cat([tokens[0], *(i.tokens for i in imagined)])).clamp(0, 255)
         reward = torch.cat([obs.new_zeros(context, dtype=torch.float32), *(i.reward.mean for i in imagined)])
-        return Dream(frames, reward)
+        usage = perplexity(self.tokenizer.encode(obs), self.tokenizer.vocab)  # the codes of the real frames
+        return Dream(frames, reward, {"tokenizer/perplexity": usage})
 
     # ------------------------------------------------------------------ learning
 

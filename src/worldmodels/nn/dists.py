@@ -20,6 +20,14 @@ def symexp(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.expm1(torch.abs(x))
 
 
+def perplexity(codes: torch.Tensor, vocab: int) -> torch.Tensor:
+    """e^(entropy of how often each of `vocab` codes occurs in `codes` `[...]`): how many codes are in use,
+    from 1 (one code) to `vocab` (all equally)."""
+    p = torch.bincount(codes.flatten(), minlength=vocab).float()
+    p = p / p.sum()
+    return torch.exp(-(p * p.clamp_min(1e-12).log()).sum())
+
+
 class SymlogMSE:
     """A point prediction made in symlog space: loss is MSE there, the mean is symexp of the output."""
 

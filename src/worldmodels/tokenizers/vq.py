@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.errors import ConfigError
+from worldmodels.nn.dists import perplexity
 from worldmodels.registry import TOKENIZERS
 from worldmodels.schema import non_negative, positive, unit
 from worldmodels.spaces import ObsSpec
@@ -159,11 +160,10 @@ class VQTokenizer(nn.Module):
         if not cfg.ema:
             total = total + (z.detach() - z_q).pow(2).mean()
         usage = torch.bincount(code.flatten(), minlength=cfg.vocab).float()
-        p = usage / usage.sum()
         metrics = {
             "tokenizer/reconstruction": error.mean().detach(),
             "tokenizer/commitment": commit.detach(),
-            "tokenizer/perplexity": torch.exp(-(p * p.clamp_min(1e-12).log()).sum()),
+            "tokenizer/perplexity": perplexity(code, cfg.vocab),
             "tokenizer/dead_codes": self._maintain(z.detach().flatten(0, 1), code.flatten(), usage),
         }
         return total, metrics

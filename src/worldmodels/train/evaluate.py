@@ -102,7 +102,8 @@ class OpenLoop:
     a few steps in many games (10 on average in MinAtar Breakout), or uniformly random actions, played
     once, for a model learnt from a random-policy dataset (`policy="uniform"`).
 
-    Metrics (observations scaled to [0, 1]): `eval/open_loop_mse` over every imagined step, and at the h-th
+    Metrics (observations scaled to [0, 1]): `eval/reconstruction_mse` (and `_wrong` for frames) over the
+    `context` real steps, as the model renders them; `eval/open_loop_mse` over every imagined step, and at the h-th
     imagined step for h in HORIZONS (over the episodes that last that long) `eval/open_loop_mse_h{h}`, and
     for frames `eval/open_loop_wrong_h{h}`, the fraction of pixel values off by more than half their range
     (for MinAtar's 0/255 cells: the cells predicted wrong); beside each, `eval/copy_last_*`, the same for
@@ -147,7 +148,9 @@ class OpenLoop:
                     continue
                 obs, action = to_tensor(obs, self.agent.device), torch.as_tensor(action, device=self.agent.device)
                 dream = self.agent.open_loop(obs, action, self.context)
-                for name, value in open_loop_errors(obs, dream.obs, self.context).items():
+                measured = open_loop_errors(obs, dream.obs, self.context)
+                measured.update({f"eval/{k}": float(v) for k, v in dream.metrics.items()})
+                for name, value in measured.items():
                     found.setdefault(name, []).append(value)
                 if dream.reward is not None:
                     real = torch.as_tensor(reward[self.context :], device=self.agent.device)
@@ -177,7 +180,14 @@ def open_loop_errors(real: Obs, predicted: Obs, context: int) -> dict[str, float
     """One episode's errors of `predicted` `[T, ...]` after `context` real steps, and of copying the last
     real observation (see `OpenLoop`)."""
     copy = obs_map(lambda x: x[context - 1 : context].expand_as(x), real)
-    errors = {"eval/open_loop_mse": _squared_error(real, predicted, slice(context, None))}
+    seen = slice(0, context)
+    errors = {
+        "eval/open_loop_mse": _squared_error(real, predicted, slice(context, None)),
+        "eval/reconstruction_mse": _squared_error(real, predicted, seen),
+    }
+    wrong = _wrong_pixels(real, predicted, seen)
+    if wrong is not None:
+        errors["eval/reconstruction_wrong"] = wrong
     for h in HORIZONS:
         if context + h - 1 >= len(_first(real)):
             break
