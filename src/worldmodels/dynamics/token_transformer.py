@@ -107,7 +107,8 @@ class TokenTransformer(nn.Module):
         """A cache of T observed frames `[N, T, K]` with the actions taken in all but the last `[N, T−1, A]`
         (`valid` `[N, T]`: False on padding before an episode's start), with room to imagine `room` frames."""
         N, T, K = tokens.shape
-        x = self.sequence(tokens, torch.cat([action, action[:, :1]], 1))[:, :-1]  # [N, L, D], ends on z_{T-1}^K
+        last = action.new_zeros(N, 1, action.shape[-1])  # the action of frame T-1: not yet taken, dropped
+        x = self.sequence(tokens, torch.cat([action, last], 1))[:, :-1]  # [N, L, D], ends on z_{T-1}^K
         L = x.shape[1]
         real = valid.repeat_interleave(K + 1, 1)[:, :L]
         index = torch.arange(L, device=x.device)
