@@ -31,13 +31,14 @@ def _frames(n: int) -> torch.Tensor:
     return (torch.rand(n, 10, 10, 4) < 0.2).to(torch.uint8) * 255
 
 
-def test_cached_imagination_equals_recomputing_the_whole_context():
+@pytest.mark.parametrize("seen", [1, 2])  # iris_atari imagines from one real frame
+def test_cached_imagination_equals_recomputing_the_whole_context(seen):
     torch.manual_seed(0)
     model, (tokens, action) = _model(), _sequence(3, 6)
     with torch.no_grad():
         full = model(tokens, action)  # frames 1…5 from everything before them, in one pass
-    ctx = model.start(tokens[:, :2], action[:, :1], torch.ones(3, 2, dtype=torch.bool), room=4)
-    for t in range(2, 6):
+    ctx = model.start(tokens[:, :seen], action[:, : seen - 1], torch.ones(3, seen, dtype=torch.bool), room=6 - seen)
+    for t in range(seen, 6):
         step = model.step(ctx, action[:, t - 1], tokens=tokens[:, t])  # one cached step per token
         torch.testing.assert_close(step.logits, full.logits[:, t - 1], atol=1e-5, rtol=0)
         torch.testing.assert_close(step.reward.mean, full.reward.mean[:, t - 1], atol=1e-5, rtol=0)
