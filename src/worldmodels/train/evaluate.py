@@ -105,8 +105,8 @@ class OpenLoop:
     Metrics (observations scaled to [0, 1]): `eval/reconstruction_mse` (and `_wrong` for frames) over the
     `context` real steps, as the model renders them; `eval/open_loop_mse` over every imagined step, and at the h-th
     imagined step for h in HORIZONS (over the episodes that last that long) `eval/open_loop_mse_h{h}`, and
-    for frames `eval/open_loop_wrong_h{h}`, the fraction of pixel values off by more than half their range
-    (for MinAtar's 0/255 cells: the cells predicted wrong); beside each, `eval/copy_last_*`, the same for
+    for frames `eval/open_loop_wrong_h{h}`, the fraction of pixels with a channel off by more than half its
+    range (for MinAtar's 0/255 channels: the cells predicted wrong); beside each, `eval/copy_last_*`, the same for
     repeating the last real observation, the baseline a model of the dynamics must beat. A model with a
     reward head adds `eval/open_loop_reward_mae` over the imagined steps, beside `eval/zero_reward_mae`."""
 
@@ -213,13 +213,14 @@ def _squared_error(real: Obs, predicted: Obs, at: slice) -> float:
 
 
 def _wrong_pixels(real: Obs, predicted: Obs, at: slice) -> float | None:
-    """The fraction of frame values at steps `at` off by more than half their range (None without frames)."""
+    """The fraction of pixels at steps `at` with a channel off by more than half its range (None without
+    frames `[T, H, W, C]`)."""
     if isinstance(real, dict):
         found = [w for k in real if (w := _wrong_pixels(real[k], predicted[k], at)) is not None]
         return float(np.mean(found)) if found else None
     if real.dtype != torch.uint8:
         return None
-    return float(((predicted[at].float() - real[at].float()).abs() > 127.5).float().mean())
+    return float(((predicted[at].float() - real[at].float()).abs() > 127.5).any(-1).float().mean())
 
 
 def record_video(agent: Agent, env_cfg: EnvConfig, path: Path, seed: int, fps: int = 30) -> tuple[Path, float]:
