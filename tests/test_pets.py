@@ -69,12 +69,38 @@ def test_pendulum_reward_matches_the_environment():
     assert done_fn is None
 
 
-def test_known_termination_zeroes_reward_after_the_fall():
+def test_known_termination_ends_the_planned_episode():
     pets = agent("agent.known_task=cartpole_balance", obs_dim=4)
     obs = torch.tensor([[0.0, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0]])[:, None].expand(2, 4, 4)  # fallen, upright
-    (_, alive), reward = pets.model().step((obs, torch.ones(2, 4)), torch.zeros(2, 1))
-    assert alive.shape == (2, 4) and reward.shape == (2,)
-    assert alive[0].sum() == 0 and reward[0] == 0  # a pole at 0.5 rad stays fallen in every member
+    model = pets.model()
+    assert torch.equal(model.cont(obs), torch.tensor([[0.0] * 4, [1.0] * 4]))  # per particle
+    nxt, reward = model.step(obs, torch.zeros(2, 1))
+    assert reward.shape == (2, 4) and torch.equal(reward, model.cont(nxt))  # 1 unless the step ends it
+
+
+def batch_ending_where_x_is_positive(B=16, T=4):
+    """Windows inside one episode whose states with x > 0 are terminal: `[B, T, ...]`."""
+    obs = torch.randn(B, T, 3)
+    return {
+        "obs": obs,
+        "action": torch.rand(B, T, 1) * 2 - 1,
+        "reward": torch.ones(B, T),
+        "is_first": torch.zeros(B, T, dtype=torch.bool),
+        "is_terminal": obs[..., 0] > 0,
+        "holdout": torch.zeros(B, T),
+    }
+
+
+def test_continue_head_learns_the_terminations_and_the_planner_sees_it():
+    torch.manual_seed(0)
+    pets = agent()
+    for _ in range(60):
+        pets.update(batch_ending_where_x_is_positive())
+    probe = torch.tensor([[[1.0, 0.0, 0.0]], [[-1.0, 0.0, 0.0]]])  # [N=2, K=1, S]: terminal, running
+    cont = pets.model().cont(probe)
+    assert cont.shape == (2, 1) and cont[0, 0] < 0.2 and cont[1, 0] > 0.8
+    assert agent("agent.use_continue=false").model().cont is None
+    assert agent("agent.known_task=pendulum").model().cont is None  # a known task that never ends
 
 
 @pytest.mark.parametrize("planner", ["{name: cem, elites: 4}", "{name: mppi}"])

@@ -3,6 +3,7 @@ the recurrent state carried between steps, a smoke run, exact resume and dreamin
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def fake_prior(planet: PlaNetAgent, target: float) -> None:
         return {"deter": state["deter"], "stoch": stoch, "mean": stoch, "std": torch.ones_like(stoch)}
 
     planet.rssm.img_step = img_step
-    planet._reward_cont = lambda feats: (-((feats[..., -1] - target) ** 2), torch.ones_like(feats[..., -1]))
+    planet.reward.forward = lambda feats: SimpleNamespace(mean=-((feats[..., -1] - target) ** 2))
 
 
 @pytest.mark.parametrize("name", list(PLANNERS))
@@ -83,9 +84,9 @@ def test_plans_the_best_action_through_the_shared_planner(name):
 @pytest.mark.parametrize("use_continue, expected", [(True, 1 + 0.5 + 0.25), (False, 3.0)])
 def test_imagined_rewards_are_weighted_by_the_predicted_continues(use_continue, expected):
     planet = agent(f"agent.use_continue={str(use_continue).lower()}")
-    planet._reward_cont = lambda feats: (torch.ones(len(feats)), torch.full((len(feats),), 0.5))
-    start = (planet.rssm.initial(2), torch.ones(2))
-    returns = rollout_objective(planet.model(), start)(torch.zeros(2, 5, 3, 1))  # [B, P] over H = 3 steps
+    planet.reward.forward = lambda feats: SimpleNamespace(mean=torch.ones(len(feats)))
+    planet.cont.forward = lambda feats: SimpleNamespace(mean=torch.full((len(feats),), 0.5))
+    returns = rollout_objective(planet.model(), planet.rssm.initial(2))(torch.zeros(2, 5, 3, 1))  # [B, P], H = 3
     assert returns.shape == (2, 5) and torch.allclose(returns, torch.full((2, 5), expected))
 
 

@@ -127,6 +127,56 @@ def test_value_callback_is_added_at_the_horizon():
     assert returns.item() == pytest.approx(1 + 0.5 + 0.25 * 20)
 
 
+def test_continue_weights_rewards_and_value_and_stops_after_the_end():
+    """Rewards 1 per step and value 10; the episode surely ends at step k = 2 (continue 0 from there on):
+    only the rewards of steps 0..2 count and the value never does. With continue 0.5 everywhere each term is
+    weighted by γ^t 0.5^t, the value by γ^H 0.5^H."""
+    for k in range(3):
+        model = Model(
+            lambda s, a: (s + 1, torch.ones(len(s))),
+            value=lambda s: torch.full((len(s),), 10.0),
+            cont=lambda s, k=k: (s[:, 0] <= k).float(),  # state s_t = t: the step into s_{k+1} ends it
+        )
+        returns = rollout_objective(model, torch.zeros(1, 1), discount=0.5)(torch.zeros(1, 1, 4, 1))
+        assert returns.item() == pytest.approx(sum(0.5**t for t in range(k + 1)))
+    half = Model(
+        lambda s, a: (s, torch.ones(len(s))),
+        value=lambda s: torch.full((len(s),), 10.0),
+        cont=lambda s: torch.full((len(s),), 0.5),
+    )
+    returns = rollout_objective(half, torch.zeros(1, 1), discount=0.5)(torch.zeros(1, 1, 3, 1))
+    assert returns.item() == pytest.approx(1 + 0.5 * 0.5 + 0.25 * 0.25 + 0.125 * 0.125 * 10)
+
+
+def test_continue_is_per_particle():
+    """Two particles per row, one ends after the first step: the row's return is the mean of theirs (3 + 1)/2,
+    not the product of their mean continues (1 + 0.5 + 0.25 = 1.75)."""
+    model = Model(
+        lambda s, a: (s, torch.ones_like(s[..., 0])),  # state `[N, K, 1]`, rewards per particle `[N, K]`
+        cont=lambda s: s[..., 0],
+    )
+    returns = rollout_objective(model, torch.tensor([[[1.0], [0.0]]]))(torch.zeros(1, 1, 3, 1))
+    assert returns.item() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("name", [*CONTINUOUS, "cem-discrete", "mppi-discrete"])
+def test_planner_avoids_the_sequence_that_ends_the_episode(name):
+    """Alive bonus 1 per step; pushing by e ∈ [0, 1] (the action, or the second of two discrete ones) pays
+    0.5 e more at once but ends the episode with probability e: over 5 steps the return is 5 − 3.5 e for a
+    first push e, so holding (e = 0) is best though pushing pays more per step."""
+    discrete = name.endswith("discrete")
+
+    def step(ended, action):
+        push = action[:, -1].clamp(0, 1)
+        return torch.maximum(ended, push), 1.0 + 0.5 * push
+
+    model = Model(step, cont=lambda ended: 1.0 - ended)
+    planner = build(name.split("-")[0], 5, action_dim=2 if discrete else 1, discrete=discrete)
+    x0, _ = planner.warm_start(None, 1, torch.device("cpu"))
+    plan = planner.optimize(rollout_objective(model, torch.zeros(1)), x0)
+    assert plan.actions[0, :-1, -1].clamp(0, 1).max() < 0.1  # pushing pays only at the last step
+
+
 def test_bad_options_fail_clearly():
     with pytest.raises(ConfigError, match="elites"):
         PLANNERS.build("cem", {"population": 10, "elites": 20}, action_dim=1)

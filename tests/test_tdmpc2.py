@@ -214,3 +214,27 @@ def test_an_episode_seam_inside_a_window_cuts_the_model_losses_there():
 
     assert losses(batch, seam=True) == pytest.approx(losses(later, seam=True), rel=1e-6)
     assert losses(batch, seam=False) != pytest.approx(losses(later, seam=False), rel=1e-6)
+
+
+def test_continue_head_learns_terminations_and_weights_the_planned_rewards_and_q():
+    """Transitions whose action is positive end the episode: the head on z' = d(z, a) learns it, and the
+    planner's model carries it; with `episodic` off the model has no continue."""
+    td = agent()
+    B, T = 32, td.cfg.horizon + 1
+    for _ in range(60):
+        action = torch.rand(B, T, 1) * 2 - 1
+        batch = {
+            "obs": torch.randn(B, T, 3),
+            "action": action,
+            "reward": torch.zeros(B, T),
+            "is_terminal": action[..., 0] > 0,  # action t is the one that led into obs t
+            "is_first": torch.zeros(B, T, dtype=torch.bool),
+        }
+        metrics = td.update(batch)
+    assert "loss/cont" in metrics
+    z = td.encoder(torch.randn(64, 3))
+    model = td.model()
+    ended = model.cont(td.next(z, torch.full((64, 1), 0.8)))
+    going = model.cont(td.next(z, torch.full((64, 1), -0.8)))
+    assert ended.mean() < 0.2 and going.mean() > 0.8
+    assert agent("agent.episodic=false").model().cont is None

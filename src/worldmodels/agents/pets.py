@@ -2,13 +2,16 @@
 
 Model: an ensemble of E Gaussian MLPs over the change of state, each member trained on its own bootstrap
 resample of every batch of transitions (s_t, a_{t+1}, s_{t+1}); the reward is learned by an ensemble
-head on (s, a, s'), or given by the task's known reward (and termination) function.
+head on (s, a, s'), or given by the task's known reward (and termination) function; whether the episode
+goes on, c(s'), by a continue head trained on replay's terminations (1 − is_terminal; never truncations).
 
 Acting: model-predictive control. Every step a planner (CEM, MPPI, iCEM, gradient) optimises the next H
 actions against the return predicted by K particles per candidate, propagated through the ensemble
 (TS1, TS∞ or expectation), warm-started by the last plan shifted one step; the first action is executed:
 
-    a_t = argmax_{a_{t:t+H}} 1/K Σ_k Σ_τ r(s^k_τ, a_τ, s^k_{τ+1}),    s^k_{τ+1} ~ f_{e(k,τ)}(s^k_τ, a_τ)
+    a_t = argmax_{a_{t:t+H}} 1/K Σ_k Σ_τ γ^τ C^k_τ r(s^k_τ, a_τ, s^k_{τ+1}),    s^k_{τ+1} ~ f_{e(k,τ)}(s^k_τ, a_τ)
+
+where C^k_τ = Π_{1≤i≤τ} c(s^k_i) is particle k's probability of still running (see `rollout_objective`).
 
 Diagnostics: a fraction `holdout` of the episodes is kept out of training (flagged per step in replay);
 on those the agent logs the one-step and the multi-step (open-loop over the window) prediction error.
@@ -29,7 +32,7 @@ from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
-from worldmodels.registry import AGENTS, DYNAMICS, PLANNERS, REWARDS, component
+from worldmodels.registry import AGENTS, CONTINUES, DYNAMICS, PLANNERS, REWARDS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 from worldmodels.spaces import ActSpec, ObsSpec
 
@@ -58,6 +61,11 @@ class PETSAgent(Agent):
         """The probabilistic ensemble."""
         reward: Spec = component("reward", "ensemble", contract=contracts.EnsembleReward)
         """Learned reward on (s, a, s'); unused when `known_task` is set."""
+        cont: Spec = component("continue", "mlp")
+        """Learned probability that the episode goes on in s'; unused when `known_task` is set."""
+        use_continue: bool = True
+        """Weight planned rewards by the learned continue probabilities (harmless where episodes never
+        terminate: the head learns 1); off: every plan runs to the horizon."""
         planner: Spec = component("planner", "cem")
         known_task: Literal["none", "pendulum", "cartpole_balance"] = "none"
         """Plan with this task's known reward (and termination) instead of a learned reward."""
@@ -88,6 +96,10 @@ class PETSAgent(Agent):
         if self.known is None:
             self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=2 * S + A)
             modules.append(self.reward)
+        self.learns_continue = self.known is None and cfg.use_continue
+        if self.learns_continue:
+            self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=S)
+            modules.append(self.cont)
         params = [p for m in modules for p in m.parameters()]
         self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)}
 
@@ -97,34 +109,32 @@ class PETSAgent(Agent):
         return {"holdout": ((), "float32")}
 
     def model(self) -> Model:
-        """The planner's view of the learned model: state = (particles `[N, K, S]`, alive `[N, K]`)."""
+        """The planner's view of the learned model: state = particles `[N, K, S]`, rewards and continue
+        probabilities per particle `[N, K]`."""
         mode = self.cfg.propagation
         bf16 = self.cfg.precision == "bfloat16"
+        reward_fn, done_fn = self.known or (None, None)
 
-        def step_fn(state: tuple[torch.Tensor, torch.Tensor], action: torch.Tensor):
-            obs, alive = state
+        def step_fn(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # only the network runs in bfloat16; its outputs, the rewards and the planner stay float32
             with torch.autocast(obs.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext():
                 nxt = self.dynamics.propagate(obs, action, mode)  # [N, K, S]
             a = action[:, None].expand(-1, obs.shape[1], -1)
-            if self.known is None:
-                x = torch.cat([obs, a, nxt], -1).flatten(0, 1)
-                reward = self.reward(x).mean.reshape(alive.shape)
-            else:
-                reward_fn, done_fn = self.known
-                reward = reward_fn(obs, a, nxt)
-                if done_fn is not None:
-                    reward = alive * reward
-                    alive = alive * (~done_fn(nxt)).float()
-            return (nxt, alive), reward.float().mean(1)
+            if reward_fn is not None:
+                return nxt, reward_fn(obs, a, nxt).float()
+            return nxt, self.reward(torch.cat([obs, a, nxt], -1).flatten(0, 1)).mean.reshape(nxt.shape[:2]).float()
 
-        return Model(step_fn)
+        def cont(obs: torch.Tensor) -> torch.Tensor:
+            return (~done_fn(obs)).float() if done_fn is not None else self.cont(obs).mean
+
+        has_cont = done_fn is not None or self.learns_continue
+        return Model(step_fn, cont=cont if has_cont else None)
 
     def plan(self, obs: torch.Tensor, prev: Plan | None, reset: torch.Tensor | None) -> Plan:
         """Optimise the next H actions for observations `[N, S]`, warm-started from `prev`."""
         N = obs.shape[0]
         K = 1 if self.cfg.propagation == "expectation" else self.cfg.particles
-        start = (obs.float()[:, None].expand(N, K, -1).contiguous(), torch.ones(N, K, device=obs.device))
+        start = obs.float()[:, None].expand(N, K, -1).contiguous()
         x0, reuse = self.planner.warm_start(prev, N, obs.device, reset)
         return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
 
@@ -155,6 +165,7 @@ class PETSAgent(Agent):
         train = (inside & ~held).flatten()
         s, a = obs[:, :-1].flatten(0, 1)[train], action[:, 1:].flatten(0, 1)[train]
         s2, r = obs[:, 1:].flatten(0, 1)[train], reward[:, 1:].flatten()[train]
+        alive = 1.0 - batch["is_terminal"][:, 1:].flatten()[train].float()
         n = len(s)
         if n == 0:
             return metrics
@@ -169,6 +180,10 @@ class PETSAgent(Agent):
             reward_loss = self.reward.loss(x[rboot], r[rboot])
             loss = loss + reward_loss
             metrics["model/reward_mse"] = reward_loss.detach()
+        if self.learns_continue:
+            cont_loss = -self.cont(s2).log_prob(alive).mean()
+            loss = loss + cont_loss
+            metrics["model/cont"] = cont_loss.detach()
         metrics.update(step(self.optimizers["model"], loss, self.cfg.grad_clip, "model"))
         return metrics
 

@@ -74,25 +74,23 @@ class PlaNetAgent(RSSMAgent):
     # ------------------------------------------------------------------ acting
 
     def model(self) -> Model:
-        """The planner's view of the world model, stepped with the prior: state = (the RSSM's latent
-        `[N, ...]`, alive `[N]`), reward `[N]`."""
+        """The planner's view of the world model, stepped with the prior: state = the RSSM's latent `[N, ...]`,
+        reward `[N]` and, with `use_continue`, the continue head's probability `[N]`."""
 
-        def step_fn(state: tuple[Any, torch.Tensor], action: torch.Tensor):
-            latent, alive = state
+        def step_fn(latent: Any, action: torch.Tensor) -> tuple[Any, torch.Tensor]:
             nxt = self.rssm.img_step(latent, action)
-            reward, cont = self._reward_cont(self.rssm.features(nxt))  # [N]
-            if not self.cfg.use_continue:
-                cont = torch.ones_like(cont)
-            return (nxt, alive * cont), alive * reward
+            return nxt, self.reward(self.rssm.features(nxt)).mean
 
-        return Model(step_fn)
+        def cont(latent: Any) -> torch.Tensor:
+            return self.cont(self.rssm.features(latent)).mean
+
+        return Model(step_fn, cont=cont if self.cfg.use_continue else None)
 
     def plan(self, post: Any, prev: torch.Tensor | None, reset: torch.Tensor) -> Plan:
         """Optimise the next H actions from posterior states `[N, ...]`; `prev` `[N, H, A]`: the last plan's centre."""
-        start = (post, torch.ones(len(reset), device=reset.device))
         last = Plan(prev, prev, prev.new_zeros(len(prev))) if self.cfg.warm_start and prev is not None else None
         x0, reuse = self.planner.warm_start(last, len(reset), reset.device, reset)
-        return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
+        return self.planner.optimize(rollout_objective(self.model(), post, self.cfg.discount), x0, reuse)
 
     @torch.no_grad()
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:

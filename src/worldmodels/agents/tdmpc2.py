@@ -7,14 +7,17 @@ dynamics end in SimNorm. Reward and Q are two-hot classifiers over bins evenly s
 
 Learning (eq. 3, 4) on sub-trajectories (s_0, a_0, r_0, s_1, ..., s_H) with z_0 = h(s_0), z_{t+1} = d(z_t, a_t):
 
-    L = Σ_t ρ^t [ c_d ‖z_{t+1} − sg(h(s_{t+1}))‖² + c_r CE(r(z_t, a_t), r_t) + c_q Σ_k CE(Q_k(z_t, a_t), q_t) ]
+    L = Σ_t ρ^t [ c_d ‖z_{t+1} − sg(h(s_{t+1}))‖² + c_r CE(r(z_t, a_t), r_t) + c_q Σ_k CE(Q_k(z_t, a_t), q_t)
+                + c_c BCE(c(z_{t+1}), 1 − done_{t+1}) ]                                       (`episodic`)
     q_t = r_t + γ (1 − done_{t+1}) min_{2 random k} Q̄_k(z'_{t+1}, p(z'_{t+1})),   z' = h(s) (target)
     L_p = Σ_t ρ^t [ α log p(a_t | z_t) − mean_{2 random k} Q_k(z_t, a_t) / S ],   a_t ~ p(z_t),  sg(z_t)
 
 where S is the running 5th–95th percentile range of Q (floored at 1) so one α fits any reward scale.
 
 Acting (§3.3): MPPI over H steps from z = h(s), 24 of its candidates rollouts of the policy prior, the plan
-warm-started by the last one shifted a step, scored by Σ_t γ^t r(z_t, a_t) + γ^H Q(z_H, p(z_H)); while
+warm-started by the last one shifted a step, scored by Σ_t γ^t C_t r(z_t, a_t) + γ^H C_H Q(z_H, p(z_H)), where
+C_t = Π_{1≤τ≤t} c(z_τ) is the predicted probability that the episode still runs (1 unless `episodic`; the
+paper's episodic variant thresholds its termination head, here its probability weights as in Dreamer); while
 collecting, the first action gets the planner's final std as noise. (The paper executes an elite sampled by
 its weight; here the weighted mean, which the shared MPPI returns.)
 """
@@ -41,7 +44,7 @@ from worldmodels.nn.simnorm import SimNorm
 from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.planners.mppi import MPPI
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
-from worldmodels.registry import AGENTS, ENCODERS, PLANNERS, component
+from worldmodels.registry import AGENTS, CONTINUES, ENCODERS, PLANNERS, component
 from worldmodels.schema import Spec, non_negative, param, positive, unit
 from worldmodels.spaces import ActSpec, ObsSpec, obs_map
 
@@ -103,6 +106,13 @@ class TDMPC2Agent(Agent):
         """MPPI (the paper: 512 samples, 64 elites, 6 iterations, weights exp(0.5 (R − max R)), std in [0.05, 2])."""
         plan: bool = True
         """Off: act with the policy prior alone (the paper's ablation; much cheaper)."""
+        episodic: bool = True
+        """Learn a continue head c(z') on replay's terminations and weight planned rewards and the terminal Q
+        by it (the paper's `episodic` option; harmless where episodes never terminate: the head learns 1)."""
+        cont: Spec = component("continue", "mlp", hidden=384)
+        """The continue head on the latent (the paper's termination head: 2 layers of `hidden` units)."""
+        cont_coef: float = non_negative(1.0)
+        """c_c: weight of the continue loss."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
@@ -131,12 +141,14 @@ class TDMPC2Agent(Agent):
         self.qs = nn.ModuleList(classifier(cfg.dropout) for _ in range(cfg.num_q))
         self.target_qs = copy.deepcopy(self.qs).requires_grad_(False)
         self.pi = MLP(L, 2 * A, D, 2, "silu")
+        self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=L) if cfg.episodic else None
         self.scale = ReturnScale(decay=1 - cfg.tau)
         self.register_buffer("bins", symlog_bins(cfg.bins, -cfg.vmax, cfg.vmax), persistent=False)
         self.planner: MPPI = PLANNERS.build(cfg.planner.name, cfg.planner.cfg, action_dim=A)
+        parts = [m for m in (self.dynamics, self.reward, self.qs, self.cont) if m is not None]
         model = [
             {"params": self.encoder.parameters(), "lr": cfg.lr * cfg.enc_lr_scale},
-            {"params": [p for m in (self.dynamics, self.reward, self.qs) for p in m.parameters()]},
+            {"params": [p for m in parts for p in m.parameters()]},
         ]
         self.optimizers = {
             "model": torch.optim.Adam(model, lr=cfg.lr),
@@ -176,7 +188,8 @@ class TDMPC2Agent(Agent):
     # ------------------------------------------------------------------ acting
 
     def model(self) -> Model:
-        """The planner's view: state z `[N, L]`, reward r(z, a) `[N]`, terminal value mean of 2 random Q(z, p(z))."""
+        """The planner's view: state z `[N, L]`, reward r(z, a) `[N]`, terminal value mean of 2 random Q(z, p(z)),
+        and with `episodic` the continue probability c(z) `[N]`."""
 
         def step_fn(z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.next(z, a), self.reward_dist(z, a).mean
@@ -184,7 +197,10 @@ class TDMPC2Agent(Agent):
         def value(z: torch.Tensor) -> torch.Tensor:
             return self.two_random(z, self.policy(z)[0]).mean(0)
 
-        return Model(step_fn, value)
+        def cont(z: torch.Tensor) -> torch.Tensor:
+            return self.cont(z).mean
+
+        return Model(step_fn, value, cont if self.cont is not None else None)
 
     def prior(self, z: torch.Tensor) -> torch.Tensor:
         """`policy_trajectories` rollouts of the policy prior from each z `[B, L]`: `[B, K, H, A]`."""
@@ -244,12 +260,18 @@ class TDMPC2Agent(Agent):
         reward_loss = (self.reward_dist(z_seq, action).loss(reward) * weight).sum(1).mean() / H
         value_loss = sum((q.loss(td_target) * weight).sum(1).mean() for q in self.q(z_seq, action)) / (H * cfg.num_q)
         loss = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
+        if self.cont is not None:
+            z_next = torch.stack(zs[1:], 1)  # [B, H, L]
+            cont_loss = (-self.cont(z_next).log_prob(alive) * weight).sum(1).mean() / H
+            loss = loss + cfg.cont_coef * cont_loss
         metrics = step(self.optimizers["model"], loss, cfg.grad_clip, "model")
         metrics.update(self._update_policy(torch.stack(zs, 1).detach()))
 
         with torch.no_grad():
             for target, online in zip(self.target_qs.parameters(), self.qs.parameters()):
                 target.lerp_(online, cfg.tau)
+        if self.cont is not None:
+            metrics["loss/cont"] = cont_loss.detach()
         metrics.update(
             {
                 "loss/consistency": consistency.detach(),

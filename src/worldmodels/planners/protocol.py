@@ -8,12 +8,13 @@ scores a population of candidate sequences in one batched call:
 B independent problems (one per environment), P candidates, horizon H, A action dims (one-hot for
 discrete actions). `rollout_objective` builds that objective from any model that offers
 
-    step(state [N, ...], action [N, A]) -> (next_state [N, ...], reward [N])
-    value(state [N, ...]) -> [N]          (optional terminal value)
+    step(state [N, ...], action [N, A]) -> (next_state [N, ...], reward [N] or [N, K])
+    cont(state [N, ...]) -> [N] or [N, K]     (optional: probability that the episode goes on in a reached state)
+    value(state [N, ...]) -> [N] or [N, K]    (optional terminal value)
 
 where a state is any pytree of tensors with rows `[N, ...]` (a tensor, a tuple, an RSSM's state dict), so
-the same planner serves a probabilistic ensemble with particles (state `[N, K, S]`), a latent RSSM and a
-TD-MPC2 latent.
+the same planner serves a probabilistic ensemble with K particles per row (state `[N, K, S]`, rewards per
+particle `[N, K]`, averaged into the row's return), a latent RSSM and a TD-MPC2 latent.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Model:
 
     step: Callable[[State, torch.Tensor], tuple[State, torch.Tensor]]
     value: Callable[[State], torch.Tensor] | None = None
+    cont: Callable[[State], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,22 +67,35 @@ def _repeat(state: State, times: int) -> State:
 
 
 def rollout_objective(model: Model, start: State, discount: float = 1.0) -> Objective:
-    """Score candidate sequences by rolling them through `model` from `start` (`[B, ...]`):
-    R = Σ_t γ^t r_t + γ^H v(s_H), all B × P candidates in one batch of N = B·P rows per step."""
+    """Score candidate sequences by rolling them through `model` from `start` (`[B, ...]`), all B × P
+    candidates in one batch of N = B·P rows per step, each reward weighted by the discount and the
+    probability that the episode is still running (as in the Dreamer family's imagination):
+
+        R = Σ_{t<H} γ^t C_t r(s_t, a_t, s_{t+1}) + γ^H C_H v(s_H),    C_t = Π_{1≤τ≤t} c(s_τ)
+
+    so the reward of the step that ends an episode counts and nothing after it does (C = 1 without `cont`)."""
 
     def objective(actions: torch.Tensor) -> torch.Tensor:
         B, P, H, A = actions.shape
         state = _repeat(start, P)  # [B·P, ...], rows of one problem together
         flat = actions.reshape(B * P, H, A)
         total = torch.zeros(B * P, device=actions.device)
+        alive = torch.ones((), device=actions.device)  # C_t, per row or per particle
         for t in range(H):
             state, reward = model.step(state, flat[:, t])
-            total = total + discount**t * reward.float()
+            total = total + discount**t * _row_mean(alive * reward.float())
+            if model.cont is not None:
+                alive = alive * model.cont(state).float()
         if model.value is not None:
-            total = total + discount**H * model.value(state).float()
+            total = total + discount**H * _row_mean(alive * model.value(state).float())
         return total.reshape(B, P)
 
     return objective
+
+
+def _row_mean(x: torch.Tensor) -> torch.Tensor:
+    """`[N]` from `[N]` or per-particle `[N, K]`."""
+    return x.reshape(len(x), -1).mean(1)
 
 
 @dataclass
