@@ -168,7 +168,6 @@ def plan_cells(
     from worldmodels.envs import make_env
     from worldmodels.envs.spaces import act_spec_of, obs_spec_of
     from worldmodels.registry import AGENTS
-    from worldmodels.train.loop import build_agent
 
     for chosen, known, what in ((rows, [RANDOM, *suite.agents], "agent row"), (tasks, list(suite.tasks), "task")):
         for item in chosen:
@@ -203,7 +202,7 @@ def plan_cells(
             obs_spec, act_spec = obs_spec_of(env.observation_space, task), act_spec_of(env.action_space, task)
             env.close()
             try:
-                agent = build_agent(cfg, obs_spec, act_spec)
+                agent = AGENTS.build(cfg.agent.name, cfg.agent.cfg, obs_spec=obs_spec, act_spec=act_spec)
             except ConfigError as err:
                 skipped.append(f"{row} × {task}: {err}")
                 continue
