@@ -150,3 +150,15 @@ def test_open_loop_returns_frames_and_continuous_actions_are_refused():
         build_agent(cfg, FRAME, ActSpec(False, 2))
     with pytest.raises(ConfigError, match="env.obs=pixels"):
         build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
+
+
+def test_evaluation_samples_at_its_temperature_and_zero_is_the_mode():
+    """IRIS evaluates with actions drawn from π^(1/T), T = 0.5 (its test collection); T = 0 takes the mode."""
+    torch.manual_seed(0)
+    frames, first = _frames(64), torch.ones(64, dtype=torch.bool)
+    for temperature, distinct in ((0.0, 1), (0.5, 3)):
+        cfg = load_config("iris_tiny", [f"agent.eval_temperature={temperature}"])
+        agent = build_agent(cfg, FRAME, ActSpec(True, 3))
+        same = frames[:1].expand(64, -1, -1, -1)  # one frame, 64 draws
+        acted = agent.act(same, first, agent.initial_state(64), explore=False)
+        assert len(acted.action.argmax(-1).unique()) == distinct, temperature

@@ -78,6 +78,8 @@ class IRISAgent(Agent):
         grad_clip: float = positive(10.0)
         act_on_reconstruction: bool = True
         """Act on dec(enc(o_t)), the frames the actor-critic learned on (IRIS); off: on o_t itself."""
+        eval_temperature: float = non_negative(0.5)
+        """Evaluation samples actions from π^(1/T) (IRIS's test collection: T = 0.5); 0: the most likely action."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
@@ -134,7 +136,8 @@ class IRISAgent(Agent):
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         state = tuple(torch.where(is_first[:, None], 0.0, s) for s in state)
         logits, _, state = self.actor_critic(self.seen(obs), state)
-        action = Categorical(logits=logits).sample() if explore else logits.argmax(-1)
+        temperature = 1.0 if explore else self.cfg.eval_temperature
+        action = Categorical(logits=logits / temperature).sample() if temperature > 0 else logits.argmax(-1)
         return Acted(F.one_hot(action, self.act_spec.dim).float(), state)
 
     @torch.no_grad()
