@@ -1,6 +1,7 @@
 """Agents: one algorithm per file. Importing this package fills every registry."""
 
 import worldmodels.decoders  # noqa: F401
+import worldmodels.denoisers  # noqa: F401
 import worldmodels.dynamics  # noqa: F401
 import worldmodels.encoders  # noqa: F401
 import worldmodels.heads  # noqa: F401
