@@ -35,6 +35,10 @@ from worldmodels.schema import Spec, non_negative, positive, unit
 from worldmodels.spaces import ActSpec, ObsSpec
 
 
+def adamw(params: Any, lr: float, decay: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(list(params), lr=lr, eps=1e-8, weight_decay=decay)
+
+
 @AGENTS.register("diamond")
 class DIAMONDAgent(Agent):
     @dataclass
@@ -69,8 +73,10 @@ class DIAMONDAgent(Agent):
         """Env steps (action repeat included) before the denoiser's first update."""
         reward_end_start: int = non_negative(20000)
         actor_critic_start: int = non_negative(20000)
-        lr: float = positive(1e-4)
-        """Learning rate of every stream (DIAMOND: 1e-4)."""
+        denoiser_lr: float = positive(1e-4)
+        """Learning rate of the denoiser (DIAMOND: 1e-4 for each of the three)."""
+        reward_end_lr: float = positive(1e-4)
+        actor_critic_lr: float = positive(1e-4)
         warmup: int = non_negative(100)
         """Updates over which each stream's learning rate ramps up linearly (DIAMOND: 100)."""
         weight_decay: float = non_negative(0.01)
@@ -102,12 +108,11 @@ class DIAMONDAgent(Agent):
             cfg.reward_end_cond,
         )  # fmt: skip
         self.actor_critic = PixelActorCritic(obs_spec.shape, act_spec.dim, cfg.ac_channels, cfg.ac_hidden)
+        decay = cfg.weight_decay
         self.optimizers = {
-            "denoiser": torch.optim.AdamW(self.denoiser.parameters(), cfg.lr, eps=1e-8, weight_decay=cfg.weight_decay),
-            "reward_end": torch.optim.AdamW(
-                self.reward_end.parameters(), cfg.lr, eps=1e-8, weight_decay=cfg.weight_decay
-            ),
-            "actor_critic": torch.optim.AdamW(self.actor_critic.parameters(), cfg.lr, eps=1e-8, weight_decay=0.0),
+            "denoiser": adamw(self.denoiser.parameters(), cfg.denoiser_lr, decay),
+            "reward_end": adamw(self.reward_end.parameters(), cfg.reward_end_lr, decay),
+            "actor_critic": adamw(self.actor_critic.parameters(), cfg.actor_critic_lr, 0.0),
         }
 
     def phases(self, train: Any) -> list[PhaseSpec]:
