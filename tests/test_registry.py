@@ -28,6 +28,7 @@ def test_every_kind_has_a_registry():
         "memory",
         "tokenizer",
         "token_model",
+        "denoiser",
         "network",
         "reward",
         "continue",

@@ -144,6 +144,19 @@ class TokenModel(Protocol):
     def step(self, context: Any, action: Tensor) -> Any: ...
 
 
+class Denoiser(Protocol):
+    """A diffusion model of the next frame `[N, C, H, W]` given the `context` frames before it `[N, K, C, H, W]`
+    (frames in [−1, 1]) and the actions taken in them `[N, K, A]`: `loss(...)` → (loss, metrics), `sample(...,
+    steps, sampler)` → the next frame; `samplers` names the samplers it knows."""
+
+    context: int
+    samplers: tuple[str, ...]
+
+    def loss(self, context_frames: Tensor, context_actions: Tensor, next_frame: Tensor) -> Any: ...
+
+    def sample(self, context_frames: Tensor, context_actions: Tensor, steps: int, sampler: str) -> Tensor: ...
+
+
 class Network(Protocol):
     """MuZero's h, g, f: `represent(obs)` → state, `dynamics(state, action)` → (state, reward logits),
     `predict(state)` → (policy logits, value logits)."""

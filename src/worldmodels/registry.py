@@ -103,6 +103,8 @@ TOKENIZERS = Registry("tokenizer", "obs_spec", contract=contracts.Tokenizer)
 """Frames ↔ grids of discrete tokens (IRIS's VQ-VAE)."""
 TOKEN_MODELS = Registry("token_model", "vocab", "tokens", "action_dim", contract=contracts.TokenModel)
 """Autoregressive models over frame tokens and actions, with reward and continue heads (IRIS's GPT)."""
+DENOISERS = Registry("denoiser", "obs_spec", "action_dim", contract=contracts.Denoiser)
+"""Diffusion models of the next frame given the last frames and actions (DIAMOND's EDM U-Net)."""
 NETWORKS = Registry("network", "obs_shape", "action_dim", contract=contracts.Network)
 """MuZero-style networks: representation, dynamics (state, reward) and prediction (policy, value) in one."""
 REWARDS = Registry("reward", "in_dim", contract=contracts.Head)
@@ -128,6 +130,7 @@ REGISTRIES: dict[str, Registry] = {
         MEMORIES,
         TOKENIZERS,
         TOKEN_MODELS,
+        DENOISERS,
         NETWORKS,
         REWARDS,
         CONTINUES,

@@ -1,12 +1,14 @@
 """Agents: one algorithm per file. Importing this package fills every registry."""
 
 import worldmodels.decoders  # noqa: F401
+import worldmodels.denoisers  # noqa: F401
 import worldmodels.dynamics  # noqa: F401
 import worldmodels.encoders  # noqa: F401
 import worldmodels.heads  # noqa: F401
 import worldmodels.representations  # noqa: F401
 import worldmodels.tokenizers  # noqa: F401
 from worldmodels.agents.base import Agent
+from worldmodels.agents.diamond import DIAMONDAgent  # noqa: F401
 from worldmodels.agents.dreamer import DreamerAgent
 from worldmodels.agents.iris import IRISAgent  # noqa: F401
 from worldmodels.agents.latent_mlp import LatentMLPAgent

@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from torch.distributions import Categorical
 
 from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, step
-from worldmodels.agents.pixel_actor_critic import PixelActorCritic
+from worldmodels.agents.pixel_actor_critic import PixelActorCritic, imagination_loss
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
-from worldmodels.losses import lambda_return
 from worldmodels.nn.dists import perplexity
 from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.registry import AGENTS, TOKEN_MODELS, TOKENIZERS, component
@@ -190,31 +189,13 @@ class IRISAgent(Agent):
             state = self.actor_critic.burn_in(frame[:, :-1], mask[:, :-1])
             ctx = self.world_model.start(tokens[:, -n:], batch["action"][:, T - n + 1 :], mask[:, -n:], cfg.horizon)
             frame = frame[:, -1]
-        log_prob, entropy, value, reward, cont = [], [], [], [], []
-        for _ in range(cfg.horizon):
-            logits, v, state = self.actor_critic(frame, state)
-            policy = Categorical(logits=logits)
-            action = policy.sample()
-            with torch.no_grad():  # imagination: the world model and tokenizer only give frames and rewards
-                imagined = self.world_model.step(ctx, F.one_hot(action, self.act_spec.dim).float())
-                frame = self.tokenizer.decode(imagined.tokens).clamp(0, 255)
-            log_prob.append(policy.log_prob(action)), entropy.append(policy.entropy()), value.append(v)
-            reward.append(imagined.reward.mean), cont.append(imagined.cont.mean)
-        value.append(self.actor_critic(frame, state)[1])
-        value, reward, cont = torch.stack(value, 1), torch.stack(reward, 1), torch.stack(cont, 1)  # [B, H(+1)]
-        returns = lambda_return(reward, cfg.gamma * cont, value.detach(), cfg.lambda_return)  # [B, H]
-        start = 1.0 - batch["is_terminal"][:, -1].float()
-        weight = torch.cumprod(torch.cat([start[:, None], cont[:, :-1]], 1), 1)  # still alive at step t
-        entropy = torch.stack(entropy, 1)
-        advantage = (returns - value[:, :-1]).detach()
-        policy_loss = -(weight * (torch.stack(log_prob, 1) * advantage + cfg.entropy * entropy)).mean()
-        value_loss = (weight * (value[:, :-1] - returns).pow(2)).mean()
-        metrics = step(self.optimizers["actor_critic"], policy_loss + value_loss, cfg.grad_clip, "actor_critic")
-        metrics.update({
-            "actor_critic/return": returns.mean().detach(),
-            "actor_critic/value": value.mean().detach(),
-            "actor_critic/entropy": entropy.mean().detach(),
-            "actor_critic/imagined_reward": reward.mean(),
-            "actor_critic/continue": cont.mean(),
-        })  # fmt: skip
-        return metrics
+
+        def world(action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            imagined = self.world_model.step(ctx, F.one_hot(action, self.act_spec.dim).float())
+            return self.tokenizer.decode(imagined.tokens).clamp(0, 255), imagined.reward.mean, imagined.cont.mean
+
+        alive = 1.0 - batch["is_terminal"][:, -1].float()
+        loss, learnt = imagination_loss(
+            self.actor_critic, state, frame, world, cfg.horizon, alive, cfg.gamma, cfg.lambda_return, cfg.entropy
+        )
+        return {**step(self.optimizers["actor_critic"], loss, cfg.grad_clip, "actor_critic"), **learnt}

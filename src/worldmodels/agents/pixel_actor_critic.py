@@ -1,12 +1,21 @@
-"""IRIS's actor-critic (Micheli et al. 2023, §2.3): a shared CNN + LSTM trunk over frames, with a policy
-(logits over discrete actions) and a value head; the LSTM carries what one frame cannot show."""
+"""IRIS's actor-critic (Micheli et al. 2023, §2.3), which DIAMOND reuses (Alonso et al. 2024, §3): a shared
+CNN + LSTM trunk over frames, with a policy (logits over discrete actions) and a value head; the LSTM carries
+what one frame cannot show. And how both learn in a world model's imagined frames (`imagination_loss`):
+
+    Λ_t = r_t + γ c_t ((1 − λ) V(ô_{t+1}) + λ Λ_{t+1}),  Λ_H = V(ô_H)
+    L_V = E[(V(ô_t) − sg(Λ_t))²],  L_π = −E[ln π(a_t | ô_≤t) sg(Λ_t − V(ô_t)) + η H(π(· | ô_≤t))]
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+from torch.distributions import Categorical
 
 from worldmodels.encoders.cnn import conv_stages
+from worldmodels.losses import lambda_return
 
 
 class PixelActorCritic(nn.Module):
@@ -49,3 +58,49 @@ class PixelActorCritic(nn.Module):
             keep = mask[:, t, None]
             state = (torch.where(keep, new[0], state[0]), torch.where(keep, new[1], state[1]))
         return state
+
+
+World = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+"""A world model's imagination step: actions `[B]` → (the next frames `[B, H, W, C]` in pixel units, the
+rewards `[B]` on arriving there, the probabilities (or indicators) of continuing `[B]`)."""
+
+
+def imagination_loss(
+    actor_critic: PixelActorCritic,
+    state: tuple[torch.Tensor, torch.Tensor],
+    frame: torch.Tensor,
+    world: World,
+    horizon: int,
+    alive: torch.Tensor,
+    gamma: float,
+    lam: float,
+    entropy: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """From burnt-in LSTM `state` on start frames `[B, H, W, C]` (alive `[B]`: 0 where they end an episode),
+    act `horizon` steps in `world` (no gradient through it) and return L_π + L_V (module docstring), each
+    step weighted by the probability of still being in the episode, and its metrics."""
+    log_prob, entropies, value, reward, cont = [], [], [], [], []
+    for _ in range(horizon):
+        logits, v, state = actor_critic(frame, state)
+        policy = Categorical(logits=logits)
+        action = policy.sample()
+        with torch.no_grad():
+            frame, r, c = world(action)
+        log_prob.append(policy.log_prob(action)), entropies.append(policy.entropy()), value.append(v)
+        reward.append(r), cont.append(c)
+    value.append(actor_critic(frame, state)[1])
+    value, reward, cont = torch.stack(value, 1), torch.stack(reward, 1), torch.stack(cont, 1)  # [B, H(+1)]
+    returns = lambda_return(reward, gamma * cont, value.detach(), lam)  # [B, H]
+    weight = torch.cumprod(torch.cat([alive[:, None], cont[:, :-1]], 1), 1)  # still alive at step t
+    ent = torch.stack(entropies, 1)
+    advantage = (returns - value[:, :-1]).detach()
+    policy_loss = -(weight * (torch.stack(log_prob, 1) * advantage + entropy * ent)).mean()
+    value_loss = (weight * (value[:, :-1] - returns).pow(2)).mean()
+    metrics = {
+        "actor_critic/return": returns.mean().detach(),
+        "actor_critic/value": value.mean().detach(),
+        "actor_critic/entropy": ent.mean().detach(),
+        "actor_critic/imagined_reward": reward.mean(),
+        "actor_critic/continue": cont.mean(),
+    }
+    return policy_loss + value_loss, metrics
