@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Categorical
 
 from worldmodels.agents.base import Acted, Agent, Dream, Metrics, step
 from worldmodels.agents.pixel_actor_critic import PixelActorCritic, imagination_loss
@@ -79,6 +78,8 @@ class DIAMONDAgent(Agent):
         actor_critic_lr: float = positive(1e-4)
         warmup: int = non_negative(100)
         """Updates over which each stream's learning rate ramps up linearly (DIAMOND: 100)."""
+        eval_temperature: float = non_negative(0.5)
+        """Evaluation samples actions from π^(1/T) (IRIS's test collection: T = 0.5); 0: the mode."""
         weight_decay: float = non_negative(0.01)
         """AdamW weight decay of the denoiser and the reward/end model (the actor-critic has none)."""
         denoiser_clip: float = positive(1.0)
@@ -139,9 +140,8 @@ class DIAMONDAgent(Agent):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
-        state = tuple(torch.where(is_first[:, None], 0.0, s) for s in state)
-        logits, _, state = self.actor_critic(obs.float(), state)
-        action = Categorical(logits=logits).sample() if explore else logits.argmax(-1)
+        temperature = 1.0 if explore else self.cfg.eval_temperature
+        action, state = self.actor_critic.act(obs.float(), is_first, state, temperature)
         return Acted(F.one_hot(action, self.act_spec.dim).float(), state)
 
     @torch.no_grad()

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Categorical
 
 from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, step
 from worldmodels.agents.pixel_actor_critic import PixelActorCritic, imagination_loss
@@ -133,10 +132,8 @@ class IRISAgent(Agent):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
-        state = tuple(torch.where(is_first[:, None], 0.0, s) for s in state)
-        logits, _, state = self.actor_critic(self.seen(obs), state)
         temperature = 1.0 if explore else self.cfg.eval_temperature
-        action = Categorical(logits=logits / temperature).sample() if temperature > 0 else logits.argmax(-1)
+        action, state = self.actor_critic.act(self.seen(obs), is_first, state, temperature)
         return Acted(F.one_hot(action, self.act_spec.dim).float(), state)
 
     @torch.no_grad()

@@ -49,6 +49,17 @@ class PixelActorCritic(nn.Module):
         return self.actor(h), self.critic(h).squeeze(-1), (h, c)
 
     @torch.no_grad()
+    def act(
+        self, frames: torch.Tensor, is_first: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], temperature: float
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Actions `[N]` for frames `[N, H, W, C]`, drawn from π^(1/T) (its mode at T = 0), and the next
+        state; the LSTM starts afresh where `is_first` `[N]`."""
+        state = (torch.where(is_first[:, None], 0.0, state[0]), torch.where(is_first[:, None], 0.0, state[1]))
+        logits, _, state = self(frames, state)
+        action = Categorical(logits=logits / temperature).sample() if temperature > 0 else logits.argmax(-1)
+        return action, state
+
+    @torch.no_grad()
     def burn_in(self, frames: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM state after frames `[B, T, H, W, C]` (`mask` `[B, T]`: False on padding, which
         leaves the state at zero)."""
