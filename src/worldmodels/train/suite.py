@@ -341,10 +341,11 @@ def suite_report(bench: Path) -> list[str]:
             continue
         try:
             cells, _ = plan_cells(name, suite, bench / "results" / "suites" / name, [], [])
+            fits = {(c.row, c.task) for c in cells}
             stale = {(c.row, c.task) for c in cells if status(c) == "stale"}
             freshness = "† : the code it ran has changed since (rerun with the cell's command)."
-        except ConfigError as err:  # an environment package missing here: the cells' freshness is unknown
-            stale, freshness = set(), f"Freshness not checked ({err})."
+        except ConfigError as err:  # an environment package missing here: fit and freshness unknown
+            fits, stale, freshness = None, set(), f"Fit and freshness not checked ({err})."
         tasks = list(suite.tasks)
         lines += [
             f"## Suite `{name}`",
@@ -353,8 +354,8 @@ def suite_report(bench: Path) -> list[str]:
             "",
             "Each cell: normalised score (return − random) / (reference − random) and, below it, the final "
             "return. A cell's command: `wm bench --suite "
-            f"{name} --agents ROW TASK` (its `wm train` command is in its result file). – : the agent "
-            f"does not fit the task's actions, or the cell has not run yet. {freshness}",
+            f"{name} --agents ROW TASK` (its `wm train` command is in its result file). n/a: the agent "
+            f"does not fit the task's actions; · : not run yet. {freshness}",
             "",
             "| agent | " + " | ".join(tasks) + " | mean | learned |",
             "|---|" + "---|" * (len(tasks) + 2),
@@ -367,7 +368,7 @@ def suite_report(bench: Path) -> list[str]:
             for t in tasks:
                 r = stored.get((row, t))
                 if r is None:
-                    texts.append("–")
+                    texts.append("n/a" if fits is not None and (row, t) not in fits else "·")
                     continue
                 ref = suite.tasks[t].reference.score
                 score = (r["final"] - floor[t]) / (ref - floor[t]) if t in floor and ref != floor[t] else None
