@@ -38,13 +38,7 @@ from worldmodels.config import read_preset
 from worldmodels.errors import ConfigError, TrainingError, closest
 from worldmodels.figures import plt
 from worldmodels.schema import parse
-from worldmodels.train.suite import machine, suite_report, train_run
-
-
-@dataclass
-class Reference:
-    score: float | None = None
-    source: str = ""
+from worldmodels.train.suite import Reference, machine, suite_report, train_run
 
 
 @dataclass

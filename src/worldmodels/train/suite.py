@@ -56,7 +56,9 @@ REPORTING = ("worldmodels.train.bench", "worldmodels.train.suite", "worldmodels.
 
 @dataclass
 class Reference:
-    score: float = 0.0
+    """A published score to read results against, and where it comes from."""
+
+    score: float | None = None
     source: str = ""
 
 
@@ -362,7 +364,8 @@ def suite_report(bench: Path) -> list[str]:
         ]
         floor = {t: stored[(RANDOM, t)]["final"] for t in tasks if (RANDOM, t) in stored}
         lines.append("| random | " + " | ".join(f"{floor[t]:.1f}" if t in floor else "·" for t in tasks) + " | | |")
-        lines.append("| reference | " + " | ".join(f"{suite.tasks[t].reference.score:g}" for t in tasks) + " | | |")
+        refs = [suite.tasks[t].reference.score for t in tasks]
+        lines.append("| reference | " + " | ".join("·" if r is None else f"{r:g}" for r in refs) + " | | |")
         for row in suite.agents:
             texts, scores = [], []
             for t in tasks:
@@ -371,7 +374,8 @@ def suite_report(bench: Path) -> list[str]:
                     texts.append("n/a" if fits is not None and (row, t) not in fits else "·")
                     continue
                 ref = suite.tasks[t].reference.score
-                score = (r["final"] - floor[t]) / (ref - floor[t]) if t in floor and ref != floor[t] else None
+                known = ref is not None and t in floor and ref != floor[t]
+                score = (r["final"] - floor[t]) / (ref - floor[t]) if known else None
                 if score is not None:
                     scores.append(score)
                 mark = " †" if (row, t) in stale else ""
