@@ -61,6 +61,13 @@ def test_a_suite_fills_its_cells_once_and_reruns_only_stale_ones(tiny_suite, tmp
     floor = json.loads((bench / "results" / "suites" / "tiny" / "random--CartPole-v1.json").read_text())
     assert floor["runs"][0]["episodes"] == 3 and 8 < floor["final"] < 60
 
+    # a cell whose result is missing but whose run left a checkpoint of the same code resumes from it
+    (bench / "results" / "suites" / "tiny" / "tiny--CartPole-v1.json").unlink()
+    run_suite("tiny", bench, tmp_path / "runs", 1, ["tiny"], ["CartPole-v1"], list_only=False)
+    again = json.loads((bench / "results" / "suites" / "tiny" / "tiny--CartPole-v1.json").read_text())
+    assert again["runs"][0]["resumed"] and again["runs"][0]["curve"] == cell["runs"][0]["curve"]
+    assert not cell["runs"][0]["resumed"]
+
     suite = load_suite(bench, "tiny")
     cells, skipped = plan_cells("tiny", suite, bench / "results" / "suites" / "tiny", [], [])
     state = {(c.row, c.task): status(c) for c in cells}

@@ -14,7 +14,8 @@ A suite is a YAML file in `benchmarks/suites/`:
 
 A cell runs `wm train PRESET env.id=TASK` with nothing else changed but the budget, the evaluation cadence,
 the seed and one torch thread (the preset's own early stop is switched off, so that every cell runs its whole
-budget). Each cell is a file `benchmarks/results/suites/SUITE/ROW--TASK.json` holding the final evaluation,
+budget; a cell interrupted after a checkpoint resumes from it when its code is unchanged). Each cell is a
+file `benchmarks/results/suites/SUITE/ROW--TASK.json` holding the final evaluation,
 the curve and a fingerprint of the code it ran; a suite run fills only the cells that are missing or stale
 (their code has changed since), so the table fills over several sittings. A task's floor is the `random`
 row, measured by the same command. A score is normalised as (return − random) / (reference − random); a
@@ -46,6 +47,7 @@ import yaml
 from worldmodels.errors import ConfigError, TrainingError, closest
 from worldmodels.figures import read_metrics
 from worldmodels.schema import parse, to_dict
+from worldmodels.train.checkpoint import latest_checkpoint
 
 RANDOM = "random"
 LEARNED = 0.5
@@ -247,12 +249,30 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def train_run(preset: str, overrides: list[str], run_dir: Path, what: str) -> dict[str, Any]:
+def train_run(
+    preset: str, overrides: list[str], run_dir: Path, what: str, fingerprint: str | None = None
+) -> dict[str, Any]:
     """`wm train PRESET OVERRIDES` in its own process, in a fresh `run_dir`: the last evaluation, the
-    curve of evaluations, wall-clock seconds and the median update rate."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    cmd = [sys.executable, "-m", "worldmodels.cli", "train", preset, *overrides, "--run-dir", str(run_dir)]
+    curve of evaluations, wall-clock seconds and the median update rate. With the code's `fingerprint`, a
+    run folder that an interrupted run of the same fingerprint left with a checkpoint is resumed instead
+    (exactly, as `wm train --resume` does), so a long run spans several sittings; its `wall_s` is then
+    that of the last part alone."""
+    mark = run_dir / "fingerprint"
+    resume = (
+        fingerprint is not None
+        and mark.exists()
+        and mark.read_text() == fingerprint
+        and latest_checkpoint(run_dir / "checkpoints") is not None
+    )
+    if resume:
+        cmd = [sys.executable, "-m", "worldmodels.cli", "train", "--resume", str(run_dir)]
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        if fingerprint is not None:
+            run_dir.mkdir(parents=True)
+            mark.write_text(fingerprint)
+        cmd = [sys.executable, "-m", "worldmodels.cli", "train", preset, *overrides, "--run-dir", str(run_dir)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -266,6 +286,7 @@ def train_run(preset: str, overrides: list[str], run_dir: Path, what: str) -> di
         "final": curve[-1][1],
         "curve": curve,
         "wall_s": round(wall, 1),
+        "resumed": resume,
         "updates_per_s": round(float(np.median(perf)), 2) if perf else None,
     }
 
@@ -297,7 +318,8 @@ def run_suite(
                 continue
             run_dir = out_root / "suites" / name / cell.path.stem / f"seed{seed}"
             try:
-                trained = train_run(cell.preset, [*cell.overrides, f"train.seed={seed}"], run_dir, cell.path.stem)
+                overrides = [*cell.overrides, f"train.seed={seed}"]
+                trained = train_run(cell.preset, overrides, run_dir, cell.path.stem, cell.fingerprint)
             except TrainingError as err:
                 print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
                 return str(err)
