@@ -10,7 +10,8 @@ A task is a YAML file in `benchmarks/`:
     reference: {score: -150, source: "where the number comes from"}
     description: one line shown in the report
 
-Each seed trains in its own process under `bench_runs/TASK/seedN`; the final evaluation of each seed,
+Each seed trains in its own process under `bench_runs/TASK/seedN` (a seed interrupted after a checkpoint
+resumes from it when its code and config are unchanged); the final evaluation of each seed,
 its curve and its wall-clock time go to `benchmarks/results/TASK.json`, and `BENCHMARKS.md` is rebuilt
 from all stored results.
 
@@ -38,7 +39,7 @@ from worldmodels.config import read_preset
 from worldmodels.errors import ConfigError, TrainingError, closest
 from worldmodels.figures import plt
 from worldmodels.schema import parse
-from worldmodels.train.suite import Reference, machine, suite_report, train_run
+from worldmodels.train.suite import Reference, machine, run_fingerprint, suite_report, train_run
 
 
 @dataclass
@@ -75,7 +76,8 @@ def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) ->
     pinned = "train.threads" in task.overrides or "threads" in read_preset(task.preset).get("train", {})
     if not pinned:  # a task or its preset may pin its own (tiny models run best on one thread)
         overrides.append(f"train.threads={threads}")
-    return {"seed": seed, **train_run(task.preset, overrides, out_root / name / f"seed{seed}", f"{name} seed {seed}")}
+    run_dir, fingerprint = out_root / name / f"seed{seed}", run_fingerprint(task.preset, overrides)
+    return {"seed": seed, **train_run(task.preset, overrides, run_dir, f"{name} seed {seed}", fingerprint)}
 
 
 def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Path, report_only: bool) -> None:

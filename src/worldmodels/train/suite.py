@@ -168,11 +168,6 @@ def plan_cells(
 ) -> tuple[list[Cell], list[str]]:
     """The cells of the suite (restricted to `rows`/`tasks` when given) whose agent fits the task's action
     space, and for each row that does not fit a task, why."""
-    from worldmodels.config import load_config
-    from worldmodels.envs import make_env
-    from worldmodels.envs.spaces import act_spec_of, obs_spec_of
-    from worldmodels.registry import AGENTS
-
     for chosen, known, what in ((rows, [RANDOM, *suite.agents], "agent row"), (tasks, list(suite.tasks), "task")):
         for item in chosen:
             if item not in known:
@@ -183,9 +178,8 @@ def plan_cells(
         if tasks and task not in tasks:
             continue
         steps = spec.steps or suite.steps
-        env_roots = {"worldmodels.envs.make", "worldmodels.envs.pool"}
         if not rows or RANDOM in rows:
-            roots = env_roots | {__name__}
+            roots = {"worldmodels.envs.make", "worldmodels.envs.pool", __name__}
             overrides = [f"env.id={task}", f"episodes={suite.random_episodes}"]
             fp = code_fingerprint(roots, {"task": task, "episodes": suite.random_episodes})
             cells.append(Cell(RANDOM, task, "", overrides, fp, results / f"{RANDOM}--{task}.json"))
@@ -201,22 +195,36 @@ def plan_cells(
                 "train.stop_return=null",
                 "train.threads=1",
             ]
-            cfg = load_config(agent_spec.preset, overrides)
-            env = make_env(cfg.env)  # the preset's own env settings (frames or states, action repeat)
-            obs_spec, act_spec = obs_spec_of(env.observation_space, task), act_spec_of(env.action_space, task)
-            env.close()
             try:
-                agent = AGENTS.build(cfg.agent.name, cfg.agent.cfg, obs_spec=obs_spec, act_spec=act_spec)
+                fp = run_fingerprint(agent_spec.preset, overrides, suite.seeds)
             except ConfigError as err:
                 skipped.append(f"{row} × {task}: {err}")
                 continue
-            roots = {"worldmodels.train.loop", "worldmodels.envs.make", type(agent).__module__}
-            roots |= {type(m).__module__ for m in agent.modules()} | {type(v).__module__ for v in vars(agent).values()}
-            roots = {r for r in roots if r.startswith("worldmodels.")} | env_roots
-            extra = {"config": to_dict(cfg), "seeds": suite.seeds, "agent": AGENTS.get(cfg.agent.name).__qualname__}
-            fp = code_fingerprint(roots, extra)
             cells.append(Cell(row, task, agent_spec.preset, overrides, fp, results / f"{row}--{task}.json"))
     return cells, skipped
+
+
+def run_fingerprint(preset: str, overrides: list[str], extra: Any = None) -> str:
+    """The `code_fingerprint` of a training run of `preset` with `overrides`: the modules of its agent's
+    parts and of the trainer and environments, and its resolved config (with `extra`). Raises the
+    ConfigError of an agent that does not fit the environment's observations or actions."""
+    from worldmodels.config import load_config
+    from worldmodels.envs import make_env
+    from worldmodels.envs.spaces import act_spec_of, obs_spec_of
+    from worldmodels.registry import AGENTS
+
+    cfg = load_config(preset, overrides)
+    env = make_env(cfg.env)  # the preset's own env settings (frames or states, action repeat)
+    obs_spec, act_spec = obs_spec_of(env.observation_space, cfg.env.id), act_spec_of(env.action_space, cfg.env.id)
+    env.close()
+    agent = AGENTS.build(cfg.agent.name, cfg.agent.cfg, obs_spec=obs_spec, act_spec=act_spec)
+    roots = {"worldmodels.train.loop", "worldmodels.envs.make", "worldmodels.envs.pool", type(agent).__module__}
+    roots |= {type(m).__module__ for m in agent.modules()} | {type(v).__module__ for v in vars(agent).values()}
+    agent_class = AGENTS.get(cfg.agent.name).__qualname__
+    return code_fingerprint(
+        {r for r in roots if r.startswith("worldmodels.")},
+        {"config": to_dict(cfg), "seeds": extra, "agent": agent_class},
+    )
 
 
 def status(cell: Cell) -> str:
