@@ -49,6 +49,14 @@ class Stream:
     def method(self) -> str:
         return self.update or self.name
 
+    @classmethod
+    def per_agent_steps(cls, name: str, sample: SampleSpec, every: float, start: int, warmup: int = 0) -> Stream:
+        """Stream `name` of a `learn` phase making one update on `sample` every `every` agent steps from env
+        step `start` on, stepping optimiser `name` by method `learn_{name}` (the papers' schedules: IRIS,
+        DIAMOND)."""
+        ratio = sample.batch_size * sample.seq_len / every  # replayed steps per agent step
+        return cls(name, sample, ratio, start, trains=(name,), warmup=warmup, update=f"learn_{name}")
+
 
 @dataclass(frozen=True)
 class PhaseSpec:

@@ -122,16 +122,12 @@ class DIAMONDAgent(Agent):
         transitions = SampleSpec(cfg.reward_end_batch, cfg.horizon + K, boundary="pad_end")
         burn_in = SampleSpec(cfg.actor_critic_batch, K, boundary="pad_start")
         streams = [
-            (windows, cfg.denoiser_every, cfg.denoiser_start, "denoiser"),
-            (transitions, cfg.reward_end_every, cfg.reward_end_start, "reward_end"),
-            (burn_in, cfg.actor_critic_every, cfg.actor_critic_start, "actor_critic"),
+            ("denoiser", windows, cfg.denoiser_every, cfg.denoiser_start),
+            ("reward_end", transitions, cfg.reward_end_every, cfg.reward_end_start),
+            ("actor_critic", burn_in, cfg.actor_critic_every, cfg.actor_critic_start),
         ]
-        return [PhaseSpec("learn", "learn", streams=tuple(self._stream(*s) for s in streams))]
-
-    def _stream(self, sample: SampleSpec, every: float, start: int, name: str) -> Stream:
-        """Stream `name`: one update on `sample` every `every` agent steps from env step `start` on."""
-        ratio = sample.batch_size * sample.seq_len / every  # replayed steps per agent step
-        return Stream(name, sample, ratio, start, trains=(name,), warmup=self.cfg.warmup, update=f"learn_{name}")
+        streams = tuple(Stream.per_agent_steps(*s, warmup=cfg.warmup) for s in streams)
+        return [PhaseSpec("learn", "learn", streams=streams)]
 
     # ------------------------------------------------------------------ acting
 

@@ -107,17 +107,11 @@ class IRISAgent(Agent):
         windows = SampleSpec(cfg.world_model_batch, self.world_model.context, boundary="pad_end")
         burn_in = SampleSpec(cfg.actor_critic_batch, cfg.burn_in + 1, boundary="pad_start")
         streams = [
-            (frames, cfg.tokenizer_every, cfg.tokenizer_start, "tokenizer"),
-            (windows, cfg.world_model_every, cfg.world_model_start, "world_model"),
-            (burn_in, cfg.actor_critic_every, cfg.actor_critic_start, "actor_critic"),
+            ("tokenizer", frames, cfg.tokenizer_every, cfg.tokenizer_start),
+            ("world_model", windows, cfg.world_model_every, cfg.world_model_start),
+            ("actor_critic", burn_in, cfg.actor_critic_every, cfg.actor_critic_start),
         ]
-        return [PhaseSpec("learn", "learn", streams=tuple(self._stream(*s) for s in streams))]
-
-    @staticmethod
-    def _stream(sample: SampleSpec, every: float, start: int, name: str) -> Stream:
-        """Stream `name`: one update on `sample` every `every` agent steps from env step `start` on."""
-        ratio = sample.batch_size * sample.seq_len / every  # replayed steps per agent step
-        return Stream(name, sample, ratio, start, trains=(name,), update=f"learn_{name}")
+        return [PhaseSpec("learn", "learn", streams=tuple(Stream.per_agent_steps(*s) for s in streams))]
 
     # ------------------------------------------------------------------ acting
 
