@@ -135,14 +135,14 @@ class IRISAgent(Agent):
         """The context frames' reconstructions, then frames decoded from imagined tokens, with the rewards
         predicted on the way (zeros over the context, which the model does not predict) and the perplexity
         of the codes of the episode's real frames (held-out codebook usage)."""
-        tokens = self.tokenizer.encode(obs[:context])[None]  # [1, C, K]
+        real = self.tokenizer.encode(obs)  # [T, K]: every real frame's codes
+        tokens = real[None, :context]  # [1, C, K]
         valid = torch.ones(1, context, dtype=torch.bool, device=obs.device)
         ctx = self.world_model.start(tokens, action[None, 1:context], valid, room=len(action) - context)
         imagined = [self.world_model.step(ctx, action[None, t]) for t in range(context, len(action))]
         frames = self.tokenizer.decode(torch.cat([tokens[0], *(i.tokens for i in imagined)])).clamp(0, 255)
         reward = torch.cat([obs.new_zeros(context, dtype=torch.float32), *(i.reward.mean for i in imagined)])
-        usage = perplexity(self.tokenizer.encode(obs), self.tokenizer.vocab)  # the codes of the real frames
-        return Dream(frames, reward, {"tokenizer/perplexity": usage})
+        return Dream(frames, reward, {"tokenizer/perplexity": perplexity(real, self.tokenizer.vocab)})
 
     # ------------------------------------------------------------------ learning
 
