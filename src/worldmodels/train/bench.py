@@ -70,13 +70,17 @@ def load_tasks(names: list[str]) -> dict[str, Task]:
     return {n: parse(Task, yaml.safe_load(available[n].read_text()) or {}, f"benchmarks/{n}") for n in chosen}
 
 
-def _run_seed(name: str, task: Task, seed: int, out_root: Path, threads: int) -> dict[str, Any]:
+def _seed_overrides(task: Task, seed: int, threads: int) -> list[str]:
     overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in task.overrides.items()]
     overrides += [f"train.steps={task.steps}", f"train.seed={seed}"]
     pinned = "train.threads" in task.overrides or "threads" in read_preset(task.preset).get("train", {})
     if not pinned:  # a task or its preset may pin its own (tiny models run best on one thread)
         overrides.append(f"train.threads={threads}")
-    run_dir, fingerprint = out_root / name / f"seed{seed}", run_fingerprint(task.preset, overrides)
+    return overrides
+
+
+def _run_seed(name: str, task: Task, seed: int, overrides: list[str], fingerprint: str, out_root: Path) -> dict:
+    run_dir = out_root / name / f"seed{seed}"
     return {"seed": seed, **train_run(task.preset, overrides, run_dir, f"{name} seed {seed}", fingerprint)}
 
 
@@ -92,8 +96,12 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
                 continue
             task_seeds = seeds or task.seeds
             print(f"[bench] {name}: {len(task_seeds)} seed(s) x {task.steps} steps, {jobs} at a time", flush=True)
+            # fingerprints are taken here, on one thread: `ast.parse` is not thread-safe on Python 3.11
+            plans = [
+                (s, o, run_fingerprint(task.preset, o)) for s in task_seeds for o in [_seed_overrides(task, s, threads)]
+            ]
             with ThreadPoolExecutor(jobs) as pool:
-                runs = list(pool.map(lambda s, n=name, t=task: _run_seed(n, t, s, out_root, threads), task_seeds))
+                runs = list(pool.map(lambda p, n=name, t=task: _run_seed(n, t, *p, out_root), plans))
             finals = [r["final"] for r in runs]
             result = {
                 "task": name,

@@ -332,9 +332,6 @@ def run_suite(
                 print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
                 return str(err)
             runs.append({"seed": seed, **trained})
-        (now,), _ = plan_cells(name, suite, results, [cell.row], [cell.task])
-        if now.fingerprint != cell.fingerprint:  # the code changed while the cell ran: which version ran is unknown
-            print(f"[suite] {cell.row} × {cell.task}: its code changed while it ran; stored as stale", flush=True)
         result = {
             "suite": name,
             "row": cell.row,
@@ -355,6 +352,12 @@ def run_suite(
 
     with ThreadPoolExecutor(jobs) as pool:
         failed = [f for f in pool.map(run, todo) if f]
+    # re-planned here, on one thread (`ast.parse` is not thread-safe on Python 3.11): a cell whose code changed
+    # while it ran is stored under the old fingerprint, so it shows as stale, since which version ran is unknown
+    now = {(c.row, c.task): c.fingerprint for c in plan_cells(name, suite, results, rows, tasks)[0]}
+    for cell in todo:
+        if cell.path.exists() and now.get((cell.row, cell.task)) != cell.fingerprint:
+            print(f"[suite] {cell.row} × {cell.task}: its code changed while it ran; stored as stale", flush=True)
     if failed:  # the other cells are stored; these stay missing or stale
         raise TrainingError(f"{len(failed)} suite cell(s) failed: " + "; ".join(failed))
 
