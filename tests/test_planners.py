@@ -217,3 +217,22 @@ def test_mppi_elites_weight_only_the_best_candidates():
         )
         plan = planner.optimize(lambda a: a[..., 0, 0], torch.full((1, 1, 1), 0.2), prior=prior)
         assert torch.allclose(plan.actions, torch.full((1, 1, 1), float(expected)), atol=1e-4)
+
+
+def test_mppi_select_sample_executes_a_scored_candidate_where_the_mean_cancels_out():
+    """Returns −(|a| − 0.8)²: pushing either way by 0.8 is best, standing still worst. The weighted mean of
+    candidates on both sides is near 0, the worst action; `select: sample` executes one candidate, near ±0.8,
+    with its own return; the warm start (the centre) is the same either way."""
+    objective = lambda a: -((a.abs() - 0.8) ** 2).sum((2, 3))  # noqa: E731
+    plans = {}
+    for select in ("mean", "sample"):
+        torch.manual_seed(0)
+        planner = build("mppi", 2, population=256, iterations=3, elites=16, temperature=0.05, select=select)
+        x0, _ = planner.warm_start(None, 64, torch.device("cpu"))
+        plans[select] = planner.optimize(objective, x0)
+    assert plans["mean"].actions[:, 0].abs().mean() < 0.3
+    assert (plans["sample"].actions[:, 0].abs() - 0.8).abs().max() < 0.2
+    assert torch.allclose(plans["sample"].returns, objective(plans["sample"].actions[:, None])[:, 0])
+    assert torch.equal(plans["mean"].centre, plans["sample"].centre)
+    with pytest.raises(ConfigError, match="select"):
+        build("mppi", 2, select="best")

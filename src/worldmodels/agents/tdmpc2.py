@@ -18,8 +18,9 @@ Acting (§3.3): MPPI over H steps from z = h(s), 24 of its candidates rollouts o
 warm-started by the last one shifted a step, scored by Σ_t γ^t C_t r(z_t, a_t) + γ^H C_H Q(z_H, p(z_H)), where
 C_t = Π_{1≤τ≤t} c(z_τ) is the predicted probability that the episode still runs (1 unless `episodic`; the
 paper's episodic variant thresholds its termination head, here its probability weights as in Dreamer); while
-collecting, the first action gets the planner's final std as noise. (The paper executes an elite sampled by
-its weight; here the weighted mean, which the shared MPPI returns.)
+collecting, the first action gets the planner's final std as noise. The action executed is an elite drawn by
+its weight, as in the paper (`select: sample`): the weighted mean of elites that push both ways, or of
+equally scored ones before a sparse reward is first predicted, is an action none of them proposed.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ class TDMPC2Agent(Agent):
             init_std=1.0,
             min_std=0.025,
             momentum=0.0,
+            select="sample",
         )
-        """MPPI (the paper: 512 samples, 64 elites, 6 iterations, weights exp(0.5 (R − max R)), std in [0.05, 2])."""
+        """MPPI (the paper: 512 samples, 64 elites, 6 iterations, weights exp(0.5 (R − max R)), std in [0.05, 2],
+        an elite drawn by weight executed)."""
         plan: bool = True
         """Off: act with the policy prior alone (the paper's ablation; much cheaper)."""
         episodic: bool = True

@@ -8,6 +8,11 @@ best K of them (K = all in classic MPPI; TD-MPC2: 64 of 512 + 24), the weights a
     μ ← m·μ + (1 − m)·Σ_i w_i a^i
     σ ← m·σ + (1 − m)·sqrt(Σ_i w_i (a^i − μ)²)      (with `adapt_std`, as in TD-MPC2; classic MPPI keeps σ)
 
+The plan executed is that centre μ (`select: mean`, classic MPPI) or one of the last iteration's weighted
+candidates drawn with probability w_i (`select: sample`, TD-MPC2): where the returns are flat or the best
+candidates lie on both sides of μ (push left or push right), the mean cancels out to an action none of
+them proposed, while a drawn candidate is one the model scored. The warm start is μ either way.
+
 Discrete actions sample one-hot sequences from per-step probabilities p and move p to Σ_i w_i onehot(a^i).
 The warm start (the last plan's centre shifted one step) is `Planner.warm_start`; a terminal value is the
 model's `value` in `rollout_objective`.
@@ -16,6 +21,7 @@ model's `value` in `rollout_objective`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -44,6 +50,8 @@ class MPPI(Planner):
         """Floor of the adapted std, in units of the bound width: keeps the search from collapsing."""
         elites: int = non_negative(0)
         """Weight only the K best candidates of each iteration (TD-MPC2: 64); 0 weights all of them."""
+        select: Literal["mean", "sample"] = "mean"
+        """The plan executed: the centre μ, or a last-iteration candidate drawn by weight (TD-MPC2)."""
 
     @torch.no_grad()
     def optimize(
@@ -74,5 +82,9 @@ class MPPI(Planner):
                 std = torch.maximum(m * std + (1 - m) * spread, floor)
             centre = m * centre + (1 - m) * new
             expected = (weight * returns).sum(1)
+        if cfg.select == "sample":
+            drawn = torch.multinomial(weight, 1)  # [B, 1]
+            actions = torch.gather(candidates, 1, drawn[:, :, None, None].expand(-1, -1, *candidates.shape[2:]))[:, 0]
+            return Plan(actions, centre, returns.gather(1, drawn)[:, 0], std=None if self.discrete else std)
         actions = discrete_plan(centre) if self.discrete else centre
         return Plan(actions, centre, expected, std=None if self.discrete else std)
