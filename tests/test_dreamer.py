@@ -235,3 +235,14 @@ def test_imagination_starts_a_random_subset_of_the_posterior_states():
     agent.behaviour.learn = lambda imagine, reward_cont, start_cont: seen.append(start_cont.shape) or {}
     agent.update(_batch())
     assert seen == [(5,)]
+
+
+@pytest.mark.parametrize("preset, sampled", [("dreamerv3", True), ("dreamerv2", False)])
+def test_evaluation_samples_the_actor_in_v3_and_takes_its_mode_in_v2(preset, sampled):
+    """DreamerV3 evaluates the stochastic policy it learnt; V1/V2 act by its mode. An untrained actor is
+    near uniform over 3 actions: 300 evaluation steps from one model state take them all, or one."""
+    agent = build_agent(load_config(preset, TINY_DREAMER), ObsSpec((4,), "float32"), ActSpec(True, 3))
+    torch.manual_seed(0)
+    action = agent.behaviour.act(torch.zeros(300, agent.rssm.feat_dim), explore=False)
+    assert len(set(action.argmax(-1).tolist())) == (3 if sampled else 1)
+    agent.act(torch.zeros(3, 4), torch.ones(3, dtype=torch.bool), None, explore=False)  # the path act takes

@@ -66,6 +66,10 @@ class BehaviourConfig:
     """Decay of the slow critic."""
     critic_ema_reg: float = non_negative(1.0)
     """β, the weight of the slow-critic regulariser."""
+    eval_policy: Literal["mode", "sample"] = "mode"
+    """How evaluation acts: the actor's most likely action (DreamerV1/V2) or a sample of it (DreamerV3, which
+    evaluates the stochastic policy it learnt: the mode of a near-uniform discrete actor can be one action
+    forever, e.g. never moving the paddle)."""
     actor_updates_per_batch: int = positive(1)
     critic_updates_per_batch: int = positive(1)
 
@@ -89,6 +93,12 @@ class ActorCritic(nn.Module):
         if mode == "auto":
             mode = "reinforce" if act_spec.discrete else "dynamics"
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
+
+    def act(self, features: torch.Tensor, explore: bool) -> torch.Tensor:
+        """Actions `[N, A]` of the actor from `features` `[N, F]`: sampled while collecting, by `eval_policy`
+        in evaluation."""
+        policy = self.actor(features)
+        return policy.sample() if explore or self.cfg.eval_policy == "sample" else policy.mode
 
     def starts(self, n: int, device: torch.device) -> torch.Tensor:
         """Which of a batch's `n` flattened posterior states start imagined rollouts `[N]`."""

@@ -44,8 +44,8 @@ class DreamerAgent(RSSMAgent):
     @torch.no_grad()
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         post = self.filter(obs, is_first, state)
-        policy = self.behaviour.actor(self.rssm.features(post))
-        action = self.explore(policy.sample()) if explore else policy.mode
+        action = self.behaviour.act(self.rssm.features(post), explore)
+        action = self.explore(action) if explore else action
         return Acted(action, {"latent": post, "action": action})
 
     def followers(self) -> list[Stream]:

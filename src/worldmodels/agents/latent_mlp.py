@@ -82,8 +82,7 @@ class LatentMLPAgent(Agent):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         z = self.representation(self.encoder(obs)).mean  # [N, Z]
-        policy = self.behaviour.actor(z)
-        return Acted(policy.sample() if explore else policy.mode)
+        return Acted(self.behaviour.act(z, explore))
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
