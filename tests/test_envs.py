@@ -142,3 +142,20 @@ def test_minatar_frames_actions_seeds_and_errors():
         make_env(EnvConfig(id="minatar:Breakuot"))
     with pytest.raises(ConfigError, match="use env.obs=pixels or state"):
         make_env(EnvConfig(id="minatar:Breakout", obs="both"))
+
+
+@needs["minatar"]
+def test_minatar_sticky_actions_follow_the_config():
+    """Breakout's paddle (channel 0) under 5 presses of `right` (action 2) from a no-op start: it moves 5
+    cells without sticky actions, never with sticky actions always on (the first action, no-op, repeats)."""
+
+    def paddle_moves(sticky: float) -> int:
+        env = make_env(EnvConfig(id="minatar:Breakout", obs="pixels", sticky_actions=sticky))
+        obs, _ = env.reset(seed=0)
+        start = np.argwhere(obs[..., 0])[0, 1]
+        env.step(0)
+        for _ in range(5):
+            obs, *_ = env.step(2)
+        return int(np.argwhere(obs[..., 0])[0, 1] - start)
+
+    assert paddle_moves(0.0) == 5 and paddle_moves(1.0) == 0

@@ -14,6 +14,8 @@ from worldmodels.envs.wrappers import image_space, resize
 from worldmodels.errors import ConfigError, closest
 
 MAX_FRAMES = 108_000
+STICKY = 0.25
+"""Probability of repeating the previous action (Machado et al. 2018), unless `env.sticky_actions` says otherwise."""
 
 
 def _ale_id(game: str) -> str:
@@ -39,13 +41,13 @@ class AtariEnv(gym.Env):
         size: tuple[int, int] = (64, 64),
         grayscale: bool = False,
         repeat: int = 4,
-        sticky: float = 0.25,
+        sticky: float | None = None,
         noop_max: int = 30,
     ):
         self._env = gym.make(
             _ale_id(game),
             frameskip=1,
-            repeat_action_probability=sticky,
+            repeat_action_probability=STICKY if sticky is None else sticky,
             full_action_space=False,
             max_num_frames_per_episode=MAX_FRAMES,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from worldmodels.schema import non_negative, positive, unit
+from worldmodels.schema import non_negative, param, positive
 
 
 @dataclass
@@ -30,7 +30,8 @@ class EnvConfig:
     """dm_control camera id (None: the usual one for the domain)."""
     render_effects: bool = False
     """dm_control: draw shadows and reflections (the standard look; ~3× slower on a CPU renderer)."""
-    sticky_actions: float = unit(0.25)
-    """Atari: probability that the previous action is repeated instead of the chosen one."""
+    sticky_actions: float | None = param(None, lambda v: v is None or 0 <= v <= 1, "a number in [0, 1] or null")
+    """Atari and MinAtar: probability that the previous action is repeated instead of the chosen one (None:
+    the suite's own, Atari 0.25 and MinAtar 0.1; 0 makes the game deterministic given the actions)."""
     noop_max: int = non_negative(30)
     """Atari: at most this many no-op actions at the start of an episode."""

@@ -40,7 +40,7 @@ def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
     elif suite == "minatar":
         from worldmodels.envs.minatar import MinAtarEnv
 
-        env = MinAtarEnv(name, cfg.obs)
+        env = MinAtarEnv(name, cfg.obs, cfg.sticky_actions)
         if cfg.max_episode_steps:
             env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps * cfg.action_repeat)
     else:  # a gymnasium id, possibly `module:Env-v0`, which gymnasium imports itself

@@ -1,10 +1,11 @@
 """MinAtar (Young & Tian 2019): `minatar:GAME`, five Atari games on a 10×10 grid of binary channels.
 
-Small pixel-like tasks that transformer and diffusion world models can learn on a CPU. An observation is
-the game's channels as uint8 frames `[10, 10, C]` (0 or 255, so image encoders read them like any frame),
-or with `env.obs=state` the same channels flattened to float32 `[100·C]`. Actions are the game's minimal
-set; sticky actions with MinAtar's own probability (0.1); difficulty ramping on, as in the paper. A game
-ends by itself (termination); `MAX_STEPS` agent steps cut an episode that goes on (truncation).
+Small pixel-like tasks that transformer and diffusion world models can learn on a CPU. An observation is the
+game's channels as uint8 frames `[10, 10, C]` (0 or 255, so image encoders read them like any frame), or
+with `env.obs=state` the same channels flattened to float32 `[100·C]`. Actions are the game's minimal set;
+sticky actions with MinAtar's own probability (0.1; `env.sticky_actions` sets another); difficulty ramping
+on, as in the paper. A game ends by itself (termination); `MAX_STEPS` agent steps cut an episode that goes
+on (truncation).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ SCALE = 16
 """`render()` draws each cell as SCALE × SCALE pixels."""
 
 
-def _game(name: str):
+def _game(name: str, sticky: float):
     key = name.replace("_", "").replace("-", "").lower()
     if key not in GAMES:
         names = ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"]
@@ -31,16 +32,16 @@ def _game(name: str):
         from minatar import Environment
     except ImportError as err:
         raise ConfigError(f"minatar is not installed ({err}); install it with: pip install -e '.[minatar]'") from None
-    return Environment(GAMES[key], sticky_action_prob=STICKY)
+    return Environment(GAMES[key], sticky_action_prob=sticky)
 
 
 class MinAtarEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, game: str, obs: str = "pixels"):
+    def __init__(self, game: str, obs: str = "pixels", sticky: float | None = None):
         if obs not in ("pixels", "state"):
             raise ConfigError(f"env 'minatar:{game}': observations are its channels; use env.obs=pixels or state")
-        self._game = _game(game)
+        self._game = _game(game, STICKY if sticky is None else sticky)
         self._actions = self._game.minimal_action_set()
         self.obs = obs
         shape = tuple(self._game.state_shape())  # (10, 10, C)
