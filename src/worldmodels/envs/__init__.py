@@ -1,6 +1,7 @@
 """Environments: `make_env(cfg)` for one, `EnvPool` for several stepped together with seeded episodes."""
 
 import worldmodels.envs.continuous_cartpole  # noqa: F401  (registers wm/CartPoleContinuous-v0)
+import worldmodels.envs.two_room  # noqa: F401  (registers wm/TwoRoom-v0)
 from worldmodels.envs import dummy
 from worldmodels.envs.make import make_env
 from worldmodels.envs.pool import EnvPool, Step
