@@ -22,6 +22,7 @@ from torch import nn
 
 from worldmodels.agents.base import Metrics, adam, frozen, step
 from worldmodels.losses import ReturnScale, lambda_return
+from worldmodels.nn import ema_update
 from worldmodels.registry import POLICIES, VALUES, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 from worldmodels.spaces import ActSpec
@@ -144,9 +145,7 @@ class ActorCritic(nn.Module):
                 if cfg.use_ema_critic:  # `value` came from the slow critic
                     critic_loss = critic_loss + cfg.critic_ema_reg * critic.loss(value[:-1].detach())
                 metrics.update(step(self.optimizers["critic"], (weight * critic_loss).mean(), cfg.grad_clip, "critic"))
-                with torch.no_grad():
-                    for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-                        slow.lerp_(fast, 1 - cfg.critic_ema)
+                ema_update(self.slow_critic, self.critic, 1 - cfg.critic_ema)
         metrics.update(
             {
                 "behaviour/return": returns.mean().detach(),

@@ -40,7 +40,7 @@ from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
 from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
-from worldmodels.nn import MLP
+from worldmodels.nn import MLP, ema_update
 from worldmodels.nn.simnorm import SimNorm
 from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.planners.mppi import MPPI
@@ -270,9 +270,7 @@ class TDMPC2Agent(Agent):
         metrics = step(self.optimizers["model"], loss, cfg.grad_clip, "model")
         metrics.update(self._update_policy(torch.stack(zs, 1).detach()))
 
-        with torch.no_grad():
-            for target, online in zip(self.target_qs.parameters(), self.qs.parameters()):
-                target.lerp_(online, cfg.tau)
+        ema_update(self.target_qs, self.qs, cfg.tau)
         if self.cont is not None:
             metrics["loss/cont"] = cont_loss.detach()
         metrics.update(

@@ -1,6 +1,7 @@
 """Building blocks with no RL knowledge."""
 
 from worldmodels.nn.dists import ClippedNormal, OneHotDist, SymlogMSE, TanhNormal, symexp, symlog
+from worldmodels.nn.ema import ema_update
 from worldmodels.nn.mlp import MLP, Activation, MLPConfig, activation
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "SymlogMSE",
     "TanhNormal",
     "activation",
+    "ema_update",
     "symexp",
     "symlog",
 ]
