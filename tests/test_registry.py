@@ -21,6 +21,7 @@ def test_every_kind_has_a_registry():
         "encoder",
         "decoder",
         "representation",
+        "representation_learner",
         "autoencoder",
         "dynamics",
         "rssm",

@@ -38,6 +38,23 @@ class Representation(Protocol):
     def forward(self, features: Tensor) -> Any: ...
 
 
+class RepresentationLearner(Protocol):
+    """An encoder with its own self-supervised objective: `encode(obs [..., *obs])` → embeddings
+    `[..., embed_dim]`; `loss(obs [B, T, *obs], action [B, T, A])` → (loss, metrics) on windows where
+    `action[:, t]` is the action that led to `obs[:, t]` (the replay's convention; `action[:, 0]` is not
+    used), the metrics holding the collapse monitors `repr/embed_std` and `repr/effective_rank`;
+    `update_target()`, called after each optimiser step, moves any target network toward the online one
+    (nothing where there is none). Its trainable parameters are those with `requires_grad`."""
+
+    embed_dim: int
+
+    def encode(self, obs: Any) -> Tensor: ...
+
+    def loss(self, obs: Any, action: Tensor) -> Any: ...
+
+    def update_target(self) -> None: ...
+
+
 class Autoencoder(Protocol):
     """Frames `[..., H, W, C]` → a latent distribution; a latent → a frame prediction; its own loss."""
 

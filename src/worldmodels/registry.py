@@ -89,6 +89,10 @@ ENCODERS = Registry("encoder", "obs_spec", contract=contracts.Encoder)
 DECODERS = Registry("decoder", "in_dim", "obs_spec", contract=contracts.Decoder)
 REPRESENTATIONS = Registry("representation", "in_dim", contract=contracts.Representation)
 """Encoder features → a latent state distribution."""
+REPRESENTATION_LEARNERS = Registry(
+    "representation_learner", "obs_spec", "action_dim", contract=contracts.RepresentationLearner
+)
+"""Observations → embeddings learnt by their own objective (VAE, contrastive, JEPA), with collapse monitors."""
 AUTOENCODERS = Registry("autoencoder", "obs_spec", contract=contracts.Autoencoder)
 """Observations → latent → observations in one model (World Models' V)."""
 DYNAMICS = Registry("dynamics", "latent_dim", "action_dim", contract=contracts.Dynamics)
@@ -123,6 +127,7 @@ REGISTRIES: dict[str, Registry] = {
         ENCODERS,
         DECODERS,
         REPRESENTATIONS,
+        REPRESENTATION_LEARNERS,
         AUTOENCODERS,
         DYNAMICS,
         RSSMS,

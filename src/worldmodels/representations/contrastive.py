@@ -1,0 +1,104 @@
+"""Contrastive representation learning with actions, CURL (Laskin et al. 2020) and CPC (van den Oord et al.
+2018) style: two views of every observation by random shifts (frames padded by `shift` pixels and cropped
+back, DrQ's augmentation; vector parts are left as they are), a query encoder f_θ and a key encoder f_θ̄
+(an exponential moving average of f_θ), and the InfoNCE loss
+
+    L(q, k) = −1/N Σ_i log softmax_j( cos(q_i, k_j) / temperature )_i
+
+that tells each query's own key from the keys of the other N − 1 steps of the batch. Two pairings:
+
+    views   q = f_θ(view₁(o_t)),               k = f_θ̄(view₂(o_t))          (CURL)
+    next    q = g(f_θ(view₁(o_t)), a_{t+1}),   k = f_θ̄(view₂(o_{t+1}))      (CPC, one step, given the action)
+
+loss = L_views + `next_coef` · L_next. The embedding is f_θ(o) of the unshifted observation.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldmodels.nn import ema_update
+from worldmodels.registry import REPRESENTATION_LEARNERS, component
+from worldmodels.representations.embedding import Embedder, Metrics, Predictor, frames, monitors
+from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.spaces import Obs, ObsSpec, obs_map
+
+
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """uint8 frames `[N, H, W, C]`, each shifted by its own random offset of up to `pad` pixels in each
+    direction, the border repeating the edge: `[N, H, W, C]`."""
+    n, h, w, _ = images.shape
+    padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")  # [N, C, H', W']
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), device=images.device)
+    rows = dy + torch.arange(h, device=images.device)  # [N, H]
+    cols = dx + torch.arange(w, device=images.device)  # [N, W]
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    return padded[batch, :, rows[:, :, None], cols[:, None, :]].to(torch.uint8)  # [N, H, W, C]
+
+
+def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of queries `[N, D]` against keys `[N, D]` (the positive of query i is key i), by cosine: `[]`."""
+    logits = F.normalize(query, dim=-1) @ F.normalize(key, dim=-1).T / temperature  # [N, N]
+    return F.cross_entropy(logits, torch.arange(len(query), device=query.device))
+
+
+@REPRESENTATION_LEARNERS.register("contrastive")
+class ContrastiveLearner(nn.Module):
+    """Observations `[..., *obs]` → f_θ(o) `[..., embed_dim]`, learnt by InfoNCE between views and steps."""
+
+    @dataclass
+    class Config:
+        encoder: Spec = component("encoder", "multi")
+        """Features of the observation (a CNN for frames, an MLP for vectors)."""
+        embed_dim: int = positive(32)
+        predictor_hidden: int = positive(256)
+        predictor_layers: int = positive(2)
+        shift: int = non_negative(4)
+        """Largest random shift of a view, in pixels."""
+        temperature: float = positive(0.1)
+        next_coef: float = non_negative(1.0)
+        """Weight of the next-step InfoNCE."""
+        tau: float = unit(0.05)
+        """EMA rate of the key encoder (CURL: 0.05)."""
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_dim = cfg.embed_dim
+        self.encoder = Embedder(cfg.encoder, obs_spec, cfg.embed_dim)
+        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.predictor = Predictor(cfg.embed_dim, action_dim, cfg.predictor_hidden, cfg.predictor_layers)
+
+    def encode(self, obs: Obs) -> torch.Tensor:
+        return self.encoder(obs)
+
+    def view(self, obs: Obs) -> Obs:
+        """A randomly shifted copy of the frames in `obs` `[N, *obs]`."""
+        return obs_map(lambda x: random_shift(x, self.cfg.shift) if x.dtype == torch.uint8 else x, obs)
+
+    def loss(self, obs: Obs, action: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+        """L_views over every step of windows `[B, T, *obs]` plus L_next over their consecutive steps."""
+        B, T = action.shape[:2]
+        flat = frames(obs)
+        query = self.encoder(self.view(flat))  # [B·T, D]
+        with torch.no_grad():
+            key = self.target(self.view(flat))  # [B·T, D]
+        views = info_nce(query, key, self.cfg.temperature)
+        query, key = query.reshape(B, T, -1), key.reshape(B, T, -1)
+        predicted = self.predictor(query[:, :-1], action[:, 1:].float())  # [B, T-1, D]
+        following = info_nce(predicted.flatten(0, 1), key[:, 1:].flatten(0, 1), self.cfg.temperature)
+        loss = views + self.cfg.next_coef * following
+        metrics = {
+            "repr/loss": loss.detach(),
+            "repr/infonce_views": views.detach(),
+            "repr/infonce_next": following.detach(),
+        }
+        return loss, metrics | monitors(query.flatten(0, 1))
+
+    def update_target(self) -> None:
+        ema_update(self.target, self.encoder, self.cfg.tau)

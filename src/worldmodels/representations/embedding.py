@@ -1,0 +1,50 @@
+"""What the representation learners share: a registered encoder followed by a linear map to the embedding,
+an action-conditioned predictor of the next embedding, and the collapse monitors every learner logs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from worldmodels.losses.collapse import effective_rank, embedding_std
+from worldmodels.nn import MLP
+from worldmodels.registry import ENCODERS
+from worldmodels.schema import Spec
+from worldmodels.spaces import Obs, ObsSpec, obs_map
+
+Metrics = dict[str, torch.Tensor]
+
+
+class Embedder(nn.Module):
+    """Observations `[..., *obs]` → embeddings `[..., out_dim]`: the `encoder` component, then a Linear."""
+
+    def __init__(self, encoder: Spec, obs_spec: ObsSpec, out_dim: int):
+        super().__init__()
+        features = ENCODERS.build(encoder.name, encoder.cfg, obs_spec=obs_spec)
+        self.net = nn.Sequential(features, nn.Linear(features.out_dim, out_dim))
+
+    def forward(self, obs: Obs) -> torch.Tensor:
+        return self.net(obs)
+
+
+class Predictor(nn.Module):
+    """(embedding `[..., D]`, action `[..., A]`) → the next embedding `[..., D]`: z + MLP([z, a]), so an
+    untrained predictor starts near "nothing moves"."""
+
+    def __init__(self, embed_dim: int, action_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.net = MLP(embed_dim + action_dim, embed_dim, hidden, layers, out_scale=0.1)
+
+    def forward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return z + self.net(torch.cat([z, action], -1))
+
+
+def frames(obs: Obs) -> Obs:
+    """Windows `[B, T, *obs]` → one batch of steps `[B·T, *obs]`."""
+    return obs_map(lambda x: x.flatten(0, 1), obs)
+
+
+def monitors(z: torch.Tensor) -> Metrics:
+    """The collapse monitors of embeddings `[N, D]`: the mean per-dimension std and the effective rank."""
+    z = z.detach()
+    return {"repr/embed_std": embedding_std(z), "repr/effective_rank": effective_rank(z)}

@@ -1,0 +1,109 @@
+"""JEPA, a joint-embedding predictive architecture (LeCun 2022; action-conditioned as in PLDM and DINO-WM),
+as a representation learner: a context encoder f_θ, a target encoder f_θ̄ (an exponential moving average
+of f_θ) and a predictor g of the next embedding given the action. From each window's first step the
+predictor rolls the embedding forward open loop with the actions taken, and every prediction is regressed
+onto the target encoder's embedding of the step it reached:
+
+    ẑ_0 = f_θ(o_0),   ẑ_t = g(ẑ_{t−1}, a_t),   L_pred = 1/(T−1) Σ_{t=1}^{T−1} ‖ẑ_t − sg(f_θ̄(o_t))‖² / D
+
+L_pred alone is minimised by mapping every observation to one point. The anti-collapse term, on the context
+embeddings f_θ(o_t) of every step, is `regulariser`: `vicreg` (variance + covariance, Bardes et al. 2022),
+`sigreg` (LeJEPA's sketched isotropic Gaussian regulariser) or `none` (to show the collapse). Windows are
+taken inside one episode.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from worldmodels.losses.collapse import random_directions, sigreg, vicreg_covariance, vicreg_variance
+from worldmodels.nn import ema_update
+from worldmodels.registry import REPRESENTATION_LEARNERS, component
+from worldmodels.representations.embedding import Embedder, Metrics, Predictor, monitors
+from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.spaces import Obs, ObsSpec
+
+
+@REPRESENTATION_LEARNERS.register("jepa")
+class JEPALearner(nn.Module):
+    """Observations `[..., *obs]` → f_θ(o) `[..., embed_dim]`; `predict` and `rollout` move embeddings by actions."""
+
+    @dataclass
+    class Config:
+        encoder: Spec = component("encoder", "multi")
+        """Features of the observation (a CNN for frames, an MLP for vectors)."""
+        embed_dim: int = positive(32)
+        predictor_hidden: int = positive(256)
+        predictor_layers: int = positive(2)
+        tau: float = unit(0.01)
+        """EMA rate of the target encoder: θ̄ ← θ̄ + τ(θ − θ̄) after each update (1: a stop-gradient copy)."""
+        regulariser: Literal["vicreg", "sigreg", "none"] = "vicreg"
+        """The anti-collapse term on the context embeddings."""
+        variance_coef: float = non_negative(1.0)
+        """VICReg: weight of the variance hinge (std below `variance_target` is penalised)."""
+        variance_target: float = positive(1.0)
+        covariance_coef: float = non_negative(0.04)
+        """VICReg: weight of the off-diagonal covariance."""
+        sigreg_coef: float = non_negative(0.05)
+        """SIGReg: weight of the Epps–Pulley statistic."""
+        sigreg_directions: int = positive(256)
+        """SIGReg: random directions drawn for each update."""
+        sigreg_knots: int = positive(17)
+        """SIGReg: quadrature points of the integral over t ∈ [0, 3]."""
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_dim = cfg.embed_dim
+        self.encoder = Embedder(cfg.encoder, obs_spec, cfg.embed_dim)
+        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.predictor = Predictor(cfg.embed_dim, action_dim, cfg.predictor_hidden, cfg.predictor_layers)
+        self.register_buffer("knots", torch.linspace(0.0, 3.0, cfg.sigreg_knots), persistent=False)
+
+    def encode(self, obs: Obs) -> torch.Tensor:
+        return self.encoder(obs)
+
+    def predict(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The embedding `[..., D]` after taking `action` `[..., A]` from embedding `z` `[..., D]`."""
+        return self.predictor(z, action)
+
+    def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Open-loop predictions `[B, H, D]` from embeddings `[B, D]` under actions `[B, H, A]`."""
+        out = []
+        for t in range(actions.shape[1]):
+            z = self.predict(z, actions[:, t])
+            out.append(z)
+        return torch.stack(out, 1)
+
+    def regulariser(self, z: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+        """The anti-collapse term of embeddings `[N, D]` and its parts."""
+        cfg = self.cfg
+        if cfg.regulariser == "vicreg":
+            variance, covariance = vicreg_variance(z, cfg.variance_target), vicreg_covariance(z)
+            term = cfg.variance_coef * variance + cfg.covariance_coef * covariance
+            return term, {"repr/variance": variance.detach(), "repr/covariance": covariance.detach()}
+        if cfg.regulariser == "sigreg":
+            statistic = sigreg(z, random_directions(z.shape[-1], cfg.sigreg_directions, z.device), self.knots)
+            return cfg.sigreg_coef * statistic, {"repr/sigreg": statistic.detach()}
+        return z.new_zeros(()), {}
+
+    def loss(self, obs: Obs, action: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+        """L_pred of the open-loop rollout through windows `[B, T, *obs]` plus the anti-collapse term."""
+        z = self.encoder(obs)  # [B, T, D]
+        with torch.no_grad():
+            target = self.target(obs)  # [B, T, D]
+        predicted = self.rollout(z[:, 0], action[:, 1:].float())  # [B, T-1, D]
+        prediction = (predicted - target[:, 1:]).pow(2).mean()
+        flat = z.flatten(0, 1)
+        regulariser, metrics = self.regulariser(flat)
+        loss = prediction + regulariser
+        metrics |= {"repr/loss": loss.detach(), "repr/prediction": prediction.detach()}
+        return loss, metrics | monitors(flat)
+
+    def update_target(self) -> None:
+        ema_update(self.target, self.encoder, self.cfg.tau)
