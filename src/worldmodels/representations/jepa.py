@@ -80,7 +80,7 @@ class JEPALearner(nn.Module):
             out.append(z)
         return torch.stack(out, 1)
 
-    def regulariser(self, z: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    def anti_collapse(self, z: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
         """The anti-collapse term of embeddings `[N, D]` and its parts."""
         cfg = self.cfg
         if cfg.regulariser == "vicreg":
@@ -100,7 +100,7 @@ class JEPALearner(nn.Module):
         predicted = self.rollout(z[:, 0], action[:, 1:].float())  # [B, T-1, D]
         prediction = (predicted - target[:, 1:]).pow(2).mean()
         flat = z.flatten(0, 1)
-        regulariser, metrics = self.regulariser(flat)
+        regulariser, metrics = self.anti_collapse(flat)
         loss = prediction + regulariser
         metrics |= {"repr/loss": loss.detach(), "repr/prediction": prediction.detach()}
         return loss, metrics | monitors(flat)
