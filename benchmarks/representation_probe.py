@@ -173,9 +173,10 @@ def main() -> None:
         learner.eval()
         test_z = embed(learner, test_frames)
         corr = probe(embed(learner, probe_frames), probe_xy, test_z, test_xy)
-        rollout = ["–", "–"]
+        rollout = ["–", "–", "–"]
         if name == "jepa":
-            rollout = [f"{e:.3f}" for e in rollout_errors(learner, held_out, windows=256, seed=2)]
+            true, shuffled = rollout_errors(learner, held_out, windows=256, seed=2)
+            rollout = [f"{true:.3f}", f"{shuffled:.3f}", f"{true / shuffled:.2f}"]
         updates = 0 if untrained else budget.updates
         rows.append([label, updates, f"{seconds:.0f}", *(f"{c:.3f}" for c in (*corr, np.mean(corr)))])
         rows[-1] += [f"{float(embedding_std(test_z)):.3f}", f"{float(effective_rank(test_z)):.1f}", *rollout]
@@ -196,6 +197,7 @@ def main() -> None:
             "effective rank",
             f"rollout error, true actions ({HORIZON} steps)",
             "rollout error, shuffled actions",
+            "true / shuffled",
         ],
         "rows": rows,
         "notes": (
