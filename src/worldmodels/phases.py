@@ -100,8 +100,11 @@ class Run(Protocol):
 
     cfg: Any
     run_dir: Path
+    rank: int  # this process's rank under torchrun (0 alone, or the one that logs and writes)
+    world: int  # how many ranks run (1 without torchrun)
+    seed: int  # this rank's seed for its own random streams (`distributed.rank_seed`)
     agent: Any
-    step: int  # env steps so far, action repeat included (offline: updates); phases that spend them add
+    step: int  # env steps so far, of every rank, action repeat included (offline: updates); phases that spend them add
     pool: Any  # the run's environments (`EnvPool`), for phases that collect
     offline: Any  # the `OfflineSource` of `train.offline`, or None
     phases: list[Phase]

@@ -19,12 +19,20 @@ from worldmodels.phases import Run, Saved, derive_seed
 from worldmodels.train.checkpoint import list_checkpoints, replay_chunks
 
 
+def replay_dir(run_dir: Path, rank: int) -> Path:
+    """Where rank `rank` keeps its replay shard's chunk files."""
+    return run_dir / "replay" if rank == 0 else run_dir / "replay" / f"rank{rank}"
+
+
 class Collector:
+    """Under torchrun, one rank's: its own environments and replay shard, seeded by the rank's seed."""
+
     def __init__(self, trainer: Run):
         t = trainer.cfg.train
         self.trainer, self.agent, self.pool = trainer, trainer.agent, trainer.pool
-        self.rng = np.random.default_rng(derive_seed(t.seed, 1))  # random prefill actions
-        self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(t.seed, 3), self.agent.priority)
+        self.rng = np.random.default_rng(derive_seed(trainer.seed, 1))  # random prefill actions
+        self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(trainer.seed, 3), self.agent.priority)
+        self.folder = replay_dir(trainer.run_dir, trainer.rank)
         self.state = self.agent.initial_state(self.pool.num_envs)
         self.is_first = np.ones(self.pool.num_envs, bool)
         self.episodes = 0
@@ -35,8 +43,8 @@ class Collector:
         self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
 
     def collect(self, note) -> None:
-        """One step of every environment; the trainer's step counter advances by the env steps taken and
-        each finished episode's return and length go to `note(metrics)`."""
+        """One step of every environment; the trainer's step counter advances by the env steps taken (by
+        every rank: they step in lockstep) and each finished episode's return and length go to `note(metrics)`."""
         trainer = self.trainer
         extra: dict[str, np.ndarray] = {}
         if trainer.step < trainer.cfg.train.prefill:
@@ -54,7 +62,7 @@ class Collector:
             raise EnvError(f"{err} (after {step:,} env steps of the run; its last checkpoint is intact)") from None
         self.replay.add(self._with_agent_records(out.records, extra, self.pool.num_envs), out.streams)
         self.is_first = out.is_first
-        trainer.step += self.pool.num_envs * trainer.cfg.env.action_repeat
+        trainer.step += self.pool.num_envs * trainer.cfg.env.action_repeat * trainer.world
         for _, ret, length in out.finished:
             self.episodes += 1
             self.last_return = ret
@@ -75,7 +83,7 @@ class Collector:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Saved:
-        replay_arrays, replay = self.replay.save(self.trainer.run_dir / "replay")
+        replay_arrays, replay = self.replay.save(self.folder)
         state = {
             "replay": replay,
             "episodes": self.episodes,
@@ -94,7 +102,7 @@ class Collector:
             data, self.episodes = s["replay"], int(s["episodes"])
             self.last_return, self.is_first = s["last_return"], np.asarray(s["is_first"], bool)
             self.rng.bit_generator.state = s["rng"]
-        self.replay.load(self.trainer.run_dir / "replay", replay, data)
+        self.replay.load(self.folder, replay, data)
         with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
             self.pool.load_state_dict(envs)
         device = self.agent.device  # the recurrent memory, on this run's device
@@ -104,7 +112,8 @@ class Collector:
 
     def saved(self) -> None:
         """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to."""
-        needed = set().union(*(replay_chunks(c) for c in list_checkpoints(self.trainer.run_dir / "checkpoints")))
-        for chunk in (self.trainer.run_dir / "replay").glob("*.npz"):
+        checkpoints = list_checkpoints(self.trainer.run_dir / "checkpoints")
+        needed = set().union(*(replay_chunks(c, self.trainer.rank) for c in checkpoints))
+        for chunk in self.folder.glob("*.npz"):
             if chunk.name not in needed:
                 chunk.unlink()

@@ -87,7 +87,7 @@ class LearnPhase(Phase):
         else:
             self.collector.collect(self._recent.add)
             if self.trainer.step >= t.prefill:
-                envs = self.collector.pool.num_envs
+                envs = self.collector.pool.num_envs * self.trainer.world  # the global batch's env steps
                 self.streams.earn(
                     lambda s: envs * s.ratio / (s.sample.batch_size * s.sample.seq_len), self.trainer.step
                 )
@@ -137,7 +137,8 @@ class LearnPhase(Phase):
         return {"episodes": self.collector.episodes if self.collector else 0, **self.streams.summary()}
 
     def end(self) -> None:
-        plot_curve(self.trainer.run_dir, f"{self.cfg.agent.name} on {self.cfg.env.id}")
+        if self.trainer.rank == 0:
+            plot_curve(self.trainer.run_dir, f"{self.cfg.agent.name} on {self.cfg.env.id}")
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -176,7 +177,7 @@ class Pace:
 
     def check(self, bar: tqdm) -> None:
         step, cfg = self.trainer.step, self.trainer.cfg
-        if self.since is None or step < self.prefill:
+        if self.since is None or step < self.prefill or self.trainer.rank:
             return
         now = time.perf_counter()
         if not self.since:

@@ -1,0 +1,231 @@
+"""Data-parallel training on 2 gloo ranks on the CPU: the same weights as one rank on the global batch,
+gradients and batch statistics agreeing across ranks, and a run that loses a rank and resumes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from worldmodels.config import load_config
+from worldmodels.spaces import ActSpec, ObsSpec
+from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint
+from worldmodels.train.loop import build_agent
+
+UPDATES = 3
+BATCH = 8
+
+AGENTS = {
+    "dreamerv3": (
+        [
+            "agent.rssm.deter=32",
+            "agent.rssm.hidden=16",
+            "agent.rssm.stoch=4",
+            "agent.imagination_horizon=4",
+            "agent.encoder.vector.hidden=16",
+            "agent.decoder.vector.hidden=16",
+            "agent.reward.hidden=16",
+            "agent.cont.hidden=16",
+            "agent.discrete_actor.hidden=16",
+            "agent.critic.hidden=16",
+            "agent.actor_lr=1e-3",  # steps big enough that a wrong average would show
+            "agent.critic_lr=1e-3",
+            "agent.world_model_lr=1e-3",
+        ],
+        ObsSpec((4,), "float32"),
+        ActSpec(True, 2),
+        8,
+    ),
+    "tdmpc2": (
+        [
+            "agent.encoder={vector: {hidden: 16, layers: 1}}",
+            "agent.latent=16",
+            "agent.hidden=16",
+            "agent.num_q=2",  # the TD target's two heads are then both, whatever the draw
+            "agent.dropout=0",
+        ],
+        ObsSpec((3,), "float32"),
+        ActSpec(False, 1),
+        4,  # its horizon + 1
+    ),
+}
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """Inside: the random draws of an update are functions of each sample alone (categorical samples are
+    their mode, Gaussian noise is zero), so that one rank on the global batch and 2 ranks on its halves
+    draw the same, and what is left to differ is how the ranks combine gradients and batch statistics."""
+    saved = torch.multinomial, torch.randn_like, torch.distributions.Normal.rsample
+    torch.multinomial = lambda probs, n, *args, **kwargs: probs.argmax(-1, keepdim=True)
+    torch.randn_like = lambda x, *args, **kwargs: torch.zeros_like(x)
+    torch.distributions.Normal.rsample = lambda self, shape=(): self.loc.expand(self._extended_shape(shape)).clone()
+    try:
+        yield
+    finally:
+        torch.multinomial, torch.randn_like, torch.distributions.Normal.rsample = saved
+
+
+def _batch(act_spec: ActSpec, obs_dim: int, seq: int) -> dict[str, torch.Tensor]:
+    """A global batch `[BATCH, seq, ...]` of made-up steps, with an episode seam and a terminal state."""
+    rng = np.random.default_rng(0)
+    if act_spec.discrete:
+        action = np.eye(act_spec.dim, dtype=np.float32)[rng.integers(act_spec.dim, size=(BATCH, seq))]
+    else:
+        action = rng.uniform(-1, 1, (BATCH, seq, act_spec.dim)).astype(np.float32)
+    is_first = np.zeros((BATCH, seq), bool)
+    is_first[:, 0] = True
+    is_first[1, 3] = True  # an episode seam inside a window
+    is_terminal = np.zeros((BATCH, seq), bool)
+    is_terminal[1, 2] = True
+    batch = {
+        "obs": rng.normal(size=(BATCH, seq, obs_dim)).astype(np.float32),
+        "action": action,
+        "reward": rng.normal(size=(BATCH, seq)).astype(np.float32),
+        "is_first": is_first,
+        "is_terminal": is_terminal,
+    }
+    return {k: torch.as_tensor(v) for k, v in batch.items()}
+
+
+def _trained(preset: str, rank: int, world: int) -> dict[str, torch.Tensor]:
+    """The agent's weights after `UPDATES` updates on rank `rank`'s part of the global batch."""
+    overrides, obs_spec, act_spec, seq = AGENTS[preset]
+    torch.manual_seed(0)
+    agent = build_agent(load_config(preset, [*overrides, "device=cpu"]), obs_spec, act_spec)
+    batch = _batch(act_spec, obs_spec.shape[0], seq)
+    part = BATCH // world
+    mine = {k: v[rank * part : (rank + 1) * part] for k, v in batch.items()}
+    with _deterministic():
+        for _ in range(UPDATES):
+            agent.update(mine)
+    return {k: v.detach().clone() for k, v in agent.state_dict().items()}
+
+
+def _rank(rank: int, world: int, init: str, preset: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        torch.save(_trained(preset, rank, world), Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("preset", sorted(AGENTS))
+def test_two_ranks_on_halves_of_a_batch_end_with_the_weights_of_one_rank_on_all_of_it(preset, tmp_path):
+    mp.spawn(_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", preset, str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    one = _trained(preset, 0, 1)
+    moved = [k for k in one if one[k].is_floating_point() and not torch.equal(one[k], _initial(preset)[k])]
+    assert moved, "the updates changed no weight"
+    for key, value in one.items():
+        assert torch.equal(ranks[0][key], ranks[1][key]), f"{key}: the ranks disagree"
+        torch.testing.assert_close(ranks[0][key], value, atol=1e-5, rtol=0, msg=f"{key}: not the 1-rank weights")
+
+
+def _initial(preset: str) -> dict[str, torch.Tensor]:
+    overrides, obs_spec, act_spec, _ = AGENTS[preset]
+    torch.manual_seed(0)
+    return build_agent(load_config(preset, [*overrides, "device=cpu"]), obs_spec, act_spec).state_dict()
+
+
+TINY_RUN = [
+    "agent.encoder.vector.hidden=16",
+    "agent.decoder.vector.hidden=16",
+    "agent.dynamics.hidden=16",
+    "agent.reward.hidden=16",
+    "agent.cont.hidden=16",
+    "agent.discrete_actor.hidden=16",
+    "agent.critic.hidden=16",
+    "agent.representation.latent_dim=8",
+    "agent.imagination_horizon=3",
+    "env.id=CartPole-v1",
+    "train.batch_size=4",
+    "train.seq_len=8",
+    "train.prefill=100",
+    "train.ratio=8",
+    "train.eval_every=0",
+    "train.eval_episodes=1",
+    "train.log_every=100",
+    "train.threads=1",
+]
+
+
+def _wm(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-m", "worldmodels.cli", "train", *args], env=env, text=True, **popen)
+
+
+def _rank_pid(parent: int, rank: int) -> int | None:
+    """The process below `parent` that torchrun started as `rank` (read from its environment)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    todo = list(children.get(parent, []))
+    while todo:
+        pid = todo.pop()
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return pid
+        todo += children.get(pid, [])
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process through /proc")
+def test_a_killed_rank_stops_the_run_with_one_line_and_it_resumes_on_as_many_ranks(tmp_path):
+    run_dir = tmp_path / "run"
+    run = _wm(
+        "latent_mlp",
+        *TINY_RUN,
+        "train.steps=100000",
+        "train.checkpoint_every=100",
+        "--run-dir",
+        str(run_dir),
+        "--nproc",
+        "2",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while latest_checkpoint(run_dir / "checkpoints") is None:
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.5)
+    os.kill(_rank_pid(run.pid, 1), signal.SIGKILL)
+    _, err = run.communicate(timeout=120)
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert run.returncode == 1
+    assert errors == [errors[-1]] and errors[-1].startswith("error: rank 1 of 2 was killed by SIGKILL"), err
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    state = load_checkpoint(ckpt).state  # intact: every file matches its manifest
+    assert state["world_size"] == 2 and len(state["shards"]) == 1
+
+    alone = _wm("--resume", str(run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = alone.communicate(timeout=240)
+    assert alone.returncode == 1 and err.strip().splitlines() == [err.strip()], err
+    assert "written by a run on 2 ranks, this one has 1" in err and "--nproc 2" in err
+
+    steps = state["step"] + 100
+    resumed = _wm(
+        "--resume", str(run_dir), f"train.steps={steps}", "--nproc", "2", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    assert f'"step": {steps}' in out
