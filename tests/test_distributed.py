@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +19,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from worldmodels import distributed
 from worldmodels.config import load_config
 from worldmodels.spaces import ActSpec, ObsSpec
+from worldmodels.train import Trainer
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint
 from worldmodels.train.loop import build_agent
 
@@ -229,3 +232,41 @@ def test_a_killed_rank_stops_the_run_with_one_line_and_it_resumes_on_as_many_ran
     out, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, err
     assert f'"step": {steps}' in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, resume: bool) -> None:
+    """Rank `rank` of a run as torchrun would start it (its environment variables), training to the end."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    trainer = Trainer(load_config("latent_mlp", overrides), Path(run_dir), resume=resume)
+    try:
+        trainer.run()
+        torch.save(trainer.agent.state_dict(), Path(run_dir) / f"weights{rank}.pt")
+    finally:
+        trainer.close()
+        distributed.shutdown()
+
+
+def _train_ranks(overrides: list[str], run_dir: Path, resume: bool = False) -> list[dict[str, torch.Tensor]]:
+    mp.spawn(_train_rank, args=(2, _free_port(), overrides, str(run_dir), resume), nprocs=2)
+    return [torch.load(run_dir / f"weights{r}.pt") for r in range(2)]
+
+
+def test_two_ranks_resume_exactly_from_their_shards(tmp_path):
+    """A 2-rank run checkpointed halfway, stopped and resumed ends with the weights of one that ran
+    straight: each rank got back its replay shard, environments and random states."""
+    steps, overrides = 400, [*TINY_RUN, "train.checkpoint_every=200"]
+    straight = _train_ranks([*overrides, f"train.steps={steps}"], tmp_path / "straight")
+    _train_ranks([*overrides, f"train.steps={steps // 2}"], tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "replay" / "rank1").is_dir()
+    resumed = _train_ranks([*overrides, f"train.steps={steps}"], tmp_path / "resumed", resume=True)
+    for key, value in straight[0].items():
+        assert torch.equal(straight[1][key], value) and torch.equal(resumed[0][key], value), key
