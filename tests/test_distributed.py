@@ -4,6 +4,7 @@ gradients and batch statistics agreeing across ranks, and a run that loses a ran
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.test_world_models import TINY as WORLD_MODELS_TINY
 from worldmodels import distributed
 from worldmodels.config import load_config
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -270,3 +272,25 @@ def test_two_ranks_resume_exactly_from_their_shards(tmp_path):
     resumed = _train_ranks([*overrides, f"train.steps={steps}"], tmp_path / "resumed", resume=True)
     for key, value in straight[0].items():
         assert torch.equal(straight[1][key], value) and torch.equal(resumed[0][key], value), key
+
+
+def test_world_models_shares_its_stages_over_two_ranks(tmp_path):
+    """Rollouts recorded by both ranks into one folder, V and M fitted data-parallel, the CMA-ES candidates
+    scored half by each rank: the whole pipeline runs, with rank 0's figures and checkpoints."""
+    run = tmp_path / "run"
+    proc = _wm(
+        "world_models",
+        *WORLD_MODELS_TINY,
+        "--run-dir",
+        str(run),
+        "--nproc",
+        "2",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    summary = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert summary["phases_done"] == ["collect", "vae", "mdrnn", "controller"]
+    assert len(list((run / "rollouts").glob("episode_*.npz"))) == 6
+    assert (run / "reconstructions.png").exists() and (run / "latents.npz").exists()

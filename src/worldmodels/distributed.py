@@ -161,6 +161,23 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+def gather_all(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def part(n: int) -> slice:
+    """This rank's contiguous share of `n` rows split over the ranks (as even as it goes, rank order)."""
+    size, extra = divmod(n, world_size())
+    r = rank()
+    start = r * size + min(r, extra)
+    return slice(start, start + size + (r < extra))
+
+
 def gather_to_main(obj: Any) -> list[Any] | None:
     """On rank 0, every rank's `obj` in rank order; None on the others."""
     if not active():

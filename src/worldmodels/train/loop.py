@@ -145,6 +145,7 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             clean_interrupted(self.run_dir / "checkpoints")
+        distributed.barrier()  # the folder is ready (and what a phase reset removed is gone) before any rank writes
         if not resume:
             for phase in self.phases:
                 phase.start()
