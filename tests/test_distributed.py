@@ -20,9 +20,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.test_muzero import TINY_MUZERO as MUZERO_TINY
+from tests.test_pets import TINY as PETS_TINY
 from tests.test_world_models import TINY as WORLD_MODELS_TINY
 from worldmodels import distributed
+from worldmodels.agents.base import raise_if_non_finite
 from worldmodels.config import load_config
+from worldmodels.errors import TrainingError
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -242,23 +246,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train_rank(rank: int, world: int, port: int, overrides: list[str], run_dir: str, resume: bool) -> None:
+def _train_rank(
+    rank: int, world: int, port: int, preset: str, overrides: list[str], run_dir: str, resume: bool
+) -> None:
     """Rank `rank` of a run as torchrun would start it (its environment variables), training to the end."""
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    trainer = Trainer(load_config("latent_mlp", overrides), Path(run_dir), resume=resume)
+    trainer = Trainer(load_config(preset, overrides), Path(run_dir), resume=resume)
     try:
-        trainer.run()
+        summary = trainer.run()
         torch.save(trainer.agent.state_dict(), Path(run_dir) / f"weights{rank}.pt")
+        (Path(run_dir) / f"summary{rank}.json").write_text(json.dumps(summary))
     finally:
         trainer.close()
         distributed.shutdown()
 
 
-def _train_ranks(overrides: list[str], run_dir: Path, resume: bool = False) -> list[dict[str, torch.Tensor]]:
-    mp.spawn(_train_rank, args=(2, _free_port(), overrides, str(run_dir), resume), nprocs=2)
+def _train_ranks(
+    overrides: list[str], run_dir: Path, resume: bool = False, preset: str = "latent_mlp"
+) -> list[dict[str, torch.Tensor]]:
+    mp.spawn(_train_rank, args=(2, _free_port(), preset, overrides, str(run_dir), resume), nprocs=2)
     return [torch.load(run_dir / f"weights{r}.pt") for r in range(2)]
 
 
@@ -294,3 +303,56 @@ def test_world_models_shares_its_stages_over_two_ranks(tmp_path):
     assert summary["phases_done"] == ["collect", "vae", "mdrnn", "controller"]
     assert len(list((run / "rollouts").glob("episode_*.npz"))) == 6
     assert (run / "reconstructions.png").exists() and (run / "latents.npz").exists()
+
+
+LOCKSTEP = {  # agents with their own kinds of state: normalisers, priorities and reanalyse, three streams
+    "pets": ["env.id=wm/DummyContinuous-v0", *PETS_TINY, "train.steps=120"],
+    "muzero": [
+        *MUZERO_TINY,
+        "env.num_envs=2",
+        "train.batch_size=4",
+        "train.seq_len=7",
+        "train.ratio=28",
+        "train.steps=80",
+    ],
+    "iris_tiny": ["env.num_envs=1", "train.steps=120"],
+}
+
+
+@pytest.mark.parametrize("preset", sorted(LOCKSTEP))
+def test_the_ranks_of_every_kind_of_agent_keep_the_same_weights(preset, tmp_path):
+    overrides = [*LOCKSTEP[preset], "train.eval_every=0", "train.eval_episodes=1", "train.threads=1"]
+    ranks = _train_ranks(overrides, tmp_path, preset=preset)
+    assert json.loads((tmp_path / "summary0.json").read_text())["updates"] > 0
+    for key, value in ranks[0].items():
+        assert torch.equal(ranks[1][key], value), key
+
+
+def _nan_rank(rank: int, world: int, init: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    overrides, obs_spec, act_spec, seq = AGENTS["tdmpc2"]
+    torch.manual_seed(0)
+    agent = build_agent(load_config("tdmpc2", [*overrides, "device=cpu"]), obs_spec, act_spec)
+    batch = {k: v[rank * 4 : (rank + 1) * 4] for k, v in _batch(act_spec, obs_spec.shape[0], seq).items()}
+    if rank == 1:
+        batch["reward"][0, 1] = float("nan")
+    agent.update(batch)  # both ranks get through the all-reduce
+    try:
+        raise_if_non_finite(agent.optimizers.values())
+        message = ""
+    except TrainingError as err:
+        message = str(err)
+    finite = all(torch.isfinite(v).all() for v in agent.state_dict().values() if v.is_floating_point())
+    torch.save({"message": message, "finite": finite, "weights": agent.state_dict()}, Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_nan_on_one_rank_stops_every_rank_with_the_same_line(tmp_path):
+    mp.spawn(_nan_rank, args=(2, f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0]["message"] and ranks[0]["message"] == ranks[1]["message"]
+    assert "became nan" in ranks[0]["message"] and "the last checkpoint is intact" in ranks[0]["message"]
+    assert ranks[0]["finite"] and ranks[1]["finite"]
+    for key, value in ranks[0]["weights"].items():
+        assert torch.equal(ranks[1]["weights"][key], value), key

@@ -59,14 +59,16 @@ def _train(args: argparse.Namespace) -> None:
             raise ConfigError("wm train needs a preset first, e.g. `wm train latent_mlp env.id=Pendulum-v1`")
         cfg = load_config(args.preset, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(Path(args.preset).stem, cfg.env.id)
-    if args.nproc:
+    if args.nproc is not None:
         _relaunch(args, cfg.train.batch_size, overrides, run_dir)
         return
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     try:
         summary = trainer.run()
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: wm train --resume {run_dir}", file=sys.stderr)
+        if trainer.rank == 0:
+            ranks = f" --nproc {trainer.world}" if trainer.world > 1 else ""
+            print(f"\ninterrupted; continue with: wm train --resume {run_dir}{ranks}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         trainer.close()
@@ -83,6 +85,8 @@ def _train(args: argparse.Namespace) -> None:
 def _relaunch(args: argparse.Namespace, batch_size: int, overrides: list[str], run_dir: Path) -> None:
     """`wm train ... --nproc N`: the same command as N ranks under torchrun on this machine."""
     n = args.nproc
+    if n < 1:
+        raise ConfigError(f"--nproc {n}: give the number of processes to train on, 1 or more")
     if distributed.launched():
         raise ConfigError("--nproc starts torchrun itself; under torchrun leave it out (--nproc-per-node sets ranks)")
     if batch_size % n:
@@ -96,6 +100,8 @@ def _relaunch(args: argparse.Namespace, batch_size: int, overrides: list[str], r
         distributed.relaunch(n, ["train", *preset, *where, *overrides], str(run_dir))
     except distributed.RankFailed as err:
         raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:  # rank 0 has said how to continue
+        raise SystemExit(130) from None
 
 
 def _record(args: argparse.Namespace) -> None:

@@ -128,6 +128,24 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def total(x: torch.Tensor) -> torch.Tensor:
+    """The sum of `x` over the ranks (a new tensor)."""
+    if not active():
+        return x
+    out = x.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def from_main(x: torch.Tensor) -> torch.Tensor:
+    """Rank 0's `x` (the same shape on every rank), on every rank (a new tensor)."""
+    if not active():
+        return x
+    out = x.clone()
+    dist.broadcast(out, src=0)
+    return out
+
+
 def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Count, mean `[D]` and (biased) variance `[D]` of the rows `[N, D]` of every rank together."""
     n = torch.tensor(float(x.shape[0]), device=x.device)
@@ -196,21 +214,27 @@ def relaunch(nproc: int, argv: list[str], run_dir: str) -> None:
     """Run `python -m worldmodels.cli ARGV` as `nproc` ranks on this machine under torchrun's own launcher
     (as `torchrun --standalone --nproc-per-node nproc` would), and wait for them. When a rank fails, the
     launcher stops the others; a rank killed by a signal is reported here as one `TrainingError` naming it
-    (a rank that exited with an error has printed its own line: `RankFailed` carries its exit status)."""
+    (a rank that exited with an error has printed its own line: `RankFailed` carries its exit status), and
+    an interrupt (Ctrl-C, SIGTERM) of the launcher as `KeyboardInterrupt`, once the ranks are stopped."""
     import logging
     import uuid
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, parse_args
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # the line below says what failed
+    for name in list(logging.root.manager.loggerDict):  # the launcher's own notes: the lines below say it
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     local = ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}"]  # --standalone's
     launch = [*local, f"--nproc-per-node={nproc}", "--module", "worldmodels.cli", *argv]
     config, cmd, cmd_args = config_from_args(parse_args(launch))
     try:
         elastic_launch(config, cmd)(*cmd_args)
+    except SignalException:
+        raise KeyboardInterrupt from None
     except ChildFailedError as err:
         rank_id, failure = err.get_first_failure()
         if failure.exitcode > 0:
