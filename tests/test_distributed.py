@@ -25,8 +25,9 @@ from tests.test_pets import TINY as PETS_TINY
 from tests.test_world_models import TINY as WORLD_MODELS_TINY
 from worldmodels import distributed
 from worldmodels.agents.base import raise_if_non_finite
+from worldmodels.cli import main
 from worldmodels.config import load_config
-from worldmodels.errors import TrainingError
+from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -356,3 +357,27 @@ def test_a_nan_on_one_rank_stops_every_rank_with_the_same_line(tmp_path):
     assert ranks[0]["finite"] and ranks[1]["finite"]
     for key, value in ranks[0]["weights"].items():
         assert torch.equal(ranks[1]["weights"][key], value), key
+
+
+def test_one_process_is_rank_0_of_one_and_errors_name_the_fix(monkeypatch):
+    assert distributed.rank() == 0 and distributed.world_size() == 1 and not distributed.active()
+    assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) not in (7, distributed.rank_seed(7, 2))
+    assert distributed.part(5) == slice(0, 5) and distributed.local_batch(6) == 6
+    x = torch.arange(6.0).reshape(3, 2)
+    count, mean, var = distributed.moments(x)
+    assert count == 3 and torch.equal(mean, x.mean(0)) and torch.equal(var, x.var(0, correction=0))
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"local rank 3 has no GPU: this machine shows 2; .*--nproc 2"):
+        distributed.local_device("cuda")
+    assert distributed.local_device("cpu") == torch.device("cpu")
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_one_line(tmp_path, capsys):
+    assert main(["train", "latent_mlp", "train.batch_size=4", "--run-dir", str(tmp_path), "--nproc", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "error: train.batch_size=4 does not split over --nproc 3 (it is the global batch); use a multiple of 3\n"
+    )
+    assert not any(tmp_path.iterdir())

@@ -336,7 +336,7 @@ class Trainer:
         self.logger.flush()
         parts = {phase.name: phase.save() for phase in self.phases}
         rng = {**torch_rng_state(), "python": random.getstate()}
-        shards = distributed.gather_to_main(_Shard.of(parts, rng))
+        shards = distributed.gather_to_main(_Shard.of(parts, rng) if self.rank else None)  # rank 0 keeps its own
         if self.rank:
             return None
         arrays = {name: a for part in parts.values() for name, a in part.arrays.items()}

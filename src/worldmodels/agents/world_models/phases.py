@@ -299,7 +299,8 @@ class Evolve(_Staged):
     def advance(self, bar: tqdm) -> Tick | None:
         e, seed, real = self.e, self.cfg.train.seed, self.e.where == "real"
         if real and self.trainer.step >= self.cfg.train.steps:
-            bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
+            if self.trainer.rank == 0:
+                bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
             return None
         if self.search is None:
             self.search = Evolution(self.agent.controller.num_params, e.sigma, e.population, derive_seed(seed, 30))
