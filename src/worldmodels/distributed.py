@@ -102,7 +102,8 @@ def average_gradients(params: list[torch.nn.Parameter], loss: torch.Tensor) -> t
     """Replace every parameter's gradient by its mean over the ranks and return the mean `loss`, in one
     all-reduce. A parameter no rank has a gradient for keeps none; one that only some ranks have counts as
     zero on the others. A non-finite value on any rank makes the mean non-finite on all of them, so every
-    rank refuses the same step (`step` masks it and `raise_if_non_finite` stops every rank alike)."""
+    rank refuses the same step (`step` masks it and `raise_if_non_finite` stops every rank alike). Costs a
+    copy of the gradients and one host read (which parameters get one) per step, only under torchrun."""
     if not active():
         return loss
     present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=loss.device)
