@@ -75,11 +75,12 @@ def _train(args: argparse.Namespace) -> None:
         distributed.shutdown()
     if trainer.rank:
         return
+    ranks = f" --nproc {trainer.world}" if trainer.world > 1 else ""
     print(json.dumps({k: v for k, v in summary.items() if k != "run_dir"}))
     print(f"run folder   {run_dir}")
     print(f"curve        {run_dir / 'curve.png'}")
     print(f"metrics      {run_dir / 'metrics.jsonl'}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
-    print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir} train.steps=N)")
+    print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir}{ranks} train.steps=N)")
 
 
 def _relaunch(args: argparse.Namespace, batch_size: int, overrides: list[str], run_dir: Path) -> None:
