@@ -4,9 +4,9 @@ A run on N ranks is N copies of the trainer in lockstep: every rank collects wit
 (seeded from the run seed and its rank), keeps its own replay shard and samples `1/N` of each batch;
 the ranks meet in `agents.base.step`, which averages the gradients (and the loss) across them before
 clipping and stepping, so every rank holds the same weights and a run with the same global batch follows
-the learning dynamics of one rank. Statistics taken over a batch (return scales, input normalisers) are
-computed over the global batch with `gather` and `moments`. Rank 0 alone evaluates, logs and writes the
-run folder and checkpoints (the other ranks hand it their shards).
+the learning dynamics of one rank. Statistics taken over a batch (return scales, input normalisers, a VQ
+codebook's usage) are computed over the global batch (`gather`, `moments`, `total`). Rank 0 alone
+evaluates, logs and writes the run folder and checkpoints (the other ranks hand it their shards).
 
 With one process (no torchrun) every function here is the identity: rank 0 of a world of one.
 """
