@@ -228,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         rank = f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ["RANK"] != "0" else ""
         print(f"error{rank}: {err}", file=sys.stderr)
         return err.exit_code
+    except RuntimeError as err:
+        if not (distributed.launched() and distributed.lost_peer(err)):
+            raise
+        if distributed.LAUNCHER not in os.environ:  # else `wm train --nproc` names the rank that went
+            print(f"error (rank {os.environ['RANK']}): another rank has gone (its own error is above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,7 +6,8 @@ the ranks meet in `agents.base.step`, which averages the gradients (and the loss
 clipping and stepping, so every rank holds the same weights and a run with the same global batch follows
 the learning dynamics of one rank. Statistics taken over a batch (return scales, input normalisers, a VQ
 codebook's usage) are computed over the global batch (`gather`, `moments`, `total`). Rank 0 alone
-evaluates, logs and writes the run folder and checkpoints (the other ranks hand it their shards).
+evaluates, logs and writes the run folder and checkpoints (the other ranks hand it their shards, which a
+resume on another number of ranks deals out again).
 
 With one process (no torchrun) every function here is the identity: rank 0 of a world of one.
 """
@@ -14,6 +15,7 @@ With one process (no torchrun) every function here is the identity: rank 0 of a 
 from __future__ import annotations
 
 import os
+import signal
 from datetime import timedelta
 from typing import Any
 
@@ -211,6 +213,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+LAUNCHER = "WM_NPROC"
+"""Set in the environment of ranks that `wm train --nproc` started: it names a rank that dies itself."""
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether `err` is a collective failing because another rank has gone (gloo raises a plain RuntimeError)."""
+    gone = ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted")
+    return isinstance(err, dist.DistError) or (isinstance(err, RuntimeError) and any(s in str(err) for s in gone))
+
+
 def relaunch(nproc: int, argv: list[str], run_dir: str) -> None:
     """Run `python -m worldmodels.cli ARGV` as `nproc` ranks on this machine under torchrun's own launcher
     (as `torchrun --standalone --nproc-per-node nproc` would), and wait for them. When a rank fails, the
@@ -229,6 +241,8 @@ def relaunch(nproc: int, argv: list[str], run_dir: str) -> None:
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # gloo's warnings when a peer goes
+    os.environ[LAUNCHER] = str(nproc)
     local = ["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}"]  # --standalone's
     launch = [*local, f"--nproc-per-node={nproc}", "--module", "worldmodels.cli", *argv]
     config, cmd, cmd_args = config_from_args(parse_args(launch))
@@ -237,7 +251,12 @@ def relaunch(nproc: int, argv: list[str], run_dir: str) -> None:
     except SignalException:
         raise KeyboardInterrupt from None
     except ChildFailedError as err:
-        rank_id, failure = err.get_first_failure()
+        # the cause first: a rank killed by a signal, then one that failed itself; SIGTERM is how the launcher
+        # stops the others
+        rank_id, failure = min(
+            err.failures.items(),
+            key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].exitcode > 0, item[1].timestamp, item[0]),
+        )
         if failure.exitcode > 0:
             raise RankFailed(failure.exitcode) from None
         raise TrainingError(

@@ -215,6 +215,14 @@ def load_checkpoint(path: Path) -> Payload:
     return payload
 
 
+def world_size(path: Path) -> int:
+    """How many ranks wrote checkpoint `path` (1 where state.json cannot say)."""
+    try:
+        return int(json.loads((path / "state.json").read_text()).get("world_size", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+
+
 def replay_chunks(path: Path, rank: int = 0) -> set[str]:
     """Names of the replay chunk files (in the run's `replay/`, rank r > 0's in `replay/rank<r>/`) that
     checkpoint `path` needs for rank `rank` (its phases that keep a replay hold its state under `replay`)."""

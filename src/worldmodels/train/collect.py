@@ -5,6 +5,7 @@ environments' states, the acting state and the prefill's random generator."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ from torch.utils._pytree import tree_map
 from worldmodels.agents.base import to_tensor
 from worldmodels.data import Replay
 from worldmodels.data.files import readable
+from worldmodels.envs import EnvPool
 from worldmodels.errors import EnvError
 from worldmodels.phases import Run, Saved, derive_seed
-from worldmodels.train.checkpoint import list_checkpoints, replay_chunks
+from worldmodels.train.checkpoint import list_checkpoints, replay_chunks, world_size
 
 
 def replay_dir(run_dir: Path, rank: int) -> Path:
@@ -80,6 +82,30 @@ class Collector:
             records[key] = value
         return records
 
+    def restart(self) -> None:
+        """New episodes in new environments (seeded by the rank's seed and the run's step), as a resume on
+        another number of ranks leaves this rank's: the replay keeps what it holds, the next rows begin
+        episodes."""
+        trainer, num_envs = self.trainer, self.pool.num_envs
+        self.pool.close()
+        self.pool = trainer.pool = EnvPool(trainer.cfg.env, derive_seed(trainer.seed, 2, trainer.step), num_envs)
+        self.state, self.is_first = self.agent.initial_state(num_envs), np.ones(num_envs, bool)
+        self.start()
+
+    def absorb(self, saved: Saved, path: Path, shard: int) -> None:
+        """Append the replay of rank `shard` of the run that wrote checkpoint `path` (a resume on fewer ranks)
+        to this rank's, and begin new episodes after it."""
+        t = self.trainer.cfg.train
+        other = Replay(t.replay_capacity, self.pool.num_envs, 0, self.agent.priority)
+        with readable(path / "manifest.json"):
+            tail = saved.arrays["replay"]
+        with readable(path / "state.json"):
+            meta, episodes = saved.state["replay"], int(saved.state["episodes"])
+        other.load(replay_dir(self.trainer.run_dir, shard), tail, meta)
+        self.replay.extend(other)
+        self.episodes += episodes
+        self.restart()
+
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Saved:
@@ -111,9 +137,15 @@ class Collector:
         )
 
     def saved(self) -> None:
-        """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to."""
+        """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to (and, on
+        rank 0, the folders of ranks no kept checkpoint has, after a resume on fewer ranks)."""
         checkpoints = list_checkpoints(self.trainer.run_dir / "checkpoints")
         needed = set().union(*(replay_chunks(c, self.trainer.rank) for c in checkpoints))
         for chunk in self.folder.glob("*.npz"):
             if chunk.name not in needed:
                 chunk.unlink()
+        if self.trainer.rank == 0:
+            ranks = max((world_size(c) for c in checkpoints), default=1)
+            for folder in self.folder.glob("rank*"):
+                if folder.name[4:].isdigit() and int(folder.name[4:]) >= ranks:
+                    shutil.rmtree(folder)

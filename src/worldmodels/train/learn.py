@@ -162,6 +162,17 @@ class LearnPhase(Phase):
             self.collector.load(saved, path)
         self._window = {"time": time.perf_counter(), "step": self.trainer.step, "updates": self.agent.updates}
 
+    def load_without_shard(self, saved: Saved, path: Path) -> None:
+        with readable(path / "state.json"):
+            self.streams.load_state_dict(saved.state["streams"])
+        if self.collector is not None:
+            self.collector.restart()  # this rank's environments and replay shard start anew
+        self._window = {"time": time.perf_counter(), "step": self.trainer.step, "updates": self.agent.updates}
+
+    def absorb(self, saved: Saved, path: Path, shard: int) -> None:
+        if self.collector is not None:
+            self.collector.absorb(saved, path, shard)
+
     def saved(self) -> None:
         if self.collector is not None:
             self.collector.saved()

@@ -8,7 +8,8 @@ phase's own part (`Saved`); `train.phase` runs one phase alone, from scratch, re
 
 Under torchrun every rank runs a trainer in lockstep (`distributed.py`): each with its own environments,
 replay shard and random streams; rank 0 alone evaluates, logs and writes the run folder, and its
-checkpoints hold every rank's shard (phase parts and random states), which the same ranks resume from.
+checkpoints hold every rank's shard (phase parts and random states). The same ranks resume from their own
+shards exactly; another number of ranks deals the shards out again (`Phase.absorb`, `load_without_shard`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import copy
 import json
 import math
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -373,31 +375,50 @@ class Trainer:
         s = payload.state
         if s.get("agent") != self.cfg.agent.name:
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not '{self.cfg.agent.name}'")
-        world = int(s.get("world_size", 1))
-        if world != self.world:
-            raise CheckpointError(
-                f"checkpoint '{path}' was written by a run on {world} rank{'s' if world > 1 else ''}, this one has "
-                f"{self.world}; each rank resumes its own replay shard: continue it with --nproc {world}"
+        with readable(path / "state.json"):
+            world = int(s.get("world_size", 1))
+        # the shards of the run that wrote it this rank takes: its own, and on fewer ranks r + N, r + 2N, ...
+        mine = list(range(self.rank, world, self.world))
+        if world != self.world and self.rank == 0:
+            print(
+                f"note: '{path}' was written by {world} rank{'s' if world > 1 else ''}, this run has {self.world}: "
+                f"the replay shards are dealt out again (rank r takes those of ranks r, r + {self.world}, ...); "
+                f"ranks that took more than their own shard, or none, start new episodes",
+                file=sys.stderr,
             )
-        shard = self.rank - 1  # where this rank's part is kept, for ranks after rank 0
         with readable(path / "optim.pt"):
             optimizers = payload.torch_state["optimizers"]
-            torch_parts = payload.torch_state["shards"][shard] if self.rank else payload.torch_state["phases"]
         with readable(path / "state.json"):
             self.step, self.agent.updates = int(s["step"]), int(s["updates"])
             self.log_lines, self.last_eval_step = int(s["log_lines"]), int(s["last_eval_step"])
             self.last_eval, done = dict(s["last_eval"]), set(s["done"])
-            own = s["shards"][shard] if self.rank else s
-            states, rng = own["phases"], own["rng"]
-            set_torch_rng_state(rng)
-            random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in rng["python"]))
-        arrays = payload.arrays
-        if self.rank:
-            prefix = f"{SHARD}{self.rank}-"
-            arrays = {name[len(prefix) :]: a for name, a in arrays.items() if name.startswith(prefix)}
+        parts, rng = self._shard(payload, path, mine[0] if mine else 0)
+        if mine:  # a rank with no shard keeps the random streams of its own seed
+            with readable(path / "state.json"):
+                set_torch_rng_state(rng)
+                random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in rng["python"]))
         with fitting(path, "resume without overrides that change the model, replay or environments"):
             self.agent.load_state_dict(payload.weights)
             self.agent.load_optimizer_state(optimizers)
             for phase in self.phases:
                 phase.done = phase.name in done
-                phase.load(Saved(states[phase.name], arrays, torch_parts.get(phase.name)), path)
+                if mine:
+                    phase.load(parts[phase.name], path)
+                else:
+                    phase.load_without_shard(parts[phase.name], path)
+                for other in mine[1:]:
+                    phase.absorb(self._shard(payload, path, other)[0][phase.name], path, other)
+
+    @staticmethod
+    def _shard(payload: Payload, path: Path, r: int) -> tuple[dict[str, Saved], dict[str, Any]]:
+        """Rank `r`'s part of the checkpoint in `payload` (read from `path`): every phase's, and its random states."""
+        with readable(path / "state.json"):
+            own = payload.state if r == 0 else payload.state["shards"][r - 1]
+        with readable(path / "optim.pt"):
+            torch_parts = payload.torch_state["phases"] if r == 0 else payload.torch_state["shards"][r - 1]
+        arrays = payload.arrays
+        if r:
+            prefix = f"{SHARD}{r}-"
+            arrays = {name[len(prefix) :]: a for name, a in arrays.items() if name.startswith(prefix)}
+        parts = {name: Saved(state, arrays, torch_parts.get(name)) for name, state in own["phases"].items()}
+        return parts, own["rng"]
