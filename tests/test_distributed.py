@@ -27,6 +27,7 @@ from worldmodels import distributed
 from worldmodels.agents.base import raise_if_non_finite
 from worldmodels.cli import main
 from worldmodels.config import load_config
+from worldmodels.data import Replay
 from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
@@ -390,3 +391,26 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_one_line(tmp_path, capsys
         "error: train.batch_size=4 does not split over --nproc 3 (it is the global batch); use a multiple of 3\n"
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_a_replay_extended_by_another_keeps_their_episodes_apart():
+    def filled(start: float, rows: int) -> Replay:
+        replay = Replay(100, 2, 0)
+        for t in range(rows):
+            step = {
+                "obs": np.full((2, 1), start + t, np.float32),
+                "action": np.ones((2, 1), np.float32),
+                "reward": np.zeros(2, np.float32),
+                "is_first": np.full(2, t == 0),
+                "is_terminal": np.zeros(2, bool),
+            }
+            replay.add(step, np.arange(2))
+        return replay
+
+    mine, other = filled(0.0, 5), filled(100.0, 3)
+    mine.extend(other)
+    assert len(mine) == 16
+    rows = mine._rows(1, 0, 8)
+    assert rows["obs"][:, 0].tolist() == [0, 1, 2, 3, 4, 100, 101, 102]
+    assert rows["is_first"].tolist() == [True, False, False, False, False, True, False, False]
+    assert rows["action"][5, 0] == 0 and rows["action"][6, 0] == 1

@@ -98,9 +98,9 @@ class Replay:
         """Append every row `other` holds, its stream s after this one's stream s; the first row of each is
         marked an episode's first (with no action), so that no window joins the two."""
         for s in range(other.num_streams):
-            rows = other._rows(s, int(other.written[s] - other.count[s]), int(other.written[s]))
             if not other.count[s]:
                 continue
+            rows = other._rows(s, int(other.written[s] - other.count[s]), int(other.written[s]))
             rows["is_first"], rows["action"] = rows["is_first"].copy(), rows["action"].copy()
             rows["is_first"][0], rows["action"][0] = True, 0
             self.add(rows, np.full(int(other.count[s]), s))
