@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from worldmodels import distributed
 from worldmodels.errors import ConfigError, WMError
 
 
@@ -57,19 +59,50 @@ def _train(args: argparse.Namespace) -> None:
             raise ConfigError("wm train needs a preset first, e.g. `wm train latent_mlp env.id=Pendulum-v1`")
         cfg = load_config(args.preset, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(Path(args.preset).stem, cfg.env.id)
+    if args.nproc is not None:
+        _relaunch(args, cfg.train.batch_size, overrides, run_dir)
+        return
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     try:
         summary = trainer.run()
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: wm train --resume {run_dir}", file=sys.stderr)
+        if trainer.rank == 0:
+            ranks = f" --nproc {trainer.world}" if trainer.world > 1 else ""
+            print(f"\ninterrupted; continue with: wm train --resume {run_dir}{ranks}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         trainer.close()
+        distributed.shutdown()
+    if trainer.rank:
+        return
+    ranks = f" --nproc {trainer.world}" if trainer.world > 1 else ""
     print(json.dumps({k: v for k, v in summary.items() if k != "run_dir"}))
     print(f"run folder   {run_dir}")
     print(f"curve        {run_dir / 'curve.png'}")
     print(f"metrics      {run_dir / 'metrics.jsonl'}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
-    print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir} train.steps=N)")
+    print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir}{ranks} train.steps=N)")
+
+
+def _relaunch(args: argparse.Namespace, batch_size: int, overrides: list[str], run_dir: Path) -> None:
+    """`wm train ... --nproc N`: the same command as N ranks under torchrun on this machine."""
+    n = args.nproc
+    if n < 1:
+        raise ConfigError(f"--nproc {n}: give the number of processes to train on, 1 or more")
+    if distributed.launched():
+        raise ConfigError("--nproc starts torchrun itself; under torchrun leave it out (--nproc-per-node sets ranks)")
+    if batch_size % n:
+        raise ConfigError(
+            f"train.batch_size={batch_size} does not split over --nproc {n} (it is the global batch); "
+            f"use a multiple of {n}"
+        )
+    preset = [args.preset] if args.preset and "=" not in args.preset else []
+    where = ["--resume", str(run_dir)] if args.resume else ["--run-dir", str(run_dir)]
+    try:
+        distributed.relaunch(n, ["train", *preset, *where, *overrides], str(run_dir))
+    except distributed.RankFailed as err:
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:  # rank 0 has said how to continue
+        raise SystemExit(130) from None
 
 
 def _record(args: argparse.Namespace) -> None:
@@ -138,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. env.id=Pendulum-v1 train.steps=5000")
     p.add_argument("--run-dir", help="where the run is written (default: runs/PRESET-ENV-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument(
+        "--nproc", type=int, metavar="N", help="train data-parallel on N processes of this machine under torchrun"
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("record", help="write random-policy episodes of an environment as an offline dataset")
@@ -189,8 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except WMError as err:
-        print(f"error: {err}", file=sys.stderr)
+        rank = f" (rank {os.environ['RANK']})" if distributed.launched() and os.environ["RANK"] != "0" else ""
+        print(f"error{rank}: {err}", file=sys.stderr)
         return err.exit_code
+    except RuntimeError as err:
+        if not (distributed.launched() and distributed.lost_peer(err)):
+            raise
+        if distributed.LAUNCHER not in os.environ:  # else `wm train --nproc` names the rank that went
+            print(f"error (rank {os.environ['RANK']}): another rank has gone (its own error is above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -100,8 +100,11 @@ class Run(Protocol):
 
     cfg: Any
     run_dir: Path
+    rank: int  # this process's rank under torchrun (0 alone, or the one that logs and writes)
+    world: int  # how many ranks run (1 without torchrun)
+    seed: int  # this rank's seed for its own random streams (`distributed.rank_seed`)
     agent: Any
-    step: int  # env steps so far, action repeat included (offline: updates); phases that spend them add
+    step: int  # env steps so far, of every rank, action repeat included (offline: updates); phases that spend them add
     pool: Any  # the run's environments (`EnvPool`), for phases that collect
     offline: Any  # the `OfflineSource` of `train.offline`, or None
     phases: list[Phase]
@@ -184,6 +187,16 @@ class Phase:
 
     def load(self, saved: Saved, path: Path) -> None:
         """Restore from checkpoint `path`; inside the trainer's `fitting` block."""
+
+    def load_without_shard(self, saved: Saved, path: Path) -> None:
+        """Instead of `load`, on a resume on more ranks than wrote the checkpoint, for a rank that had none:
+        `saved` is rank 0's part; keep what every rank shares and start this rank's own data anew. By
+        default `load`: a phase whose state is the same on every rank."""
+        self.load(saved, path)
+
+    def absorb(self, saved: Saved, path: Path, shard: int) -> None:
+        """After `load`, on a resume on fewer ranks than wrote the checkpoint: take over the data of rank
+        `shard` of that run, whose part is `saved` (a phase whose state every rank shares has none)."""
 
     def saved(self) -> None:
         """After a checkpoint was written."""

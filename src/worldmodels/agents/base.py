@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from worldmodels import distributed
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import TrainingError
 from worldmodels.phases import PhaseSpec, Stream
@@ -124,10 +125,14 @@ def step(opt: torch.optim.Optimizer, loss: torch.Tensor, clip: float, name: str)
     run stops with the error naming this loss and no checkpoint holds a state stepped past it. Masking
     costs one small kernel per parameter tensor; checking lazily without it would let NaN weights reach
     acting, which fails first with a less clear error (a distribution refusing NaN logits).
+
+    Under torchrun the gradients and the loss are averaged over the ranks before clipping, so every rank
+    steps alike (`distributed.average_gradients`), and a non-finite value on one rank is refused on all.
     """
     opt.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in opt.param_groups for p in group["params"]]
+    loss = distributed.average_gradients(params, loss.detach())  # the ranks meet here; one rank: as it was
     norm = nn.utils.clip_grad_norm_(params, clip)
     seen = torch.stack([loss.detach().float(), norm.float()])
     bad = ~torch.isfinite(seen).all()

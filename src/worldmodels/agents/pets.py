@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from worldmodels import contracts
+from worldmodels import contracts, distributed
 from worldmodels.agents.base import Acted, Agent, Dream, Metrics, step
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
@@ -167,7 +167,7 @@ class PETSAgent(Agent):
         s2, r = obs[:, 1:].flatten(0, 1)[train], reward[:, 1:].flatten()[train]
         alive = 1.0 - batch["is_terminal"][:, 1:].flatten()[train].float()
         n = len(s)
-        if n == 0:
+        if not distributed.agree(n > 0):  # every rank skips alike: the ranks meet in `step`
             return metrics
         self.dynamics.update_normalisers(s, a, s2)
         boot = torch.randint(0, n, (self.dynamics.members, n), device=s.device)  # [E, n]: each member's resample

@@ -94,6 +94,17 @@ class Replay:
             self.written[s] += len(rows)
             self.count[s] = min(self.count[s] + len(rows), self.stream_capacity)
 
+    def extend(self, other: Replay) -> None:
+        """Append every row `other` holds, its stream s after this one's stream s; the first row of each is
+        marked an episode's first (with no action), so that no window joins the two."""
+        for s in range(other.num_streams):
+            if not other.count[s]:
+                continue
+            rows = other._rows(s, int(other.written[s] - other.count[s]), int(other.written[s]))
+            rows["is_first"], rows["action"] = rows["is_first"].copy(), rows["action"].copy()
+            rows["is_first"][0], rows["action"][0] = True, 0
+            self.add(rows, np.full(int(other.count[s]), s))
+
     def windows(self, length: int, boundary: Boundary = "cross") -> Windows:
         """The windows of `length` steps `boundary` allows in what the streams hold (`data/windows.py`)."""
         firsts = None

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
+from worldmodels import distributed
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
 from worldmodels.registry import DYNAMICS
@@ -94,8 +95,9 @@ class Normaliser(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        """Merge the statistics of `x` `[N, D]` (Chan et al.'s parallel variance)."""
-        n, mean, var = x.shape[0], x.mean(0), x.var(0, correction=0)
+        """Merge the statistics of `x` `[N, D]` (Chan et al.'s parallel variance); under torchrun, of every
+        rank's `x` together, so the ranks keep the same statistics."""
+        n, mean, var = distributed.moments(x)
         total = self.count + n
         delta = mean - self.mean
         self.var.copy_((self.count * self.var + n * var + delta**2 * self.count * n / total) / total)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from worldmodels import distributed
+
 
 def lambda_return(reward: torch.Tensor, discount: torch.Tensor, value: torch.Tensor, lam: float) -> torch.Tensor:
     """TD(λ) targets over an imagined trajectory, computed backwards from a bootstrap value.
@@ -39,8 +41,9 @@ class ReturnScale(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> torch.Tensor:
-        """Fold a batch of returns into the EMA; returns the scale to divide by."""
-        flat = returns.detach().float().flatten()
+        """Fold a batch of returns into the EMA; returns the scale to divide by. Under torchrun the
+        percentiles are those of every rank's returns together (the global batch), so the ranks agree."""
+        flat = distributed.gather(returns.detach().float().flatten())
         spread = torch.quantile(flat, self.high) - torch.quantile(flat, self.low)
         ema = self.range * self.decay + (1 - self.decay) * spread
         self.range.copy_(torch.where(self.initialised, ema, spread))  # a branch would read the flag on the host

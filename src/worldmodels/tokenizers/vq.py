@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldmodels import distributed
 from worldmodels.errors import ConfigError
 from worldmodels.nn.dists import perplexity
 from worldmodels.registry import TOKENIZERS
@@ -159,7 +160,7 @@ class VQTokenizer(nn.Module):
         total = error.mean() + cfg.commitment * commit
         if not cfg.ema:
             total = total + (z.detach() - z_q).pow(2).mean()
-        usage = torch.bincount(code.flatten(), minlength=cfg.vocab).float()
+        usage = distributed.total(torch.bincount(code.flatten(), minlength=cfg.vocab).float())  # of every rank
         metrics = {
             "tokenizer/reconstruction": error.mean().detach(),
             "tokenizer/commitment": commit.detach(),
@@ -171,11 +172,14 @@ class VQTokenizer(nn.Module):
     @torch.no_grad()
     def _maintain(self, z: torch.Tensor, code: torch.Tensor, usage: torch.Tensor) -> torch.Tensor:
         """After choosing codes `[M]` for encoder outputs `[M, D]`: the EMA codebook update, and dead codes
-        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count."""
+        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count.
+        Under torchrun `usage` `[V]` counts every rank's codes, the EMA sums every rank's outputs and revived
+        codes are rank 0's picks, so that every rank keeps the same codebook."""
         cfg = self.cfg
         if cfg.ema:
             self.ema_count.lerp_(usage, 1 - cfg.ema_decay)
-            self.ema_sum.lerp_(torch.zeros_like(self.ema_sum).index_add_(0, code, z), 1 - cfg.ema_decay)
+            chosen = distributed.total(torch.zeros_like(self.ema_sum).index_add_(0, code, z))
+            self.ema_sum.lerp_(chosen, 1 - cfg.ema_decay)
             n = self.ema_count.sum()
             count = (self.ema_count + 1e-5) / (n + cfg.vocab * 1e-5) * n  # Laplace smoothing
             self.codebook.copy_(self.ema_sum / count[:, None])
@@ -183,7 +187,7 @@ class VQTokenizer(nn.Module):
         dead = self.unused >= cfg.dead_after
         if not cfg.revive:
             return dead.sum().float()
-        fresh = z[torch.randint(len(z), (cfg.vocab,), device=z.device)]
+        fresh = distributed.from_main(z[torch.randint(len(z), (cfg.vocab,), device=z.device)])
         self.codebook.copy_(torch.where(dead[:, None], fresh, self.codebook))
         if cfg.ema:
             self.ema_sum.copy_(torch.where(dead[:, None], fresh, self.ema_sum))

@@ -215,11 +215,20 @@ def load_checkpoint(path: Path) -> Payload:
     return payload
 
 
-def replay_chunks(path: Path) -> set[str]:
-    """Names of the replay chunk files (in the run's `replay/`) that checkpoint `path` needs (its phases
-    that keep a replay hold its state under `replay`)."""
+def world_size(path: Path) -> int:
+    """How many ranks wrote checkpoint `path` (1 where state.json cannot say)."""
     try:
-        phases = json.loads((path / "state.json").read_text())["phases"].values()
+        return int(json.loads((path / "state.json").read_text()).get("world_size", 1))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 1
+
+
+def replay_chunks(path: Path, rank: int = 0) -> set[str]:
+    """Names of the replay chunk files (in the run's `replay/`, rank r > 0's in `replay/rank<r>/`) that
+    checkpoint `path` needs for rank `rank` (its phases that keep a replay hold its state under `replay`)."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        phases = (state["shards"][rank - 1] if rank else state)["phases"].values()
         return {
             chunk["name"]
             for part in phases
@@ -227,5 +236,5 @@ def replay_chunks(path: Path) -> set[str]:
             for stream in part["replay"]["chunks"]
             for chunk in stream
         }
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return set()

@@ -5,6 +5,7 @@ environments' states, the acting state and the prefill's random generator."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +15,26 @@ from torch.utils._pytree import tree_map
 from worldmodels.agents.base import to_tensor
 from worldmodels.data import Replay
 from worldmodels.data.files import readable
+from worldmodels.envs import EnvPool
 from worldmodels.errors import EnvError
 from worldmodels.phases import Run, Saved, derive_seed
-from worldmodels.train.checkpoint import list_checkpoints, replay_chunks
+from worldmodels.train.checkpoint import list_checkpoints, replay_chunks, world_size
+
+
+def replay_dir(run_dir: Path, rank: int) -> Path:
+    """Where rank `rank` keeps its replay shard's chunk files."""
+    return run_dir / "replay" if rank == 0 else run_dir / "replay" / f"rank{rank}"
 
 
 class Collector:
+    """Under torchrun, one rank's: its own environments and replay shard, seeded by the rank's seed."""
+
     def __init__(self, trainer: Run):
         t = trainer.cfg.train
         self.trainer, self.agent, self.pool = trainer, trainer.agent, trainer.pool
-        self.rng = np.random.default_rng(derive_seed(t.seed, 1))  # random prefill actions
-        self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(t.seed, 3), self.agent.priority)
+        self.rng = np.random.default_rng(derive_seed(trainer.seed, 1))  # random prefill actions
+        self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(trainer.seed, 3), self.agent.priority)
+        self.folder = replay_dir(trainer.run_dir, trainer.rank)
         self.state = self.agent.initial_state(self.pool.num_envs)
         self.is_first = np.ones(self.pool.num_envs, bool)
         self.episodes = 0
@@ -35,8 +45,8 @@ class Collector:
         self.replay.add(self._with_agent_records(first.records, {}, 0), first.streams)
 
     def collect(self, note) -> None:
-        """One step of every environment; the trainer's step counter advances by the env steps taken and
-        each finished episode's return and length go to `note(metrics)`."""
+        """One step of every environment; the trainer's step counter advances by the env steps taken (by
+        every rank: they step in lockstep) and each finished episode's return and length go to `note(metrics)`."""
         trainer = self.trainer
         extra: dict[str, np.ndarray] = {}
         if trainer.step < trainer.cfg.train.prefill:
@@ -54,7 +64,7 @@ class Collector:
             raise EnvError(f"{err} (after {step:,} env steps of the run; its last checkpoint is intact)") from None
         self.replay.add(self._with_agent_records(out.records, extra, self.pool.num_envs), out.streams)
         self.is_first = out.is_first
-        trainer.step += self.pool.num_envs * trainer.cfg.env.action_repeat
+        trainer.step += self.pool.num_envs * trainer.cfg.env.action_repeat * trainer.world
         for _, ret, length in out.finished:
             self.episodes += 1
             self.last_return = ret
@@ -72,10 +82,34 @@ class Collector:
             records[key] = value
         return records
 
+    def restart(self) -> None:
+        """New episodes in new environments (seeded by the rank's seed and the run's step), as a resume on
+        another number of ranks leaves this rank's: the replay keeps what it holds, the next rows begin
+        episodes."""
+        trainer, num_envs = self.trainer, self.pool.num_envs
+        self.pool.close()
+        self.pool = trainer.pool = EnvPool(trainer.cfg.env, derive_seed(trainer.seed, 2, trainer.step), num_envs)
+        self.state, self.is_first = self.agent.initial_state(num_envs), np.ones(num_envs, bool)
+        self.start()
+
+    def absorb(self, saved: Saved, path: Path, shard: int) -> None:
+        """Append the replay of rank `shard` of the run that wrote checkpoint `path` (a resume on fewer ranks)
+        to this rank's, and begin new episodes after it."""
+        t = self.trainer.cfg.train
+        other = Replay(t.replay_capacity, self.pool.num_envs, 0, self.agent.priority)
+        with readable(path / "manifest.json"):
+            tail = saved.arrays["replay"]
+        with readable(path / "state.json"):
+            meta, episodes = saved.state["replay"], int(saved.state["episodes"])
+        other.load(replay_dir(self.trainer.run_dir, shard), tail, meta)
+        self.replay.extend(other)
+        self.episodes += episodes
+        self.restart()
+
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Saved:
-        replay_arrays, replay = self.replay.save(self.trainer.run_dir / "replay")
+        replay_arrays, replay = self.replay.save(self.folder)
         state = {
             "replay": replay,
             "episodes": self.episodes,
@@ -94,7 +128,7 @@ class Collector:
             data, self.episodes = s["replay"], int(s["episodes"])
             self.last_return, self.is_first = s["last_return"], np.asarray(s["is_first"], bool)
             self.rng.bit_generator.state = s["rng"]
-        self.replay.load(self.trainer.run_dir / "replay", replay, data)
+        self.replay.load(self.folder, replay, data)
         with readable(path / "envs.npz"):  # a pool of another size is a ConfigError, which passes
             self.pool.load_state_dict(envs)
         device = self.agent.device  # the recurrent memory, on this run's device
@@ -103,8 +137,15 @@ class Collector:
         )
 
     def saved(self) -> None:
-        """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to."""
-        needed = set().union(*(replay_chunks(c) for c in list_checkpoints(self.trainer.run_dir / "checkpoints")))
-        for chunk in (self.trainer.run_dir / "replay").glob("*.npz"):
+        """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to (and, on
+        rank 0, the folders of ranks no kept checkpoint has, after a resume on fewer ranks)."""
+        checkpoints = list_checkpoints(self.trainer.run_dir / "checkpoints")
+        needed = set().union(*(replay_chunks(c, self.trainer.rank) for c in checkpoints))
+        for chunk in self.folder.glob("*.npz"):
             if chunk.name not in needed:
                 chunk.unlink()
+        if self.trainer.rank == 0:
+            ranks = max((world_size(c) for c in checkpoints), default=1)
+            for folder in self.folder.glob("rank*"):
+                if folder.name[4:].isdigit() and int(folder.name[4:]) >= ranks:
+                    shutil.rmtree(folder)

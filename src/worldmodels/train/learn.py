@@ -87,7 +87,7 @@ class LearnPhase(Phase):
         else:
             self.collector.collect(self._recent.add)
             if self.trainer.step >= t.prefill:
-                envs = self.collector.pool.num_envs
+                envs = self.collector.pool.num_envs * self.trainer.world  # the global batch's env steps
                 self.streams.earn(
                     lambda s: envs * s.ratio / (s.sample.batch_size * s.sample.seq_len), self.trainer.step
                 )
@@ -137,7 +137,8 @@ class LearnPhase(Phase):
         return {"episodes": self.collector.episodes if self.collector else 0, **self.streams.summary()}
 
     def end(self) -> None:
-        plot_curve(self.trainer.run_dir, f"{self.cfg.agent.name} on {self.cfg.env.id}")
+        if self.trainer.rank == 0:
+            plot_curve(self.trainer.run_dir, f"{self.cfg.agent.name} on {self.cfg.env.id}")
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -161,6 +162,17 @@ class LearnPhase(Phase):
             self.collector.load(saved, path)
         self._window = {"time": time.perf_counter(), "step": self.trainer.step, "updates": self.agent.updates}
 
+    def load_without_shard(self, saved: Saved, path: Path) -> None:
+        with readable(path / "state.json"):
+            self.streams.load_state_dict(saved.state["streams"])
+        if self.collector is not None:
+            self.collector.restart()  # this rank's environments and replay shard start anew
+        self._window = {"time": time.perf_counter(), "step": self.trainer.step, "updates": self.agent.updates}
+
+    def absorb(self, saved: Saved, path: Path, shard: int) -> None:
+        if self.collector is not None:
+            self.collector.absorb(saved, path, shard)
+
     def saved(self) -> None:
         if self.collector is not None:
             self.collector.saved()
@@ -176,7 +188,7 @@ class Pace:
 
     def check(self, bar: tqdm) -> None:
         step, cfg = self.trainer.step, self.trainer.cfg
-        if self.since is None or step < self.prefill:
+        if self.since is None or step < self.prefill or self.trainer.rank:
             return
         now = time.perf_counter()
         if not self.since:

@@ -50,6 +50,19 @@ class Logger:
         self.tb.close()
 
 
+class NoLogger:
+    """What every rank but rank 0 logs to under torchrun: nothing."""
+
+    def log(self, step: int, metrics: dict[str, float], tb_step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def plot_curve(run_dir: Path, title: str = "") -> Path:
     """Plot episode returns (thin) and evaluation returns ± std (bold) against env steps."""
     rows = read_metrics(run_dir)

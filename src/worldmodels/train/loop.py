@@ -5,6 +5,11 @@ checkpoints and exact resume.
 
 A checkpoint holds the weights, the optimisers, the random states, the trainer's counters and every
 phase's own part (`Saved`); `train.phase` runs one phase alone, from scratch, resetting those after it.
+
+Under torchrun every rank runs a trainer in lockstep (`distributed.py`): each with its own environments,
+replay shard and random streams; rank 0 alone evaluates, logs and writes the run folder, and its
+checkpoints hold every rank's shard (phase parts and random states). The same ranks resume from their own
+shards exactly; another number of ranks deals the shards out again (`Phase.absorb`, `load_without_shard`).
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ import copy
 import json
 import math
 import random
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch.utils._pytree import tree_map
 from tqdm import tqdm
 
+from worldmodels import distributed
 from worldmodels.agents.base import Agent, raise_if_non_finite
 from worldmodels.config import Config, save_config
 from worldmodels.data.files import readable
@@ -42,22 +52,44 @@ from worldmodels.train.checkpoint import (
     torch_rng_state,
 )
 from worldmodels.train.evaluate import OpenLoop, Returns
-from worldmodels.train.logger import Logger
+from worldmodels.train.logger import Logger, NoLogger
 from worldmodels.train.metrics import to_host
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device `device=name` means for this process (under torchrun: the GPU of its local rank)."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return distributed.local_device(name)
 
 
 def build_agent(cfg: Config, obs_spec, act_spec) -> Agent:
     """The agent named by `cfg.agent`, on the configured device."""
     agent = AGENTS.build(cfg.agent.name, cfg.agent.cfg, obs_spec=obs_spec, act_spec=act_spec)
     return agent.to(resolve_device(cfg.device))
+
+
+SHARD = "rank"
+"""A checkpoint's arrays of rank r > 0 are the files `rank<r>-<name>.npz`."""
+
+
+@dataclass
+class _Shard:
+    """What rank r > 0 hands rank 0 for a checkpoint: its phases' parts and its random states."""
+
+    states: dict[str, Any]
+    arrays: dict[str, dict[str, np.ndarray]]
+    torch: dict[str, Any]
+    rng: dict[str, Any]
+
+    @classmethod
+    def of(cls, parts: dict[str, Saved], rng: dict[str, Any]) -> _Shard:
+        own = {name: part.torch for name, part in parts.items()}
+        on_cpu = tree_map(lambda x: x.cpu() if isinstance(x, torch.Tensor) else x, own)
+        arrays = {name: a for part in parts.values() for name, a in part.arrays.items()}
+        return cls({n: p.state for n, p in parts.items()}, arrays, on_cpu, json.loads(json.dumps(rng)))
 
 
 def resume_point(run_dir: Path, resume: bool) -> Path | None:
@@ -72,20 +104,24 @@ def resume_point(run_dir: Path, resume: bool) -> Path | None:
 
 
 class Trainer:
-    """Owns one run directory: its config, agent, phases, logs and checkpoints."""
+    """Owns one run directory: its config, agent, phases, logs and checkpoints. Under torchrun, one rank's
+    part of the run (the process group is joined here)."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+        distributed.init(resolve_device(cfg.device))
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.cfg, self.run_dir = cfg, Path(distributed.broadcast(str(run_dir)))  # rank 0 names a default one
         ckpt = resume_point(self.run_dir, resume)
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        random.seed(t.seed)
-        torch.manual_seed(t.seed)
-        self.offline = OfflineSource(t.offline, derive_seed(t.seed, 3)) if t.offline else None
+        self.seed = distributed.rank_seed(t.seed, self.rank)  # this rank's environments, replay, exploration
+        random.seed(self.seed)
+        torch.manual_seed(t.seed)  # the agent's initial weights are the same on every rank
+        self.offline = OfflineSource(t.offline, derive_seed(self.seed, 3)) if t.offline else None
         if self.offline is not None:
             cfg.env = parse(EnvConfig, self.offline.index["env"], "env")
-        self.pool = EnvPool(cfg.env, derive_seed(t.seed, 2), num_envs=1 if self.offline else None)
+        self.pool = EnvPool(cfg.env, derive_seed(self.seed, 2), num_envs=1 if self.offline else None)
         try:
             self._start(ckpt, resume)
         except BaseException:
@@ -95,6 +131,8 @@ class Trainer:
     def _start(self, ckpt: Path | None, resume: bool) -> None:
         cfg, t = self.cfg, self.cfg.train
         self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
+        if self.rank:
+            torch.manual_seed(self.seed)
         self.step = 0  # env steps, action repeat included (offline: updates)
         self.last_eval_step = -1
         self.last_eval: dict[str, float] = {}
@@ -106,18 +144,22 @@ class Trainer:
         if resume:
             self._restore(ckpt)
         self.plan = self._plan()  # before the folder is touched: a phase that cannot run changes nothing
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        clean_interrupted(self.run_dir / "checkpoints")
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            clean_interrupted(self.run_dir / "checkpoints")
+        distributed.barrier()  # the folder is ready (and what a phase reset removed is gone) before any rank writes
         if not resume:
             for phase in self.phases:
                 phase.start()
-        kept = copy.deepcopy(cfg)
-        kept.train.phase = "all"  # a phase alone is this command's choice: a later --resume continues them all
-        save_config(kept, self.run_dir / "config.yaml")  # after a resume fits: a failed one leaves the run as it was
-        # lines written after the checkpoint belong to the run being replaced
-        self.logger = Logger(
-            self.run_dir, resume_step=self.step if resume else None, keep_lines=self.log_lines if resume else None
-        )
+        self.logger: Logger | NoLogger = NoLogger()
+        if self.rank == 0:
+            kept = copy.deepcopy(cfg)
+            kept.train.phase = "all"  # a phase alone is this command's choice: a later --resume continues them all
+            save_config(kept, self.run_dir / "config.yaml")  # after a resume fits: a failed one leaves the run as is
+            # lines written after the checkpoint belong to the run being replaced
+            self.logger = Logger(
+                self.run_dir, resume_step=self.step if resume else None, keep_lines=self.log_lines if resume else None
+            )
         if t.phase != "all":
             self.save()  # the reset phases are recorded at once
 
@@ -206,7 +248,7 @@ class Trainer:
             unit=phase.unit,
             desc=phase.name,
             dynamic_ncols=True,
-            disable=None,
+            disable=None if self.rank == 0 else True,
             smoothing=0.05,
         )
         stopped = False
@@ -225,7 +267,8 @@ class Trainer:
                 if metrics:
                     self._log(metrics, tick.count)
                 if stopped:
-                    bar.write(f"eval return reached train.stop_return={stop:g}: stopping")
+                    if self.rank == 0:
+                        bar.write(f"eval return reached train.stop_return={stop:g}: stopping")
                     phase.stop()
                     break
                 if tick.checkpoint:
@@ -242,17 +285,21 @@ class Trainer:
         return stopped
 
     def _evaluate(self, phase: Phase, count: int, bar: tqdm) -> dict[str, float]:
-        """The evaluator's metrics, seeded by the phase's counter."""
-        metrics = self.evaluator(derive_seed(self.cfg.train.seed, 4, count))
+        """The evaluator's metrics, seeded by the phase's counter: rank 0 evaluates and tells the others."""
+        metrics = None
+        if self.rank == 0:
+            metrics = self.evaluator(derive_seed(self.cfg.train.seed, 4, count))
+            bar.write(f"{phase.unit} {count:>9,d}  {self.evaluator.describe(metrics)}")
+        metrics = distributed.broadcast(metrics)
         self.last_eval_step, self.last_eval = self.step, metrics
-        bar.write(f"{phase.unit} {count:>9,d}  {self.evaluator.describe(metrics)}")
         return metrics
 
     def _log(self, metrics: dict[str, float | torch.Tensor], count: int) -> None:
         """One metrics line at the current env step; TensorBoard plots it against the phase's `count`.
         A non-finite loss since the last line stops the run here instead (see `agents.base.step`)."""
         raise_if_non_finite(self.agent.optimizers.values())
-        self.logger.log(self.step, to_host(metrics), tb_step=count)
+        if self.rank == 0:
+            self.logger.log(self.step, to_host(metrics), tb_step=count)
         self.log_lines += 1
 
     def summary(self) -> dict[str, Any]:
@@ -272,10 +319,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint (every rank takes part; rank 0 writes it and gets its path, the others None)."""
         raise_if_non_finite(self.agent.optimizers.values())  # no checkpoint holds weights stepped past one
         with disk_space(self.run_dir, self._checkpoint_bytes()):
             path = self._save()
+        distributed.barrier()  # the checkpoint is in place before any rank drops what the older ones needed
         for phase in self.phases:
             phase.saved()
         return path
@@ -285,10 +334,16 @@ class Trainer:
         weights = sum(t.nbytes for t in self.agent.state_dict().values())
         return 3 * weights + sum(phase.unsaved_bytes() for phase in self.phases)
 
-    def _save(self) -> Path:
+    def _save(self) -> Path | None:
         self.logger.flush()
         parts = {phase.name: phase.save() for phase in self.phases}
+        rng = {**torch_rng_state(), "python": random.getstate()}
+        shards = distributed.gather_to_main(_Shard.of(parts, rng) if self.rank else None)  # rank 0 keeps its own
+        if self.rank:
+            return None
         arrays = {name: a for part in parts.values() for name, a in part.arrays.items()}
+        for r, shard in enumerate(shards[1:], start=1):
+            arrays |= {f"{SHARD}{r}-{name}": a for name, a in shard.arrays.items()}
         state = {
             "agent": self.cfg.agent.name,
             "env": self.cfg.env.id,
@@ -299,13 +354,16 @@ class Trainer:
             "last_eval": self.last_eval,
             "done": [phase.name for phase in self.phases if phase.done],
             "phases": {name: part.state for name, part in parts.items()},
-            "rng": {**torch_rng_state(), "python": random.getstate()},
+            "rng": rng,
+            "world_size": self.world,
+            "shards": [{"phases": shard.states, "rng": shard.rng} for shard in shards[1:]],
         }
         payload = Payload(
             weights=self.agent.state_dict(),
             torch_state={
                 "optimizers": self.agent.optimizer_state(),
                 "phases": {name: part.torch for name, part in parts.items()},
+                "shards": [shard.torch for shard in shards[1:]],
             },
             arrays=arrays,
             state=json.loads(json.dumps(state)),
@@ -317,17 +375,50 @@ class Trainer:
         s = payload.state
         if s.get("agent") != self.cfg.agent.name:
             raise CheckpointError(f"checkpoint '{path}' is of agent '{s.get('agent')}', not '{self.cfg.agent.name}'")
+        with readable(path / "state.json"):
+            world = int(s.get("world_size", 1))
+        # the shards of the run that wrote it this rank takes: its own, and on fewer ranks r + N, r + 2N, ...
+        mine = list(range(self.rank, world, self.world))
+        if world != self.world and self.rank == 0:
+            print(
+                f"note: '{path}' was written by {world} rank{'s' if world > 1 else ''}, this run has {self.world}: "
+                f"the replay shards are dealt out again (rank r takes those of ranks r, r + {self.world}, ...); "
+                f"ranks that took more than their own shard, or none, start new episodes",
+                file=sys.stderr,
+            )
         with readable(path / "optim.pt"):
-            optimizers, torch_parts = payload.torch_state["optimizers"], payload.torch_state["phases"]
+            optimizers = payload.torch_state["optimizers"]
         with readable(path / "state.json"):
             self.step, self.agent.updates = int(s["step"]), int(s["updates"])
             self.log_lines, self.last_eval_step = int(s["log_lines"]), int(s["last_eval_step"])
-            self.last_eval, done, states = dict(s["last_eval"]), set(s["done"]), s["phases"]
-            set_torch_rng_state(s["rng"])
-            random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in s["rng"]["python"]))
+            self.last_eval, done = dict(s["last_eval"]), set(s["done"])
+        parts, rng = self._shard(payload, path, mine[0] if mine else 0)
+        if mine:  # a rank with no shard keeps the random streams of its own seed
+            with readable(path / "state.json"):
+                set_torch_rng_state(rng)
+                random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in rng["python"]))
         with fitting(path, "resume without overrides that change the model, replay or environments"):
             self.agent.load_state_dict(payload.weights)
             self.agent.load_optimizer_state(optimizers)
             for phase in self.phases:
                 phase.done = phase.name in done
-                phase.load(Saved(states[phase.name], payload.arrays, torch_parts.get(phase.name)), path)
+                if mine:
+                    phase.load(parts[phase.name], path)
+                else:
+                    phase.load_without_shard(parts[phase.name], path)
+                for other in mine[1:]:
+                    phase.absorb(self._shard(payload, path, other)[0][phase.name], path, other)
+
+    @staticmethod
+    def _shard(payload: Payload, path: Path, r: int) -> tuple[dict[str, Saved], dict[str, Any]]:
+        """Rank `r`'s part of the checkpoint in `payload` (read from `path`): every phase's, and its random states."""
+        with readable(path / "state.json"):
+            own = payload.state if r == 0 else payload.state["shards"][r - 1]
+        with readable(path / "optim.pt"):
+            torch_parts = payload.torch_state["phases"] if r == 0 else payload.torch_state["shards"][r - 1]
+        arrays = payload.arrays
+        if r:
+            prefix = f"{SHARD}{r}-"
+            arrays = {name[len(prefix) :]: a for name, a in arrays.items() if name.startswith(prefix)}
+        parts = {name: Saved(state, arrays, torch_parts.get(name)) for name, state in own["phases"].items()}
+        return parts, own["rng"]

@@ -5,8 +5,10 @@ the phase's checkpoint, so a resumed run continues every stream where it was."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from worldmodels import distributed
 from worldmodels.agents.base import Agent, Metrics, to_tensor
 from worldmodels.data.sources import Source
 from worldmodels.errors import ConfigError
@@ -16,7 +18,9 @@ Note = Callable[[Metrics], None]
 
 
 class Streams:
-    """A phase's streams: those that sample lead, each with the streams that follow it."""
+    """A phase's streams: those that sample lead, each with the streams that follow it. Under torchrun each
+    rank samples its part of every batch (`SampleSpec.batch_size` is the global batch) and the ranks update
+    in lockstep: a stream updates when every rank's data can give it a batch."""
 
     def __init__(self, specs: tuple[Stream, ...], agent: Agent, phase: str):
         self.agent = agent
@@ -33,6 +37,10 @@ class Streams:
                 self.groups[-1][1].append(spec)
         self.counts = {spec.name: 0 for spec in specs}
         self.credit = {lead.name: 0.0 for lead, _ in self.groups}
+        self.local = {
+            lead.name: replace(lead.sample, batch_size=distributed.local_batch(lead.sample.batch_size))
+            for lead, _ in self.groups
+        }
 
     @property
     def leads(self) -> list[Stream]:
@@ -48,11 +56,12 @@ class Streams:
         """Spend every stream's whole credit: one update (with its followers) per unit. `sampled(index)`
         follows each update of a prioritised agent, with the replay rows the batch came from."""
         for lead, follow in self.groups:
-            if not source.can_sample(lead.sample):
+            sample = self.local[lead.name]
+            if self.credit[lead.name] < 1.0 or not distributed.agree(source.can_sample(sample)):
                 continue
             while self.credit[lead.name] >= 1.0:
                 self.credit[lead.name] -= 1.0
-                batch = source.sample(lead.sample)
+                batch = source.sample(sample)
                 index = batch.get("index")
                 batch = {k: to_tensor(v, self.agent.device) for k, v in batch.items()}
                 n = self.counts[lead.name]

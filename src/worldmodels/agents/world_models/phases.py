@@ -8,6 +8,12 @@
     controller  CMA-ES over C's parameters, a generation per chunk, candidates scored in the real
                 environment or in M's dream, the search's mean evaluated every `evolution.eval_every`
 
+Under torchrun (`distributed.py`) the ranks share the work: each records its share of the rollouts into
+the one folder (which multi-node runs need on a shared file system); V and M train data-parallel, every
+rank drawing the same global batch and fitting its own slice of it; the candidates of each CMA-ES
+generation are split over the ranks, which score theirs and share the returns; rank 0 writes the latents,
+figures and checkpoints.
+
 Every chunk ends with a checkpoint. The CMA-ES search is kept as the fitness values it was told and
 rebuilt by replaying them. `step` in metrics.jsonl counts real environment steps (collection and
 controller rollouts, not evaluations); TensorBoard plots each phase's scalars against its own counter
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from worldmodels import distributed
 from worldmodels.agents.world_models.controller import Evolution
 from worldmodels.agents.world_models.data import (
     encode_rollouts,
@@ -56,12 +63,15 @@ class _Staged(Phase):
     def _latents(self) -> dict[str, np.ndarray]:
         """Every collected frame encoded by V (computed once per trained V, kept in latents.npz)."""
         path = self.trainer.run_dir / "latents.npz"
-        if not path.exists():
-            encode_rollouts(self.agent, self._files(), path)
+        if distributed.broadcast(not path.exists()):  # rank 0's answer: it writes them, the others wait
+            if self.trainer.rank == 0:
+                encode_rollouts(self.agent, self._files(), path)
+            distributed.barrier()
         return load_latents(path)
 
     def end(self) -> None:
-        plot_pipeline(self.trainer.run_dir, f"World Models on {self.cfg.env.id}")
+        if self.trainer.rank == 0:
+            plot_pipeline(self.trainer.run_dir, f"World Models on {self.cfg.env.id}")
 
 
 @register_phase("collect_rollouts")
@@ -104,7 +114,8 @@ class Collect(_Staged):
             )
             for i in range(start, min(start + chunk, c.rollouts))
         ]
-        results = record_many(jobs, self._pool)
+        mine = distributed.part(len(jobs))  # each rank records its share; all learn every result
+        results = [r for part in distributed.gather_all(record_many(jobs[mine], self._pool)) for r in part]
         self.returns += [r for r, _ in results]
         self.lengths += [n for _, n in results]
         self.trainer.step += sum(n for _, n in results) * self.cfg.env.action_repeat
@@ -112,7 +123,8 @@ class Collect(_Staged):
         if count == c.rollouts:
             self.done = True
             every = list(zip(self.returns, self.lengths))
-            write_index(self.folder, asdict(self.cfg.env), self.agent.act_spec, every, policy=c.policy, seed=seed)
+            if self.trainer.rank == 0:
+                write_index(self.folder, asdict(self.cfg.env), self.agent.act_spec, every, policy=c.policy, seed=seed)
         return Tick(
             count=count,
             advanced=len(results),
@@ -123,7 +135,8 @@ class Collect(_Staged):
 
     def reset(self) -> None:
         super().reset()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.trainer.rank == 0:
+            shutil.rmtree(self.folder, ignore_errors=True)
         self.lengths, self.returns = [], []
 
     def save(self) -> Saved:
@@ -185,13 +198,17 @@ class FitVAE(_Counted):
         files, per_epoch, epoch = self._files(), self._per_epoch, self.count
         metrics: dict[str, float] = {}  # means over the epoch
         rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 21, epoch))
-        for frames in frame_batches(files, self.spec.sample.batch_size, rng):
+        for frames in frame_batches(files, self.spec.sample.batch_size, rng):  # the same on every rank
+            if len(frames) < self.trainer.world:
+                continue  # a last batch too small to give every rank a frame
+            frames = frames[distributed.part(len(frames))]
             for k, v in self.agent.vae_update(torch.as_tensor(frames, device=self.agent.device)).items():
                 metrics[k] = metrics.get(k, 0.0) + v / per_epoch
             bar.update(1)
         self.count = epoch + 1
         if self.count == self.spec.budget:
             self.done = True
+        if self.done and self.trainer.rank == 0:
             reconstruction_grid(self.agent, files, self.trainer.run_dir / "reconstructions.png")
         return Tick(
             count=self.count,
@@ -227,7 +244,9 @@ class FitMDN(_Counted):
         n = min(self.t.validate_every, self.spec.budget - done)
         sums: dict[str, float] = {}  # means over the updates since the last validation
         for _ in range(n):
-            batch = sample_windows(data, train_eps, self.spec.sample, rng, self.agent.device)
+            batch = sample_windows(data, train_eps, self.spec.sample, rng, self.agent.device)  # same on every rank
+            mine = distributed.part(self.spec.sample.batch_size)
+            batch = {k: v[mine] for k, v in batch.items()}
             for k, v in self.agent.mdrnn_update(batch).items():
                 sums[k] = sums.get(k, 0.0) + v / n
             self.agent.updates += 1
@@ -249,7 +268,8 @@ class FitMDN(_Counted):
     def reset(self) -> None:
         super().reset()
         self._data = None
-        (self.trainer.run_dir / "latents.npz").unlink(missing_ok=True)
+        if self.trainer.rank == 0:
+            (self.trainer.run_dir / "latents.npz").unlink(missing_ok=True)
 
 
 @register_phase("evolve")
@@ -279,7 +299,8 @@ class Evolve(_Staged):
     def advance(self, bar: tqdm) -> Tick | None:
         e, seed, real = self.e, self.cfg.train.seed, self.e.where == "real"
         if real and self.trainer.step >= self.cfg.train.steps:
-            bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
+            if self.trainer.rank == 0:
+                bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
             return None
         if self.search is None:
             self.search = Evolution(self.agent.controller.num_params, e.sigma, e.population, derive_seed(seed, 30))
@@ -290,8 +311,10 @@ class Evolve(_Staged):
             if self._scorer is None:
                 self._scorer = ControllerRollouts(self.agent, self.cfg.env, e.workers)
             seeds = [derive_seed(seed, 31, g, j) for j in range(e.samples)] * e.population
-            returns, used = self._scorer.returns(params, seeds, e.max_steps)
-            self.trainer.step += used
+            mine = distributed.part(len(params))  # each rank scores its slice of the candidates
+            scored = distributed.gather_all(self._scorer.returns(params[mine], seeds[mine], e.max_steps))
+            returns = np.concatenate([r for r, _ in scored])
+            self.trainer.step += sum(used for _, used in scored)
             extra = {}
         else:
             device = self.agent.device
@@ -299,8 +322,13 @@ class Evolve(_Staged):
             gen = torch.Generator(device).manual_seed(derive_seed(seed, 32, g))
             z0 = starts[torch.randint(len(starts), (len(params),), generator=gen, device=device)]
             theta = torch.as_tensor(params, dtype=torch.float32, device=device)
-            ret, length = self.agent.dream_returns(theta, z0, e.temperature, e.dream_horizon, gen)
-            returns, extra = ret.cpu().numpy(), {"controller/dream_length": float(length.mean())}
+            mine = distributed.part(len(params))  # each rank dreams its slice of the candidates
+            if self.trainer.rank:
+                gen.manual_seed(derive_seed(seed, 32, g, self.trainer.rank))
+            ret, length = self.agent.dream_returns(theta[mine], z0[mine], e.temperature, e.dream_horizon, gen)
+            scored = distributed.gather_all((ret.cpu().numpy(), length.cpu().numpy()))
+            returns = np.concatenate([r for r, _ in scored])
+            extra = {"controller/dream_length": float(np.concatenate([n for _, n in scored]).mean())}
         fitness = returns.reshape(e.population, e.samples).mean(1)
         self.search.tell(fitness)
         self.agent.set_controller(self.search.mean)
@@ -326,7 +354,8 @@ class Evolve(_Staged):
             data = self._latents()
             first = data["starts"]
             mean, log_std = torch.as_tensor(data["mean"][first]), torch.as_tensor(data["log_std"][first])
-            self._starts = (mean + log_std.exp() * torch.randn(mean.shape)).to(self.agent.device)
+            starts = distributed.broadcast(mean + log_std.exp() * torch.randn(mean.shape))  # rank 0's draw
+            self._starts = starts.to(self.agent.device)
         return self._starts
 
     def stop(self) -> None:
