@@ -80,11 +80,14 @@ def _record(args: argparse.Namespace) -> None:
     if bad:
         raise ConfigError(f"wm record takes env.* overrides only, not '{bad[0]}'")
     env = load_config(None, [f"env.id={args.env}", *args.overrides]).env
-    index = record(env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, args.workers)
+    index = record(
+        env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, args.workers, not args.no_actions
+    )
     lengths, returns = index["lengths"], index["returns"]
+    what = "frames only" if args.no_actions else f"mean return {sum(returns) / len(returns):.1f}"
     print(
-        f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, mean return "
-        f"{sum(returns) / len(returns):.1f} (learn from it: wm train PRESET train.offline={args.out})"
+        f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, {what} "
+        f"(learn from it: wm train PRESET train.offline={args.out})"
     )
 
 
@@ -149,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=["uniform", "brownian"], default="uniform")
     p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (default: the time limit)")
     p.add_argument("--workers", type=int, default=1, help="processes recording episodes in parallel")
+    p.add_argument("--no-actions", action="store_true", help="write the frames alone (video without actions)")
     p.set_defaults(func=_record)
 
     p = sub.add_parser("eval", help="evaluate a run's latest checkpoint; prints one JSON line")

@@ -83,25 +83,37 @@ class Trainer:
         random.seed(t.seed)
         torch.manual_seed(t.seed)
         self.offline = OfflineSource(t.offline, derive_seed(t.seed, 3)) if t.offline else None
-        if self.offline is not None:
+        if self.offline is not None and self.offline.index["env"] is not None:
             cfg.env = parse(EnvConfig, self.offline.index["env"], "env")
-        self.pool = EnvPool(cfg.env, derive_seed(t.seed, 2), num_envs=1 if self.offline else None)
+        # frames without actions need no environment: the data gives the spaces
+        without_env = self.offline is not None and not self.offline.has_actions
+        envs = 1 if t.offline else None
+        self.pool = None if without_env else EnvPool(cfg.env, derive_seed(t.seed, 2), num_envs=envs)
         try:
             self._start(ckpt, resume)
         except BaseException:
-            self.pool.close()
+            self.close_envs()
             raise
+
+    def close_envs(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def _start(self, ckpt: Path | None, resume: bool) -> None:
         cfg, t = self.cfg, self.cfg.train
-        self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
+        specs = self.offline.specs() if self.pool is None else (self.pool.obs_spec, self.pool.act_spec)
+        self.agent = build_agent(cfg, *specs)
         self.step = 0  # env steps, action repeat included (offline: updates)
         self.last_eval_step = -1
         self.last_eval: dict[str, float] = {}
         self.log_lines = 0
-        self.phases = [self._phase(spec) for spec in self.agent.phases(t)]
+        specs = self.agent.phases(t)
+        if self.offline is not None:
+            samples = [stream.sample for spec in specs for stream in spec.streams if stream.sample]
+            self.offline.refuse_missing([*samples, *(spec.sample for spec in specs if spec.sample)], cfg.agent.name)
+        self.phases = [self._phase(spec) for spec in specs]
         if not any(phase.uses_envs for phase in self.phases):
-            self.pool.close()  # it only told the agent the spaces; evaluations make their own environments
+            self.close_envs()  # it only told the agent the spaces; evaluations make their own environments
         self.evaluator = self._evaluator()
         if resume:
             self._restore(ckpt)
@@ -268,7 +280,7 @@ class Trainer:
 
     def close(self) -> None:
         self.logger.close()
-        self.pool.close()
+        self.close_envs()
 
     # ------------------------------------------------------------------ checkpoints
 
