@@ -64,11 +64,16 @@ class FitPhase(Phase):
         self.streams = Streams(self.spec.streams, self.agent, self.name)
 
     def save(self) -> Saved:
-        return Saved({"count": self.count, "streams": self.streams.state_dict()})
+        state = {"count": self.count, "streams": self.streams.state_dict()}
+        if self.trainer.offline is not None:  # where its sampler is: resumed, the phase draws the same batches
+            state["dataset"] = self.trainer.offline.state_dict()
+        return Saved(state)
 
     def load(self, saved: Saved, path) -> None:
         self.count = int(saved.state["count"])
         self.streams.load_state_dict(saved.state["streams"])
+        if self.trainer.offline is not None:
+            self.trainer.offline.load_state_dict(saved.state["dataset"])
 
     def summary(self) -> dict[str, Any]:
         return {f"{self.name}_steps": self.count, **self.streams.summary()}
