@@ -14,7 +14,18 @@ from worldmodels.data.sources import OfflineSource, SampleSpec
 @pytest.fixture(scope="module")
 def frames_only(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "breakout"
-    args = ["record", "minatar:Breakout", "env.obs=pixels", "--episodes", "3", "--max-steps", "12", "--out", str(out), "--no-actions"]
+    args = [
+        "record",
+        "minatar:Breakout",
+        "env.obs=pixels",
+        "--episodes",
+        "3",
+        "--max-steps",
+        "12",
+        "--out",
+        str(out),
+        "--no-actions",
+    ]
     assert main(args) == 0
     return out
 
