@@ -4,8 +4,11 @@ from frames alone and resumes exactly."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import imageio.v2 as imageio
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +18,7 @@ from worldmodels.dynamics.maskgit import decode, still_masked, training_mask
 from worldmodels.registry import LATENT_ACTIONS, MASKED_DYNAMICS, TOKENIZERS
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
+from worldmodels.train.controllability import action_agreement, psnr
 from worldmodels.train.loop import build_agent
 
 FRAME = ObsSpec((10, 10, 4), "uint8")
@@ -132,3 +136,37 @@ def test_generation_reads_the_latent_actions():
     assert frames[0].shape == (1, 6, 10, 10, 4) and frames[0].min() >= 0 and frames[0].max() <= 255
     assert torch.equal(frames[1], agent.generate(prompt, torch.full((1, 5), 1)))  # the same script, the same frames
     assert all(not torch.equal(frames[0][:, 1:], frames[a][:, 1:]) for a in (1, 2, 3))
+
+
+def test_psnr_and_the_latent_to_true_action_measures_by_hand():
+    real = torch.zeros(2, 4, 4, 3)
+    assert psnr(real, real + 25.5).tolist() == pytest.approx([20.0, 20.0])  # MSE 0.01 in [0, 1] units
+    latent, true = [0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 1, 0]
+    found = action_agreement(np.array(latent), np.array(true), 3, 2)
+    assert found["eval/latent_action_accuracy"] == pytest.approx(5 / 6)  # z0→0, z1→1, z2→either
+    assert found["eval/majority_accuracy"] == pytest.approx(0.5)
+    assert found["eval/latent_action_nmi"] == pytest.approx(4 / 3 * math.log(2) / math.log(6))  # 2I / (H(Z) + H(A))
+    same = action_agreement(np.array([2, 0, 1, 2]), np.array([0, 1, 2, 0]), 3, 3)
+    assert same["eval/latent_action_accuracy"] == 1.0 and same["eval/latent_action_nmi"] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def trained(frames_only, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "genie"
+    assert main(["train", "genie_tiny", f"train.offline={frames_only}", "--run-dir", str(run)]) == 0
+    return run
+
+
+def test_eval_measures_controllability_on_held_out_episodes_of_the_environment(trained, capsys):
+    assert main(["eval", str(trained), "--delta-psnr", "--episodes", "4"]) == 0
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"eval/delta_psnr", "eval/tokenizer_psnr", "eval/latent_action_nmi"} <= set(found)
+    assert found["eval/latent_action_accuracy"] >= found["eval/majority_accuracy"]  # mapping all to it is one map
+
+
+def test_play_writes_a_gif_of_the_prompt_and_one_frame_per_latent_action(trained, capsys):
+    assert main(["play", str(trained), "--actions", "0,3,3,1"]) == 0
+    gif = trained / "play_0-3-3-1.gif"
+    assert str(gif) in capsys.readouterr().out and len(imageio.mimread(gif)) == 5
+    assert main(["play", str(trained), "--actions", "0,4"]) == 2
+    assert "latent action 4 does not exist; the model has 0 … 3" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from worldmodels.cli import main
-from worldmodels.data.episodes import load_episode, read_index
+from worldmodels.data.episodes import dataset_specs, load_episode, read_index
 from worldmodels.data.sources import OfflineSource, SampleSpec
 
 
@@ -36,7 +36,7 @@ def test_record_without_actions_writes_frames_alone(frames_only):
     episode = load_episode(frames_only / "episode_000000.npz")
     assert set(episode) == {"obs"} and episode["obs"].shape == (index["lengths"][0] + 1, 10, 10, 4)
     source = OfflineSource(frames_only, seed=0)
-    assert not source.has_actions and source.specs()[0].shape == (10, 10, 4)
+    assert not source.has_actions and dataset_specs(frames_only)[0].shape == (10, 10, 4)
     batch = source.sample(SampleSpec(2, 3, keys=("obs",)))
     assert batch["obs"].shape == (2, 3, 10, 10, 4) and batch["obs"].dtype == np.uint8
 
@@ -58,7 +58,7 @@ def test_a_folder_of_clips_is_a_dataset_of_frames(tmp_path):
     np.savez(tmp_path / "b.npz", frames=clips[1])
     source = OfflineSource(tmp_path, seed=0)
     assert source.index["lengths"] == [4, 6] and source.index["env"] is None and not source.has_actions
-    obs_spec, act_spec = source.specs()
+    obs_spec, act_spec = dataset_specs(tmp_path)
     assert obs_spec.shape == (8, 8, 3) and obs_spec.dtype == "uint8" and act_spec.dim == 0
     np.testing.assert_array_equal(source.data["obs"][5:], clips[1])  # npz frames exactly
     assert np.abs(source.data["obs"][:5].astype(int) - clips[0]).mean() < 40  # gif: a 256-colour palette
@@ -67,3 +67,19 @@ def test_a_folder_of_clips_is_a_dataset_of_frames(tmp_path):
     np.savez(tmp_path / "c.npz", frames=clips[1][:, :4])
     with pytest.raises(Exception, match="differ in frame size"):
         OfflineSource(tmp_path, seed=0)
+
+
+def test_genie_learns_from_a_folder_of_clips_with_no_environment(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    clips, held_out = tmp_path / "clips", tmp_path / "held_out"
+    for folder, n in ((clips, 4), (held_out, 2)):
+        folder.mkdir()
+        for i in range(n):
+            np.savez(folder / f"clip_{i}.npz", frames=(rng.random((8, 10, 10, 4)) < 0.2).astype(np.uint8) * 255)
+    run = tmp_path / "run"
+    assert main(["train", "genie_tiny", "env.id=NoSuchEnv-v0", f"train.offline={clips}", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--delta-psnr"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["eval", str(run), "--delta-psnr", "--data", str(held_out)]) == 0
+    assert "eval/delta_psnr" in capsys.readouterr().out

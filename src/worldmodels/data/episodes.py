@@ -108,13 +108,22 @@ def load_dataset(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return index, [load_episode(episode_file(folder, i)) for i in range(len(index["lengths"]))]
 
 
-def dataset_specs(folder: Path) -> tuple[ObsSpec, ActSpec | None]:
-    """The observation spec of a dataset of frames (read off its first episode) and its action space (None
-    for clips, which come from no environment)."""
+def holds_actions(folder: Path) -> bool:
+    """Whether a dataset's episodes hold actions (a folder of clips holds none)."""
+    folder = Path(folder)
+    if not (folder / INDEX).exists() and video_files(folder):
+        return False
+    return "action" in read_index(folder).get("keys", KEYS)
+
+
+def dataset_specs(folder: Path) -> tuple[ObsSpec, ActSpec]:
+    """What an agent learning from a dataset of frames alone is built for, with no environment: the frames'
+    spec (read off its first episode) and the action space the video came from (clips, from none: no
+    actions, `dim` 0)."""
     folder = Path(folder)
     if not (folder / INDEX).exists() and video_files(folder):
         frames = read_clip(video_files(folder)[0])
-        return ObsSpec(frames.shape[1:], str(frames.dtype)), None
+        return ObsSpec(frames.shape[1:], str(frames.dtype)), ActSpec(discrete=True, dim=0)
     index = read_index(folder)
     obs = load_episode(episode_file(folder, 0))["obs"]
     if isinstance(obs, dict):

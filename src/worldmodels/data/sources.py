@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from worldmodels.data.episodes import dataset_specs, load_dataset
+from worldmodels.data.episodes import load_dataset
 from worldmodels.data.replay import Replay, flatten, unflatten
 from worldmodels.data.windows import Boundary, Recent, Windows, check_boundary
 from worldmodels.errors import ConfigError
-from worldmodels.spaces import ActSpec, ObsSpec
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,6 @@ class OfflineSource:
     @property
     def has_actions(self) -> bool:
         return "action" in self.index["keys"]
-
-    def specs(self) -> tuple[ObsSpec, ActSpec]:
-        """What the agent is built for: the frames' spec, and the action space the data came from (clips,
-        from none: no actions at all, `dim` 0)."""
-        obs_spec, act_spec = dataset_specs(self.folder)
-        return obs_spec, act_spec or ActSpec(discrete=True, dim=0)
 
     def refuse_missing(self, specs: list[SampleSpec], agent: str) -> None:
         """ConfigError naming the first array a batch of `specs` asks for (all of them: keys None) that the

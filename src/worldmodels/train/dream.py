@@ -34,7 +34,7 @@ def dream(agent: Agent, env_cfg: EnvConfig, run_dir: Path, seed: int, context: i
 def _frames_gif(real: np.ndarray, imagined: np.ndarray, context: int, out: Path) -> Path:
     import imageio.v2 as imageio
 
-    real, imagined = _rgb(real), _rgb(imagined.round().clip(0, 255).astype(np.uint8))
+    real, imagined = rgb(real), rgb(imagined.round().clip(0, 255).astype(np.uint8))
     scale = max(3, 64 // real.shape[1])  # crisp pixels, and small frames (MinAtar's 10×10) made visible
     frames = []
     for t in range(len(real)):
@@ -46,7 +46,7 @@ def _frames_gif(real: np.ndarray, imagined: np.ndarray, context: int, out: Path)
     return out
 
 
-def _rgb(frames: np.ndarray) -> np.ndarray:
+def rgb(frames: np.ndarray) -> np.ndarray:
     """uint8 frames `[T, H, W, C]` as RGB: grayscale repeated; other channel counts (MinAtar's object
     channels) drawn each in a fixed colour."""
     channels = frames.shape[-1]

@@ -1,7 +1,8 @@
 """The `fit` phase: a budget of update steps over the data an earlier phase gathered (the replay of a
 `learn` phase before it) or the recorded dataset of `train.offline`, with no acting. Each step gives every
 started sampling stream one update (and its followers); an agent that trains in stages (a tokenizer, then
-a world model, then a policy on them) declares a `fit` phase per stage instead of phase kinds of its own."""
+a world model, then a policy on them) declares a `fit` phase per stage instead of phase kinds of its own.
+A fit phase evaluates every `train.eval_every` of its own steps."""
 
 from __future__ import annotations
 
@@ -50,7 +51,12 @@ class FitPhase(Phase):
         self.done = self.count >= self.spec.budget
         t = self.cfg.train
         metrics = self._log() if crossed(before, self.count, t.log_every) else None
-        return Tick(count=self.count, metrics=metrics, checkpoint=crossed(before, self.count, t.checkpoint_every))
+        return Tick(
+            count=self.count,
+            metrics=metrics,
+            evaluate=crossed(before, self.count, t.eval_every),
+            checkpoint=crossed(before, self.count, t.checkpoint_every),
+        )
 
     def _log(self) -> dict[str, float]:
         return {f"{self.name}/{k}": v for k, v in self._recent.pop().items()}

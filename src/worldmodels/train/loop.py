@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from worldmodels.agents.base import Agent, raise_if_non_finite
 from worldmodels.config import Config, save_config
+from worldmodels.data.episodes import dataset_specs
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource
 from worldmodels.envs import EnvPool
@@ -41,6 +42,7 @@ from worldmodels.train.checkpoint import (
     set_torch_rng_state,
     torch_rng_state,
 )
+from worldmodels.train.controllability import DeltaPSNR, held_out_episodes
 from worldmodels.train.evaluate import OpenLoop, Returns
 from worldmodels.train.logger import Logger
 from worldmodels.train.metrics import to_host
@@ -101,7 +103,7 @@ class Trainer:
 
     def _start(self, ckpt: Path | None, resume: bool) -> None:
         cfg, t = self.cfg, self.cfg.train
-        specs = self.offline.specs() if self.pool is None else (self.pool.obs_spec, self.pool.act_spec)
+        specs = dataset_specs(cfg.train.offline) if self.pool is None else (self.pool.obs_spec, self.pool.act_spec)
         self.agent = build_agent(cfg, *specs)
         self.step = 0  # env steps, action repeat included (offline: updates)
         self.last_eval_step = -1
@@ -140,8 +142,12 @@ class Trainer:
             )
         return PHASES[spec.kind](spec, self)
 
-    def _evaluator(self) -> Returns | OpenLoop:
+    def _evaluator(self) -> Returns | OpenLoop | DeltaPSNR:
         t = self.cfg.train
+        if t.evaluate == "delta_psnr":
+            env = self.cfg.env if self.offline is None or self.offline.index["env"] is not None else None
+            episodes = held_out_episodes(self.agent, env, None, t.eval_episodes, derive_seed(t.seed, 5))
+            return DeltaPSNR(self.agent, episodes)
         if t.evaluate == "open_loop":
             policy = "uniform" if t.offline else "agent"  # the policy the model's data comes from
             return OpenLoop(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 5), policy)
