@@ -112,10 +112,7 @@ def _eval(args: argparse.Namespace) -> None:
 def _play(args: argparse.Namespace) -> None:
     from worldmodels.api import load_agent
 
-    run = load_agent(args.run_dir)
-    if not hasattr(run.agent, "latent_actions"):
-        raise ConfigError(f"wm play plays a model of latent actions (genie); '{args.run_dir}' is {run.cfg.agent.name}")
-    print(f"play: {run.play(args.actions, args.seed, args.data)}")
+    print(f"play: {load_agent(args.run_dir).play(args.actions, args.seed, args.data)}")
 
 
 def _dream(args: argparse.Namespace) -> None:

@@ -83,6 +83,11 @@ class DeltaPSNR:
     latent-to-true action measures (module docstring), on held-out `episodes` `{"obs", ["action"]}`."""
 
     def __init__(self, agent: Any, episodes: list[dict[str, np.ndarray]], horizon: int = HORIZON):
+        if not hasattr(agent, "latent_actions"):
+            raise ConfigError(
+                f"ΔtPSNR measures a model played by latent actions (genie), not {type(agent).__name__}; "
+                "use train.evaluate=returns or open_loop"
+            )
         self.agent, self.horizon = agent, horizon
         self.steps = windows(episodes, horizon + 1, "obs")
         self.clips = windows(episodes, agent.cfg.clip, "obs")
