@@ -170,3 +170,9 @@ def test_play_writes_a_gif_of_the_prompt_and_one_frame_per_latent_action(trained
     assert str(gif) in capsys.readouterr().out and len(imageio.mimread(gif)) == 5
     assert main(["play", str(trained), "--actions", "0,4"]) == 2
     assert "latent action 4 does not exist; the model has 0 … 3" in capsys.readouterr().err
+
+
+def test_dream_shows_an_episode_beside_its_regeneration_from_inferred_latent_actions(trained, capsys):
+    assert main(["dream", str(trained), "--context", "2", "--horizon", "4"]) == 0
+    frames = imageio.mimread(trained / "dream.gif")
+    assert 3 <= len(frames) <= 6 and str(trained / "dream.gif") in capsys.readouterr().out

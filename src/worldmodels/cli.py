@@ -121,7 +121,8 @@ def _dream(args: argparse.Namespace) -> None:
 
     run = load_agent(args.run_dir)
     try:
-        path = dream(run.agent, run.cfg.env, Path(args.run_dir), args.seed, args.context, args.horizon)
+        policy = "uniform" if run.cfg.train.offline else "agent"  # the policy the model's data comes from
+        path = dream(run.agent, run.cfg.env, Path(args.run_dir), args.seed, args.context, args.horizon, policy)
     except NotImplementedError as err:
         raise ConfigError(str(err)) from None
     print(f"dream: {path}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, step
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.phases import PhaseSpec, Stream
@@ -109,6 +109,19 @@ class GenieAgent(Agent):
             new = self.dynamics.generate(tokens[:, T - seen :], actions[:, T - seen : T])
             tokens = torch.cat([tokens, new[:, None]], 1)
         return self.render(tokens)
+
+    @torch.no_grad()
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
+        """A real episode `[T, H, W, C]` regenerated from its first `context` frames (at most `clip`) with the
+        latent actions inferred from the real frames (each from the `clip` frames up to it); the real
+        actions `[T, A]` are not read."""
+        if context > self.cfg.clip:
+            raise ConfigError(f"genie regenerates from at most agent.clip = {self.cfg.clip} real frames, not {context}")
+        clip = self.cfg.clip
+        latent = [
+            self.latent_actions.infer(obs[None, max(0, t + 2 - clip) : t + 2])[0, -1] for t in range(len(obs) - 1)
+        ]
+        return Dream(self.generate(obs[None, :context], torch.stack(latent)[None])[0])
 
     # ------------------------------------------------------------------ learning
 
