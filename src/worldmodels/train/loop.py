@@ -103,17 +103,17 @@ class Trainer:
 
     def _start(self, ckpt: Path | None, resume: bool) -> None:
         cfg, t = self.cfg, self.cfg.train
-        specs = dataset_specs(cfg.train.offline) if self.pool is None else (self.pool.obs_spec, self.pool.act_spec)
-        self.agent = build_agent(cfg, *specs)
+        spaces = dataset_specs(cfg.train.offline) if self.pool is None else (self.pool.obs_spec, self.pool.act_spec)
+        self.agent = build_agent(cfg, *spaces)
         self.step = 0  # env steps, action repeat included (offline: updates)
         self.last_eval_step = -1
         self.last_eval: dict[str, float] = {}
         self.log_lines = 0
-        specs = self.agent.phases(t)
-        if self.offline is not None:
-            samples = [stream.sample for spec in specs for stream in spec.streams if stream.sample]
-            self.offline.refuse_missing([*samples, *(spec.sample for spec in specs if spec.sample)], cfg.agent.name)
-        self.phases = [self._phase(spec) for spec in specs]
+        declared = self.agent.phases(t)
+        if self.offline is not None:  # a batch asking for what the data lacks (actions): refused before any run
+            batches = [p.sample for p in declared] + [s.sample for p in declared for s in p.streams]
+            self.offline.refuse_missing([b for b in batches if b is not None], cfg.agent.name)
+        self.phases = [self._phase(spec) for spec in declared]
         if not any(phase.uses_envs for phase in self.phases):
             self.close_envs()  # it only told the agent the spaces; evaluations make their own environments
         self.evaluator = self._evaluator()
