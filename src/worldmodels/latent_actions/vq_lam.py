@@ -2,7 +2,7 @@
 pair of consecutive frames, learnt by making it the only thing a decoder gets of the next frame.
 
     ã_t = VQ(enc(x_1 … x_{t+1}))        one of |A| codes (Genie: 8), the encoder causal over time
-    x̂_{t+1} = dec(x_1 … x_t, ã_t)       L = ‖x_{t+1} − x̂_{t+1}‖² + VQ codebook and commitment terms
+    x̂_{t+1} = σ(dec(x_1 … x_t, ã_t))    L = ‖x_{t+1} − x̂_{t+1}‖² + VQ codebook and commitment terms
 
 The tiny codebook is the bottleneck: what the past frames cannot predict about the next one (what the
 player did) has to pass through the code. The encoder and decoder are spatiotemporal transformers over
@@ -41,6 +41,8 @@ class VQLatentActions(nn.Module):
         commitment: float = non_negative(0.25)
         dead_after: int = positive(100)
         """Updates a code may go unchosen before it is revived to an encoder output."""
+        normalise: bool = True
+        """Compare encoder outputs and codes by cosine (on the unit sphere), which keeps more codes in use."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
@@ -58,7 +60,9 @@ class VQLatentActions(nn.Module):
         self.encoder_places = nn.Parameter(torch.randn(places, cfg.dim) * 0.02)
         self.encoder = STTransformer(cfg)
         self.to_code = nn.Linear(cfg.dim, cfg.embed_dim)
-        self.quantiser = VectorQuantiser(cfg.actions, cfg.embed_dim, cfg.commitment, False, 0.99, cfg.dead_after, True)
+        self.quantiser = VectorQuantiser(
+            cfg.actions, cfg.embed_dim, cfg.commitment, False, 0.99, cfg.dead_after, True, cfg.normalise
+        )
         self.decoder_in = nn.Linear(pixels, cfg.dim)
         self.decoder_places = nn.Parameter(torch.randn(places, cfg.dim) * 0.02)
         self.from_code = nn.Linear(cfg.embed_dim, cfg.dim)
@@ -75,7 +79,7 @@ class VQLatentActions(nn.Module):
         `[B, T−1, E]` → frames 2…T `[B, T−1, H, W, C]` in [0, 1]."""
         x = self.decoder_in(to_patches(clips[:, :-1], self.cfg.patch)) + self.decoder_places
         x = self.decoder(x + self.from_code(codes)[:, :, None])
-        return from_patches(self.patch_out(x), self.grid, self.cfg.patch)
+        return from_patches(self.patch_out(x).sigmoid(), self.grid, self.cfg.patch)
 
     @torch.no_grad()
     def infer(self, frames: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,11 @@
 transformers over the p×p patches of a clip (ST-ViViT), so that a frame's tokens carry what it adds to the
 frames before it (the attention over time is causal: frame t's tokens depend on frames ≤ t only).
 
-    z_t = enc(x_≤t) ∈ R^{S×E},  k_t = nearest codes (VQ, `tokenizers/vq.py`'s quantiser),  x̂_t = dec(z_q,≤t)
+    z_t = enc(x_≤t) ∈ R^{S×E},  k_t = nearest codes (VQ, `tokenizers/vq.py`'s quantiser),  x̂_t = σ(dec(z_q,≤t))
     L = ‖x − x̂‖² (or |·|) + ‖sg(z) − z_q‖² + β ‖z − sg(z_q)‖²
 
 A clip `[..., T, H, W, C]` gives `[..., T, S]` tokens, S = (H/p)·(W/p); the paper: 1024 codes, patch 4,
-clips of 16 frames.
+clips of 16 frames, pixels in [0, 1] and a sigmoid on the decoder's output.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class STVQVAE(nn.Module):
         """Updates a code may go unchosen before it counts as dead (reported as `tokenizer/dead_codes`)."""
         revive: bool = True
         """Reset each dead code to a random encoder output of the batch."""
+        normalise: bool = True
+        """Compare encoder outputs and codes by cosine (on the unit sphere), which keeps more codes in use."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
@@ -74,7 +76,7 @@ class STVQVAE(nn.Module):
         self.encoder = STTransformer(cfg)
         self.to_code = nn.Linear(cfg.dim, cfg.embed_dim)
         self.quantiser = VectorQuantiser(
-            cfg.vocab, cfg.embed_dim, cfg.commitment, cfg.ema, cfg.ema_decay, cfg.dead_after, cfg.revive
+            cfg.vocab, cfg.embed_dim, cfg.commitment, cfg.ema, cfg.ema_decay, cfg.dead_after, cfg.revive, cfg.normalise
         )
         self.from_code = nn.Linear(cfg.embed_dim, cfg.dim)
         self.decoder_places = nn.Parameter(torch.randn(self.tokens, cfg.dim) * 0.02)
@@ -89,7 +91,7 @@ class STVQVAE(nn.Module):
     def render(self, z: torch.Tensor) -> torch.Tensor:
         """Codes `[N, T, S, E]` → frames `[N, T, H, W, C]` in pixel units."""
         x = self.decoder(self.from_code(z) + self.decoder_places)
-        return from_patches(self.patch_out(x), self.grid, self.cfg.patch) * 255.0
+        return from_patches(self.patch_out(x).sigmoid(), self.grid, self.cfg.patch) * 255.0
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

@@ -46,15 +46,25 @@ class ResBlock(nn.Module):
 class VectorQuantiser(nn.Module):
     """Vectors `[..., D]` → the nearest of `codes` codebook entries (module docstring): the straight-through
     codes, their indices, the codebook and commitment terms of the loss, and codebook maintenance (EMA
-    updates, dead codes counted and revived). Shared by every model here that quantises (the tokenizers,
-    Genie's latent actions)."""
+    updates, dead codes counted and revived). With `normalise` the vectors and the codes are compared on
+    the unit sphere (by cosine, as ViT-VQGAN and open Genie re-implementations do), so that no code drifts
+    out of reach by its length. Shared by every model here that quantises (the tokenizers, Genie's latent
+    actions)."""
 
     def __init__(
-        self, codes: int, dim: int, commitment: float, ema: bool, ema_decay: float, dead_after: int, revive: bool
+        self,
+        codes: int,
+        dim: int,
+        commitment: float,
+        ema: bool,
+        ema_decay: float,
+        dead_after: int,
+        revive: bool,
+        normalise: bool = False,
     ):
         super().__init__()
         self.codes, self.commitment, self.ema, self.ema_decay = codes, commitment, ema, ema_decay
-        self.dead_after, self.revive = dead_after, revive
+        self.dead_after, self.revive, self.normalise = dead_after, revive, normalise
         self.codebook = nn.Parameter(torch.empty(codes, dim).uniform_(-1 / codes, 1 / codes), requires_grad=not ema)
         if ema:
             self.register_buffer("ema_count", torch.ones(codes))
@@ -62,20 +72,25 @@ class VectorQuantiser(nn.Module):
         self.register_buffer("unused", torch.zeros(codes, dtype=torch.long))
         """Updates since each code was last chosen."""
 
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` on the unit sphere with `normalise`, else as it is."""
+        return F.normalize(x, dim=-1) if self.normalise else x
+
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """Vectors `[..., D]` → the index of their nearest code `[...]`."""
-        e = self.codebook
+        """Vectors `[..., D]` → the index of their nearest code `[...]` (with `normalise`: by cosine)."""
+        z, e = self._unit(z), self._unit(self.codebook)
         dist = z.pow(2).sum(-1, keepdim=True) - 2 * z @ e.T + e.pow(2).sum(-1)
         return dist.argmin(-1)
 
     def lookup(self, code: torch.Tensor) -> torch.Tensor:
         """Indices `[...]` → their codes `[..., D]`."""
-        return F.embedding(code, self.codebook)
+        return F.embedding(code, self._unit(self.codebook))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Encoder outputs `[..., D]` → (z + sg(z_q − z) `[..., D]`, the codes' indices `[...]`, the codebook
         and commitment terms of the loss, metrics `commitment`, `perplexity` and `dead_codes`), after one
         learning step's worth of codebook maintenance."""
+        z = self._unit(z)
         code = self.nearest(z.detach())
         z_q = self.lookup(code)
         commit = (z - z_q.detach()).pow(2).mean()
@@ -93,19 +108,21 @@ class VectorQuantiser(nn.Module):
     @torch.no_grad()
     def _maintain(self, z: torch.Tensor, code: torch.Tensor, usage: torch.Tensor) -> torch.Tensor:
         """After choosing codes `[M]` for encoder outputs `[M, D]`: the EMA codebook update, and dead codes
-        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count."""
+        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count.
+        The codebook is written through `.data`: this step's graph reads only the rows of codes in use (no
+        dead one, which no output chose), and a normalised lookup saved the codebook for its backward."""
         if self.ema:
             self.ema_count.lerp_(usage, 1 - self.ema_decay)
             self.ema_sum.lerp_(torch.zeros_like(self.ema_sum).index_add_(0, code, z), 1 - self.ema_decay)
             n = self.ema_count.sum()
             count = (self.ema_count + 1e-5) / (n + self.codes * 1e-5) * n  # Laplace smoothing
-            self.codebook.copy_(self.ema_sum / count[:, None])
+            self.codebook.data.copy_(self.ema_sum / count[:, None])
         self.unused.copy_(torch.where(usage > 0, 0, self.unused + 1))
         dead = self.unused >= self.dead_after
         if not self.revive:
             return dead.sum().float()
         fresh = z[torch.randint(len(z), (self.codes,), device=z.device)]
-        self.codebook.copy_(torch.where(dead[:, None], fresh, self.codebook))
+        self.codebook.data.copy_(torch.where(dead[:, None], fresh, self.codebook))
         if self.ema:
             self.ema_sum.copy_(torch.where(dead[:, None], fresh, self.ema_sum))
             self.ema_count.masked_fill_(dead, 1.0)
