@@ -2,7 +2,7 @@
 pair of consecutive frames, learnt by making it the only thing a decoder gets of the next frame.
 
     ã_t = VQ(enc(x_1 … x_{t+1}))        one of |A| codes (Genie: 8), the encoder causal over time
-    x̂_{t+1} = σ(dec(x_1 … x_t, ã_t))    L = ‖x_{t+1} − x̂_{t+1}‖² + VQ codebook and commitment terms
+    x̂_{t+1} = dec(x_1 … x_t, ã_t)       L = ‖x_{t+1} − x̂_{t+1}‖² + VQ codebook and commitment terms
 
 The tiny codebook is the bottleneck: what the past frames cannot predict about the next one (what the
 player did) has to pass through the code. The encoder and decoder are spatiotemporal transformers over
@@ -76,10 +76,10 @@ class VQLatentActions(nn.Module):
 
     def predict(self, clips: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Frames 1…T−1 of clips `[B, T, H, W, C]` (the last is not read) and the codes between them
-        `[B, T−1, E]` → frames 2…T `[B, T−1, H, W, C]` in [0, 1]."""
+        `[B, T−1, E]` → frames 2…T `[B, T−1, H, W, C]` in [0, 1] units."""
         x = self.decoder_in(to_patches(clips[:, :-1], self.cfg.patch)) + self.decoder_places
         x = self.decoder(x + self.from_code(codes)[:, :, None])
-        return from_patches(self.patch_out(x).sigmoid(), self.grid, self.cfg.patch)
+        return from_patches(self.patch_out(x), self.grid, self.cfg.patch)
 
     @torch.no_grad()
     def infer(self, frames: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,13 @@
 transformers over the p×p patches of a clip (ST-ViViT), so that a frame's tokens carry what it adds to the
 frames before it (the attention over time is causal: frame t's tokens depend on frames ≤ t only).
 
-    z_t = enc(x_≤t) ∈ R^{S×E},  k_t = nearest codes (VQ, `tokenizers/vq.py`'s quantiser),  x̂_t = σ(dec(z_q,≤t))
+    z_t = enc(x_≤t) ∈ R^{S×E},  k_t = nearest codes (VQ, `tokenizers/vq.py`'s quantiser),  x̂_t = dec(z_q,≤t)
     L = ‖x − x̂‖² (or |·|) + ‖sg(z) − z_q‖² + β ‖z − sg(z_q)‖²
 
 A clip `[..., T, H, W, C]` gives `[..., T, S]` tokens, S = (H/p)·(W/p); the paper: 1024 codes, patch 4,
-clips of 16 frames, pixels in [0, 1] and a sigmoid on the decoder's output.
+clips of 16 frames. The decoder's output is linear: with a sigmoid (as the paper is reported to have) the
+squared error's gradient vanished on MinAtar's rare bright cells (gradient norms ~1e-3, 21.0 dB against
+21.5 dB linear after 300 updates, one seed each).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class STVQVAE(nn.Module):
     def render(self, z: torch.Tensor) -> torch.Tensor:
         """Codes `[N, T, S, E]` → frames `[N, T, H, W, C]` in pixel units."""
         x = self.decoder(self.from_code(z) + self.decoder_places)
-        return from_patches(self.patch_out(x).sigmoid(), self.grid, self.cfg.patch) * 255.0
+        return from_patches(self.patch_out(x), self.grid, self.cfg.patch) * 255.0
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
