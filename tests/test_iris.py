@@ -94,7 +94,7 @@ def test_the_commitment_loss_moves_the_encoder_towards_its_codes():
 
     def distance() -> torch.Tensor:
         z = tokenizer.embed(frames)
-        return (z - tokenizer.codebook[tokenizer.nearest(z)]).pow(2).sum(-1).mean()
+        return (z - tokenizer.quantiser.codebook[tokenizer.quantiser.nearest(z)]).pow(2).sum(-1).mean()
 
     before = distance().item()
     loss, _ = tokenizer.loss(frames)
@@ -110,20 +110,20 @@ def test_a_dead_code_is_revived_to_an_encoder_output_and_reported(ema):
     torch.manual_seed(0)
     tokenizer, frames = _tokenizer(dead_after=2, ema=ema), _frames(8)
     with torch.no_grad():
-        tokenizer.codebook[3] = 1e3  # far from every encoder output: never chosen
+        tokenizer.quantiser.codebook[3] = 1e3  # far from every encoder output: never chosen
     dead = [tokenizer.loss(frames)[1]["tokenizer/dead_codes"].item() for _ in range(2)]
     assert dead[0] == 0 and dead[1] >= 1
     z = tokenizer.embed(frames).flatten(0, 1)
-    assert torch.cdist(tokenizer.codebook[3:4].detach(), z).min() < 1e-5
-    assert tokenizer.unused[3] == 0
+    assert torch.cdist(tokenizer.quantiser.codebook[3:4].detach(), z).min() < 1e-5
+    assert tokenizer.quantiser.unused[3] == 0
 
 
 def test_without_revival_dead_codes_are_reported_and_left():
     tokenizer, frames = _tokenizer(dead_after=2, revive=False), _frames(8)
     with torch.no_grad():
-        tokenizer.codebook[3] = 1e3
+        tokenizer.quantiser.codebook[3] = 1e3
     dead = [tokenizer.loss(frames)[1]["tokenizer/dead_codes"].item() for _ in range(3)]
-    assert dead[0] == 0 and dead[2] >= 1 and (tokenizer.codebook[3] == 1e3).all()
+    assert dead[0] == 0 and dead[2] >= 1 and (tokenizer.quantiser.codebook[3] == 1e3).all()
 
 
 TINY_IRIS = ["train.eval_every=0", "env.num_envs=1"]

@@ -29,6 +29,8 @@ def test_every_kind_has_a_registry():
         "memory",
         "tokenizer",
         "token_model",
+        "latent_action",
+        "masked_dynamics",
         "denoiser",
         "network",
         "reward",

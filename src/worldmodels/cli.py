@@ -1,4 +1,4 @@
-"""`wm`: list components, train, record datasets, evaluate, dream and benchmark.
+"""`wm`: list components, train, record datasets, evaluate, dream, play and benchmark.
 
 Exit codes: 0 ok, 2 bad usage or config (one clear line, no traceback), 1 failure at run time.
 """
@@ -113,11 +113,14 @@ def _record(args: argparse.Namespace) -> None:
     if bad:
         raise ConfigError(f"wm record takes env.* overrides only, not '{bad[0]}'")
     env = load_config(None, [f"env.id={args.env}", *args.overrides]).env
-    index = record(env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, args.workers)
+    index = record(
+        env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, args.workers, not args.no_actions
+    )
     lengths, returns = index["lengths"], index["returns"]
+    what = "frames only" if args.no_actions else f"mean return {sum(returns) / len(returns):.1f}"
     print(
-        f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, mean return "
-        f"{sum(returns) / len(returns):.1f} (learn from it: wm train PRESET train.offline={args.out})"
+        f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, {what} "
+        f"(learn from it: wm train PRESET train.offline={args.out})"
     )
 
 
@@ -125,11 +128,24 @@ def _eval(args: argparse.Namespace) -> None:
     from worldmodels.api import load_agent
 
     agent = load_agent(args.run_dir)
-    result = agent.open_loop(args.episodes, args.seed) if args.open_loop else agent.evaluate(args.episodes, args.seed)
+    if args.data and not args.delta_psnr:
+        raise ConfigError("--data gives held-out video to --delta-psnr; add --delta-psnr")
+    if args.delta_psnr:
+        result = agent.delta_psnr(args.episodes, args.seed, args.data)
+    elif args.open_loop:
+        result = agent.open_loop(args.episodes, args.seed)
+    else:
+        result = agent.evaluate(args.episodes, args.seed)
     if args.video:
         path, ret = agent.record_video(Path(args.run_dir) / "eval.gif", seed=args.seed)
         print(f"video: {path} (return {ret:.1f})", file=sys.stderr)
     print(json.dumps(result))
+
+
+def _play(args: argparse.Namespace) -> None:
+    from worldmodels.api import load_agent
+
+    print(f"play: {load_agent(args.run_dir).play(args.actions, args.seed, args.data)}")
 
 
 def _dream(args: argparse.Namespace) -> None:
@@ -138,7 +154,8 @@ def _dream(args: argparse.Namespace) -> None:
 
     run = load_agent(args.run_dir)
     try:
-        path = dream(run.agent, run.cfg.env, Path(args.run_dir), args.seed, args.context, args.horizon)
+        policy = "uniform" if run.cfg.train.offline else "agent"  # the policy the model's data comes from
+        path = dream(run.agent, run.cfg.env, Path(args.run_dir), args.seed, args.context, args.horizon, policy)
     except NotImplementedError as err:
         raise ConfigError(str(err)) from None
     print(f"dream: {path}")
@@ -185,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=["uniform", "brownian"], default="uniform")
     p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (default: the time limit)")
     p.add_argument("--workers", type=int, default=1, help="processes recording episodes in parallel")
+    p.add_argument("--no-actions", action="store_true", help="write the frames alone (video without actions)")
     p.set_defaults(func=_record)
 
     p = sub.add_parser("eval", help="evaluate a run's latest checkpoint; prints one JSON line")
@@ -193,7 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--video", action="store_true", help="also write RUN_DIR/eval.gif of one episode")
     p.add_argument("--open-loop", action="store_true", help="the world model's prediction errors instead of returns")
+    p.add_argument("--delta-psnr", action="store_true", help="Genie: ΔtPSNR, tokenizer PSNR, latent-action metrics")
+    p.add_argument("--data", help="with --delta-psnr: a folder of held-out video (default: episodes of the env)")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("play", help="play a Genie model by its latent actions from a prompt frame; writes a GIF")
+    p.add_argument("run_dir")
+    p.add_argument("--actions", required=True, help="latent actions separated by commas, e.g. 0,3,3,1")
+    p.add_argument("--seed", type=int, default=12345, help="the held-out episode whose first frame is the prompt")
+    p.add_argument("--data", help="a folder of video to take the prompt from (default: an episode of the env)")
+    p.set_defaults(func=_play)
 
     p = sub.add_parser("dream", help="plot what the world model imagines beside what really happens")
     p.add_argument("run_dir")

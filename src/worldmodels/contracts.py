@@ -134,10 +134,13 @@ class Memory(Protocol):
 
 class Tokenizer(Protocol):
     """uint8 frames `[..., H, W, C]` ↔ discrete tokens `[..., K]` (`tokens` = K, `vocab` codes):
-    `encode` → tokens (long), `decode` → predicted frames in pixel units, `loss(frames)` → (loss, metrics)."""
+    `encode` → tokens (long), `decode` → predicted frames in pixel units, `loss(frames)` → (loss, metrics).
+    A `temporal` tokenizer reads clips `[..., T, H, W, C]` (a frame's tokens from it and the frames before
+    it, causally); the others read each frame alone."""
 
     tokens: int
     vocab: int
+    temporal: bool
 
     def encode(self, frames: Tensor) -> Tensor: ...
 
@@ -159,6 +162,29 @@ class TokenModel(Protocol):
     def start(self, tokens: Tensor, action: Tensor, valid: Tensor, room: int) -> Any: ...
 
     def step(self, context: Any, action: Tensor) -> Any: ...
+
+
+class LatentActionModel(Protocol):
+    """Video without actions → a discrete latent action `[B, T−1]` (one of `actions` codes) between each pair
+    of consecutive frames of clips `[B, T, H, W, C]`: `infer` → codes (long), `loss(frames)` → (loss,
+    metrics), learnt by reconstructing each next frame from the frames before it and its code."""
+
+    actions: int
+
+    def infer(self, frames: Tensor) -> Tensor: ...
+
+    def loss(self, frames: Tensor) -> Any: ...
+
+
+class MaskedDynamics(Protocol):
+    """A masked token model of the next frame (MaskGIT): clips of frames of K tokens `[B, T, K]` and the
+    latent action between consecutive frames `[B, T−1]`: `loss(tokens, actions)` → (loss, metrics) of
+    predicting masked tokens of frames 2…T; `generate(tokens, actions)` → the tokens `[B, K]` of the frame
+    after `tokens` `[B, T, K]`, given the actions `[B, T]` that follow each frame, decoded iteratively."""
+
+    def loss(self, tokens: Tensor, actions: Tensor) -> Any: ...
+
+    def generate(self, tokens: Tensor, actions: Tensor) -> Tensor: ...
 
 
 class Denoiser(Protocol):

@@ -104,9 +104,13 @@ BACKBONES = Registry("backbone", "in_dim", "dim", "norm", contract=contracts.Bac
 MEMORIES = Registry("memory", "z_dim", "action_dim", contract=contracts.Memory)
 """Recurrent predictors of the next latent given the action (World Models' M)."""
 TOKENIZERS = Registry("tokenizer", "obs_spec", contract=contracts.Tokenizer)
-"""Frames ↔ grids of discrete tokens (IRIS's VQ-VAE)."""
+"""Frames (or clips) ↔ grids of discrete tokens (IRIS's VQ-VAE, Genie's ST-ViViT VQ-VAE)."""
 TOKEN_MODELS = Registry("token_model", "vocab", "tokens", "action_dim", contract=contracts.TokenModel)
 """Autoregressive models over frame tokens and actions, with reward and continue heads (IRIS's GPT)."""
+LATENT_ACTIONS = Registry("latent_action", "obs_spec", contract=contracts.LatentActionModel)
+"""Video → discrete latent actions between consecutive frames (Genie's latent action model)."""
+MASKED_DYNAMICS = Registry("masked_dynamics", "vocab", "tokens", "actions", contract=contracts.MaskedDynamics)
+"""Masked token models of the next frame given past frames' tokens and latent actions (Genie's MaskGIT)."""
 DENOISERS = Registry("denoiser", "obs_spec", "action_dim", contract=contracts.Denoiser)
 """Diffusion models of the next frame given the last frames and actions (DIAMOND's EDM U-Net)."""
 NETWORKS = Registry("network", "obs_shape", "action_dim", contract=contracts.Network)
@@ -135,6 +139,8 @@ REGISTRIES: dict[str, Registry] = {
         MEMORIES,
         TOKENIZERS,
         TOKEN_MODELS,
+        LATENT_ACTIONS,
+        MASKED_DYNAMICS,
         DENOISERS,
         NETWORKS,
         REWARDS,

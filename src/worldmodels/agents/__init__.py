@@ -5,11 +5,13 @@ import worldmodels.denoisers  # noqa: F401
 import worldmodels.dynamics  # noqa: F401
 import worldmodels.encoders  # noqa: F401
 import worldmodels.heads  # noqa: F401
+import worldmodels.latent_actions  # noqa: F401
 import worldmodels.representations  # noqa: F401
 import worldmodels.tokenizers  # noqa: F401
 from worldmodels.agents.base import Agent
 from worldmodels.agents.diamond import DIAMONDAgent  # noqa: F401
 from worldmodels.agents.dreamer import DreamerAgent
+from worldmodels.agents.genie import GenieAgent  # noqa: F401
 from worldmodels.agents.iris import IRISAgent  # noqa: F401
 from worldmodels.agents.latent_mlp import LatentMLPAgent
 from worldmodels.agents.muzero import MuZeroAgent  # noqa: F401  (imports worldmodels.planners)

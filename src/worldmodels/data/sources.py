@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from worldmodels.data.episodes import episode_file, load_episode, read_index
+from worldmodels.data.episodes import load_dataset
 from worldmodels.data.replay import Replay, flatten, unflatten
 from worldmodels.data.windows import Boundary, Recent, Windows, check_boundary
 from worldmodels.errors import ConfigError
@@ -64,27 +64,43 @@ class OnlineSource:
 
 
 class OfflineSource:
-    """A recorded dataset (`wm record`), held in memory, its episodes end to end; by default windows start
-    uniformly at random among every place of every episode a whole window fits in, so they never cross
-    from one episode into the next."""
+    """A recorded dataset (`wm record`) or a folder of clips (`data/videos.py`), held in memory, its episodes
+    end to end; by default windows start uniformly at random among every place of every episode a whole
+    window fits in, so they never cross from one episode into the next."""
 
     def __init__(self, folder: Path, seed: int):
         self.folder = Path(folder)
-        self.index = read_index(self.folder)
-        episodes = [load_episode(episode_file(self.folder, i)) for i in range(len(self.index["lengths"]))]
+        self.index, episodes = load_dataset(self.folder)
         if not episodes:
             raise ConfigError(f"dataset '{self.folder}' holds no episodes; record some with `wm record`")
         flat = [flatten(e) for e in episodes]
         self.data = {k: np.concatenate([f[k] for f in flat]) for k in flat[0]}
-        self.lengths = np.array([len(f["reward"]) for f in flat])  # rows: steps + 1
+        self.lengths = np.array([len(next(iter(f.values()))) for f in flat])  # rows: steps + 1
         self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
-        first = np.zeros(len(self.data["reward"]), bool)
+        first = np.zeros(self.lengths.sum(), bool)
         first[self.starts] = True
         self.data["is_first"] = first
         self.rng = np.random.default_rng(seed)
 
+    @property
+    def has_actions(self) -> bool:
+        return "action" in self.index["keys"]
+
+    def refuse_missing(self, specs: list[SampleSpec], agent: str) -> None:
+        """ConfigError naming the first array a batch of `specs` asks for (all of them: keys None) that the
+        dataset does not hold, such as `action` in video without actions."""
+        held = [*self.index["keys"], "is_first"]
+        for spec in specs:
+            missing = [k for k in spec.keys or ("obs", "action", "reward", "is_terminal") if k not in held]
+            if missing:
+                raise ConfigError(
+                    f"agent '{agent}' learns from '{missing[0]}', which dataset '{self.folder}' does not hold "
+                    f"(it has {', '.join(self.index['keys'])}); record it with actions (wm record without "
+                    "--no-actions) or train an agent that learns from frames alone (genie)"
+                )
+
     def __len__(self) -> int:
-        return len(self.data["reward"])
+        return len(self.data["is_first"])
 
     def windows(self, spec: SampleSpec) -> Windows:
         """The episodes lie end to end in one track; windows stay within them unless `spec` says otherwise."""

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from worldmodels.data.episodes import INDEX, episode_file, episode_seed, read_index, write_index, write_npz
+from worldmodels.data.episodes import INDEX, KEYS, episode_file, episode_seed, read_index, write_index, write_npz
 from worldmodels.data.replay import flatten
 from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.make import make_env
@@ -25,11 +25,18 @@ BROWNIAN_DT = 1 / 50
 
 
 def record_episode(
-    env_cfg: EnvConfig, act_spec: ActSpec, policy: Policy, seed: int, max_steps: int | None, path: Path
+    env_cfg: EnvConfig,
+    act_spec: ActSpec,
+    policy: Policy,
+    seed: int,
+    max_steps: int | None,
+    path: Path,
+    keys: tuple[str, ...] = KEYS,
 ) -> tuple[float, int]:
-    """Play one episode of a random `policy` from `seed` and write it to `path`; returns (return, length T)."""
+    """Play one episode of a random `policy` from `seed` and write its `keys` to `path`; returns (return,
+    length T)."""
     arrays = random_episode(env_cfg, act_spec, policy, seed, max_steps)
-    write_npz(path, arrays)
+    write_npz(path, {k: v for k, v in arrays.items() if k.partition("/")[0] in keys})
     return float(arrays["reward"].sum()), len(arrays["reward"]) - 1
 
 
@@ -88,8 +95,10 @@ def record(
     policy: Policy = "uniform",
     max_steps: int | None = None,
     workers: int = 1,
+    actions: bool = True,
 ) -> dict[str, Any]:
     """Write `episodes` random-policy episodes of `env_cfg` to the dataset folder `out`; returns its index.
+    Without `actions` the episodes hold their frames alone (`obs`: video without actions, for Genie).
 
     Episode i is played from seed (`seed`, i), so the same arguments write the same dataset."""
     out = Path(out)
@@ -99,8 +108,10 @@ def record(
     act_spec = act_spec_of(env.action_space, env_cfg.id)
     env.close()
     out.mkdir(parents=True, exist_ok=True)  # only once the environment is known good
+    keys = KEYS if actions else ("obs",)
     jobs = [
-        (env_cfg, act_spec, policy, episode_seed(seed, i), max_steps, episode_file(out, i)) for i in range(episodes)
+        (env_cfg, act_spec, policy, episode_seed(seed, i), max_steps, episode_file(out, i), keys)
+        for i in range(episodes)
     ]
     results: list[tuple[float, int]] = []
     pool = process_pool(workers)
@@ -112,5 +123,5 @@ def record(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    write_index(out, asdict(env_cfg), act_spec, results, policy=policy, seed=seed)
+    write_index(out, asdict(env_cfg), act_spec, results, keys, policy=policy, seed=seed)
     return read_index(out)

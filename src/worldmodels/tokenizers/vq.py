@@ -44,6 +44,96 @@ class ResBlock(nn.Module):
         return x + self.net(x)
 
 
+class VectorQuantiser(nn.Module):
+    """Vectors `[..., D]` → the nearest of `codes` codebook entries (module docstring): the straight-through
+    codes, their indices, the codebook and commitment terms of the loss, and codebook maintenance (EMA
+    updates, dead codes counted and revived). With `normalise` the vectors and the codes are compared on
+    the unit sphere (by cosine, as ViT-VQGAN and open Genie re-implementations do), so that no code drifts
+    out of reach by its length. Shared by every model here that quantises (the tokenizers, Genie's latent
+    actions)."""
+
+    def __init__(
+        self,
+        codes: int,
+        dim: int,
+        commitment: float,
+        ema: bool,
+        ema_decay: float,
+        dead_after: int,
+        revive: bool,
+        normalise: bool = False,
+    ):
+        super().__init__()
+        self.codes, self.commitment, self.ema, self.ema_decay = codes, commitment, ema, ema_decay
+        self.dead_after, self.revive, self.normalise = dead_after, revive, normalise
+        self.codebook = nn.Parameter(torch.empty(codes, dim).uniform_(-1 / codes, 1 / codes), requires_grad=not ema)
+        if ema:
+            self.register_buffer("ema_count", torch.ones(codes))
+            self.register_buffer("ema_sum", self.codebook.detach().clone())
+        self.register_buffer("unused", torch.zeros(codes, dtype=torch.long))
+        """Updates since each code was last chosen."""
+
+    def _unit(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` on the unit sphere with `normalise`, else as it is."""
+        return F.normalize(x, dim=-1) if self.normalise else x
+
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """Vectors `[..., D]` → the index of their nearest code `[...]` (with `normalise`: by cosine)."""
+        z, e = self._unit(z), self._unit(self.codebook)
+        dist = z.pow(2).sum(-1, keepdim=True) - 2 * z @ e.T + e.pow(2).sum(-1)
+        return dist.argmin(-1)
+
+    def lookup(self, code: torch.Tensor) -> torch.Tensor:
+        """Indices `[...]` → their codes `[..., D]`."""
+        return F.embedding(code, self._unit(self.codebook))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Encoder outputs `[..., D]` → (z + sg(z_q − z) `[..., D]`, the codes' indices `[...]`, the codebook
+        and commitment terms of the loss, metrics `commitment`, `perplexity` and `dead_codes`), after one
+        learning step's worth of codebook maintenance."""
+        z = self._unit(z)
+        code = self.nearest(z.detach())
+        z_q = self.lookup(code)
+        commit = (z - z_q.detach()).pow(2).mean()
+        loss = self.commitment * commit
+        if not self.ema:
+            loss = loss + (z.detach() - z_q).pow(2).mean()
+        usage = distributed.total(torch.bincount(code.flatten(), minlength=self.codes).float())  # of every rank
+        metrics = {
+            "commitment": commit.detach(),
+            "perplexity": perplexity(code, self.codes),
+            "dead_codes": self._maintain(z.detach().reshape(-1, z.shape[-1]), code.flatten(), usage),
+        }
+        return z + (z_q - z).detach(), code, loss, metrics
+
+    @torch.no_grad()
+    def _maintain(self, z: torch.Tensor, code: torch.Tensor, usage: torch.Tensor) -> torch.Tensor:
+        """After choosing codes `[M]` for encoder outputs `[M, D]`: the EMA codebook update, and dead codes
+        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count.
+        The codebook is written through `.data`: this step's graph reads only the rows of codes in use (no
+        dead one, which no output chose), and a normalised lookup saved the codebook for its backward.
+        Under torchrun `usage` `[V]` counts every rank's codes, the EMA sums every rank's outputs and revived
+        codes are rank 0's picks, so that every rank keeps the same codebook."""
+        if self.ema:
+            self.ema_count.lerp_(usage, 1 - self.ema_decay)
+            chosen = distributed.total(torch.zeros_like(self.ema_sum).index_add_(0, code, z))
+            self.ema_sum.lerp_(chosen, 1 - self.ema_decay)
+            n = self.ema_count.sum()
+            count = (self.ema_count + 1e-5) / (n + self.codes * 1e-5) * n  # Laplace smoothing
+            self.codebook.data.copy_(self.ema_sum / count[:, None])
+        self.unused.copy_(torch.where(usage > 0, 0, self.unused + 1))
+        dead = self.unused >= self.dead_after
+        if not self.revive:
+            return dead.sum().float()
+        fresh = distributed.from_main(z[torch.randint(len(z), (self.codes,), device=z.device)])
+        self.codebook.data.copy_(torch.where(dead[:, None], fresh, self.codebook))
+        if self.ema:
+            self.ema_sum.copy_(torch.where(dead[:, None], fresh, self.ema_sum))
+            self.ema_count.masked_fill_(dead, 1.0)
+        self.unused.masked_fill_(dead, 0)
+        return dead.sum().float()
+
+
 @TOKENIZERS.register("vq")
 class VQTokenizer(nn.Module):
     """uint8 frames `[..., H, W, C]` ↔ tokens `[..., K]`, K = h·w after `downsample` halvings."""
@@ -84,6 +174,7 @@ class VQTokenizer(nn.Module):
             self.sizes.append(((h + 1) // 2, (w + 1) // 2))
         self.grid = self.sizes[-1]
         self.tokens, self.vocab = self.grid[0] * self.grid[1], cfg.vocab
+        self.temporal = False
 
         down: list[nn.Module] = [nn.Conv2d(C, ch, 3, padding=1)]
         for _ in range(cfg.downsample):
@@ -102,13 +193,9 @@ class VQTokenizer(nn.Module):
         )
         self.out = nn.Sequential(nn.GroupNorm(1, ch), nn.SiLU(), nn.Conv2d(ch, C, 3, padding=1))
 
-        V, D = cfg.vocab, cfg.embed_dim
-        self.codebook = nn.Parameter(torch.empty(V, D).uniform_(-1 / V, 1 / V), requires_grad=not cfg.ema)
-        if cfg.ema:
-            self.register_buffer("ema_count", torch.ones(V))
-            self.register_buffer("ema_sum", self.codebook.detach().clone())
-        self.register_buffer("unused", torch.zeros(V, dtype=torch.long))
-        """Updates since each code was last chosen."""
+        self.quantiser = VectorQuantiser(
+            cfg.vocab, cfg.embed_dim, cfg.commitment, cfg.ema, cfg.ema_decay, cfg.dead_after, cfg.revive
+        )
 
     # ------------------------------------------------------------------ tokens
 
@@ -117,21 +204,15 @@ class VQTokenizer(nn.Module):
         x = frames.permute(0, 3, 1, 2).float() / 255.0
         return self.encoder(x).flatten(2).transpose(1, 2)
 
-    def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """Vectors `[..., D]` → the index of their nearest code `[...]`."""
-        e = self.codebook
-        dist = z.pow(2).sum(-1, keepdim=True) - 2 * z @ e.T + e.pow(2).sum(-1)
-        return dist.argmin(-1)
-
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames `[..., H, W, C]` → tokens `[..., K]` (long)."""
         lead = frames.shape[:-3]
-        return self.nearest(self.embed(frames.reshape(-1, *frames.shape[-3:]))).reshape(*lead, self.tokens)
+        return self.quantiser.nearest(self.embed(frames.reshape(-1, *frames.shape[-3:]))).reshape(*lead, self.tokens)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens `[..., K]` → predicted frames `[..., H, W, C]` in pixel units (0…255)."""
-        return self.render(F.embedding(tokens.reshape(-1, self.tokens), self.codebook)).reshape(
+        return self.render(self.quantiser.lookup(tokens.reshape(-1, self.tokens))).reshape(
             *tokens.shape[:-1], *self.sizes[0], -1
         )
 
@@ -148,49 +229,11 @@ class VQTokenizer(nn.Module):
         """uint8 frames `[..., H, W, C]` → the VQ-VAE loss (module docstring) and its metrics: the
         reconstruction error (pixels in [0, 1]), codebook perplexity (e^entropy of code usage) and the
         count of dead codes (revived by this update, with `revive`)."""
-        cfg = self.cfg
         frames = frames.reshape(-1, *frames.shape[-3:])
-        z = self.embed(frames)  # [N, K, D]
-        code = self.nearest(z.detach())
-        z_q = F.embedding(code, self.codebook)
-        recon = self.render(z + (z_q - z).detach()) / 255.0  # straight-through
+        z, _, vq_loss, vq_metrics = self.quantiser(self.embed(frames))  # [N, K, D], straight-through
+        recon = self.render(z) / 255.0
         target = frames.float() / 255.0
-        error = (recon - target).abs() if cfg.reconstruction == "l1" else (recon - target).pow(2)
-        commit = (z - z_q.detach()).pow(2).mean()
-        total = error.mean() + cfg.commitment * commit
-        if not cfg.ema:
-            total = total + (z.detach() - z_q).pow(2).mean()
-        usage = distributed.total(torch.bincount(code.flatten(), minlength=cfg.vocab).float())  # of every rank
-        metrics = {
-            "tokenizer/reconstruction": error.mean().detach(),
-            "tokenizer/commitment": commit.detach(),
-            "tokenizer/perplexity": perplexity(code, cfg.vocab),
-            "tokenizer/dead_codes": self._maintain(z.detach().flatten(0, 1), code.flatten(), usage),
-        }
-        return total, metrics
-
-    @torch.no_grad()
-    def _maintain(self, z: torch.Tensor, code: torch.Tensor, usage: torch.Tensor) -> torch.Tensor:
-        """After choosing codes `[M]` for encoder outputs `[M, D]`: the EMA codebook update, and dead codes
-        counted and (with `revive`) reset to random outputs of this batch, with no host read. Returns the count.
-        Under torchrun `usage` `[V]` counts every rank's codes, the EMA sums every rank's outputs and revived
-        codes are rank 0's picks, so that every rank keeps the same codebook."""
-        cfg = self.cfg
-        if cfg.ema:
-            self.ema_count.lerp_(usage, 1 - cfg.ema_decay)
-            chosen = distributed.total(torch.zeros_like(self.ema_sum).index_add_(0, code, z))
-            self.ema_sum.lerp_(chosen, 1 - cfg.ema_decay)
-            n = self.ema_count.sum()
-            count = (self.ema_count + 1e-5) / (n + cfg.vocab * 1e-5) * n  # Laplace smoothing
-            self.codebook.copy_(self.ema_sum / count[:, None])
-        self.unused.copy_(torch.where(usage > 0, 0, self.unused + 1))
-        dead = self.unused >= cfg.dead_after
-        if not cfg.revive:
-            return dead.sum().float()
-        fresh = distributed.from_main(z[torch.randint(len(z), (cfg.vocab,), device=z.device)])
-        self.codebook.copy_(torch.where(dead[:, None], fresh, self.codebook))
-        if cfg.ema:
-            self.ema_sum.copy_(torch.where(dead[:, None], fresh, self.ema_sum))
-            self.ema_count.masked_fill_(dead, 1.0)
-        self.unused.masked_fill_(dead, 0)
-        return dead.sum().float()
+        error = (recon - target).abs() if self.cfg.reconstruction == "l1" else (recon - target).pow(2)
+        metrics = {"tokenizer/reconstruction": error.mean().detach()}
+        metrics.update({f"tokenizer/{k}": v for k, v in vq_metrics.items()})
+        return error.mean() + vq_loss, metrics

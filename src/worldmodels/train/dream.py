@@ -1,7 +1,8 @@
 """`wm dream`: what the world model imagines beside what really happens.
 
-One episode is played with the policy's mode; from its first `context` observations the model
-predicts the rest open-loop from the real actions alone. Frames are written as a GIF of real |
+One episode is played with the policy's mode (or random actions); from its first `context` observations the
+model predicts the rest open-loop from the real actions alone (Genie: from the latent actions it infers
+from the real episode). Frames are written as a GIF of real |
 imagined side by side; vector observations as a plot of real vs imagined traces per dimension, with
 the error per imagined step.
 """
@@ -9,19 +10,36 @@ the error per imagined step.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
+from worldmodels.data.replay import unflatten
+from worldmodels.envs.record import random_episode
 from worldmodels.figures import plt
 from worldmodels.spaces import obs_map
 from worldmodels.train.evaluate import play_episode
 
 
-def dream(agent: Agent, env_cfg: EnvConfig, run_dir: Path, seed: int, context: int = 5, horizon: int = 50) -> Path:
-    """Write `dream.gif` (frames) or `dream.png` (vectors) into `run_dir`; returns its path."""
-    obs, actions, _ = play_episode(agent, env_cfg, seed, context + horizon - 1)
+def dream(
+    agent: Agent,
+    env_cfg: EnvConfig,
+    run_dir: Path,
+    seed: int,
+    context: int = 5,
+    horizon: int = 50,
+    policy: Literal["agent", "uniform"] = "agent",
+) -> Path:
+    """Write `dream.gif` (frames) or `dream.png` (vectors) into `run_dir`; returns its path. The episode is
+    played by the agent's policy, or by uniformly random actions (`policy`: a model learnt from a
+    random-policy dataset, or one that does not act)."""
+    if policy == "uniform":
+        episode = random_episode(env_cfg, agent.act_spec, "uniform", seed, context + horizon - 1)
+        obs, actions = unflatten(episode)["obs"], episode["action"]
+    else:
+        obs, actions, _ = play_episode(agent, env_cfg, seed, context + horizon - 1)
     predicted = agent.open_loop(to_tensor(obs, agent.device), to_tensor(actions, agent.device), context).obs
     predicted = obs_map(lambda x: x.cpu().numpy(), predicted)
     if isinstance(obs, dict) and "image" in obs:
@@ -34,7 +52,7 @@ def dream(agent: Agent, env_cfg: EnvConfig, run_dir: Path, seed: int, context: i
 def _frames_gif(real: np.ndarray, imagined: np.ndarray, context: int, out: Path) -> Path:
     import imageio.v2 as imageio
 
-    real, imagined = _rgb(real), _rgb(imagined.round().clip(0, 255).astype(np.uint8))
+    real, imagined = rgb(real), rgb(imagined.round().clip(0, 255).astype(np.uint8))
     scale = max(3, 64 // real.shape[1])  # crisp pixels, and small frames (MinAtar's 10×10) made visible
     frames = []
     for t in range(len(real)):
@@ -46,7 +64,7 @@ def _frames_gif(real: np.ndarray, imagined: np.ndarray, context: int, out: Path)
     return out
 
 
-def _rgb(frames: np.ndarray) -> np.ndarray:
+def rgb(frames: np.ndarray) -> np.ndarray:
     """uint8 frames `[T, H, W, C]` as RGB: grayscale repeated; other channel counts (MinAtar's object
     channels) drawn each in a fixed colour."""
     channels = frames.shape[-1]

@@ -1,7 +1,8 @@
 """The `fit` phase: a budget of update steps over the data an earlier phase gathered (the replay of a
 `learn` phase before it) or the recorded dataset of `train.offline`, with no acting. Each step gives every
 started sampling stream one update (and its followers); an agent that trains in stages (a tokenizer, then
-a world model, then a policy on them) declares a `fit` phase per stage instead of phase kinds of its own."""
+a world model, then a policy on them) declares a `fit` phase per stage instead of phase kinds of its own.
+A fit phase evaluates every `train.eval_every` of its own steps."""
 
 from __future__ import annotations
 
@@ -50,7 +51,12 @@ class FitPhase(Phase):
         self.done = self.count >= self.spec.budget
         t = self.cfg.train
         metrics = self._log() if crossed(before, self.count, t.log_every) else None
-        return Tick(count=self.count, metrics=metrics, checkpoint=crossed(before, self.count, t.checkpoint_every))
+        return Tick(
+            count=self.count,
+            metrics=metrics,
+            evaluate=crossed(before, self.count, t.eval_every),
+            checkpoint=crossed(before, self.count, t.checkpoint_every),
+        )
 
     def _log(self) -> dict[str, float]:
         return {f"{self.name}/{k}": v for k, v in self._recent.pop().items()}
@@ -64,11 +70,16 @@ class FitPhase(Phase):
         self.streams = Streams(self.spec.streams, self.agent, self.name)
 
     def save(self) -> Saved:
-        return Saved({"count": self.count, "streams": self.streams.state_dict()})
+        state = {"count": self.count, "streams": self.streams.state_dict()}
+        if self.trainer.offline is not None:  # where its sampler is: resumed, the phase draws the same batches
+            state["dataset"] = self.trainer.offline.state_dict()
+        return Saved(state)
 
     def load(self, saved: Saved, path) -> None:
         self.count = int(saved.state["count"])
         self.streams.load_state_dict(saved.state["streams"])
+        if self.trainer.offline is not None:
+            self.trainer.offline.load_state_dict(saved.state["dataset"])
 
     def summary(self) -> dict[str, Any]:
         return {f"{self.name}_steps": self.count, **self.streams.summary()}

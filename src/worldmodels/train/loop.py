@@ -31,6 +31,7 @@ from tqdm import tqdm
 from worldmodels import distributed
 from worldmodels.agents.base import Agent, raise_if_non_finite
 from worldmodels.config import Config, save_config
+from worldmodels.data.episodes import dataset_specs
 from worldmodels.data.files import readable
 from worldmodels.data.sources import OfflineSource
 from worldmodels.envs import EnvPool
@@ -51,6 +52,7 @@ from worldmodels.train.checkpoint import (
     set_torch_rng_state,
     torch_rng_state,
 )
+from worldmodels.train.controllability import DeltaPSNR, held_out_episodes
 from worldmodels.train.evaluate import OpenLoop, Returns
 from worldmodels.train.logger import Logger, NoLogger
 from worldmodels.train.metrics import to_host
@@ -119,27 +121,39 @@ class Trainer:
         random.seed(self.seed)
         torch.manual_seed(t.seed)  # the agent's initial weights are the same on every rank
         self.offline = OfflineSource(t.offline, derive_seed(self.seed, 3)) if t.offline else None
-        if self.offline is not None:
+        if self.offline is not None and self.offline.index["env"] is not None:
             cfg.env = parse(EnvConfig, self.offline.index["env"], "env")
-        self.pool = EnvPool(cfg.env, derive_seed(self.seed, 2), num_envs=1 if self.offline else None)
+        # frames without actions need no environment: the data gives the spaces
+        without_env = self.offline is not None and not self.offline.has_actions
+        envs = 1 if t.offline else None
+        self.pool = None if without_env else EnvPool(cfg.env, derive_seed(self.seed, 2), num_envs=envs)
         try:
             self._start(ckpt, resume)
         except BaseException:
-            self.pool.close()
+            self.close_envs()
             raise
+
+    def close_envs(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
     def _start(self, ckpt: Path | None, resume: bool) -> None:
         cfg, t = self.cfg, self.cfg.train
-        self.agent = build_agent(cfg, self.pool.obs_spec, self.pool.act_spec)
+        spaces = dataset_specs(cfg.train.offline) if self.pool is None else (self.pool.obs_spec, self.pool.act_spec)
+        self.agent = build_agent(cfg, *spaces)
         if self.rank:
             torch.manual_seed(self.seed)
         self.step = 0  # env steps, action repeat included (offline: updates)
         self.last_eval_step = -1
         self.last_eval: dict[str, float] = {}
         self.log_lines = 0
-        self.phases = [self._phase(spec) for spec in self.agent.phases(t)]
+        declared = self.agent.phases(t)
+        if self.offline is not None:  # a batch asking for what the data lacks (actions): refused before any run
+            batches = [p.sample for p in declared] + [s.sample for p in declared for s in p.streams]
+            self.offline.refuse_missing([b for b in batches if b is not None], cfg.agent.name)
+        self.phases = [self._phase(spec) for spec in declared]
         if not any(phase.uses_envs for phase in self.phases):
-            self.pool.close()  # it only told the agent the spaces; evaluations make their own environments
+            self.close_envs()  # it only told the agent the spaces; evaluations make their own environments
         self.evaluator = self._evaluator()
         if resume:
             self._restore(ckpt)
@@ -170,8 +184,12 @@ class Trainer:
             )
         return PHASES[spec.kind](spec, self)
 
-    def _evaluator(self) -> Returns | OpenLoop:
+    def _evaluator(self) -> Returns | OpenLoop | DeltaPSNR:
         t = self.cfg.train
+        if t.evaluate == "delta_psnr":
+            env = self.cfg.env if self.offline is None or self.offline.index["env"] is not None else None
+            episodes = held_out_episodes(self.agent, env, None, t.eval_episodes, derive_seed(t.seed, 5))
+            return DeltaPSNR(self.agent, episodes)
         if t.evaluate == "open_loop":
             policy = "uniform" if t.offline else "agent"  # the policy the model's data comes from
             return OpenLoop(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 5), policy)
@@ -315,7 +333,7 @@ class Trainer:
 
     def close(self) -> None:
         self.logger.close()
-        self.pool.close()
+        self.close_envs()
 
     # ------------------------------------------------------------------ checkpoints
 
