@@ -52,6 +52,7 @@ from worldmodels.train.checkpoint import (
     torch_rng_state,
 )
 from worldmodels.train.evaluate import OpenLoop, Returns
+from worldmodels.train.goals import GoalSuccess
 from worldmodels.train.logger import Logger, NoLogger
 from worldmodels.train.metrics import to_host
 
@@ -170,8 +171,10 @@ class Trainer:
             )
         return PHASES[spec.kind](spec, self)
 
-    def _evaluator(self) -> Returns | OpenLoop:
+    def _evaluator(self) -> Returns | OpenLoop | GoalSuccess:
         t = self.cfg.train
+        if t.evaluate == "goal_success":
+            return GoalSuccess(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 6))
         if t.evaluate == "open_loop":
             policy = "uniform" if t.offline else "agent"  # the policy the model's data comes from
             return OpenLoop(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 5), policy)
