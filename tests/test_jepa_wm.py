@@ -81,6 +81,8 @@ def test_goal_success_refuses_an_agent_without_goals_and_an_environment_without_
         GoalSuccess(Oracle(), EnvConfig(id="Pendulum-v1"), pairs=2, seed=0)
     assert main(["train", "jepa_wm_tiny", "agent.replan_every=5", "--run-dir", str(tmp_path / "run")]) == 2
     assert "agent.replan_every (5) is longer than a plan" in capsys.readouterr().err
+    assert main(["train", "jepa_wm_tiny", "env.id=wm/Dummy-v0", "--run-dir", str(tmp_path / "run")]) == 2
+    assert "jepa_wm plans continuous actions" in capsys.readouterr().err
 
 
 class Moves(nn.Module):
