@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--out", required=True, help="the dataset folder (new or empty)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--policy", choices=["uniform", "brownian"], default="uniform")
+    p.add_argument("--policy", choices=["uniform", "brownian", "held"], default="uniform")
     p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (default: the time limit)")
     p.add_argument("--workers", type=int, default=1, help="processes recording episodes in parallel")
     p.add_argument("--no-actions", action="store_true", help="write the frames alone (video without actions)")

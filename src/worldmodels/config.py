@@ -51,11 +51,14 @@ class TrainConfig:
     """Env steps between evaluations (0: only at the end)."""
     eval_episodes: int = positive(10)
     """Episodes per evaluation, acting with the policy's mode."""
-    evaluate: Literal["returns", "open_loop", "delta_psnr"] = "returns"
+    evaluate: Literal["returns", "open_loop", "delta_psnr", "goal_success"] = "returns"
     """What an evaluation measures: `returns` of the policy in the environment, or (for a model that
     learns from data, offline or not) `open_loop`, the world model's prediction error over episodes of
     random actions it never trained on (`eval/open_loop_mse`), or (Genie) `delta_psnr`, how much its
-    latent actions steer what it generates on such episodes (`train/controllability.py`)."""
+    latent actions steer what it generates on such episodes (`train/controllability.py`), or (for an agent
+    that acts toward goal observations) `goal_success`, how often it reaches held-out goals 4 and 8 steps
+    ahead, judged by the environment's own state, beside random actions (`eval/goal_success_k4`;
+    `eval_episodes` pairs each)."""
     phase: str = "all"
     """`all` continues every unfinished phase the agent declares, in order (most agents have one, `learn`;
     world_models has collect, vae, mdrnn, controller); naming one runs that phase alone, from scratch,

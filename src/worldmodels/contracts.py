@@ -262,6 +262,16 @@ class AgentContract(Protocol):
     def update(self, batch: dict) -> dict: ...
 
 
+class GoalConditioned(AgentContract, Protocol):
+    """An agent that acts toward goal observations (the `goal_success` evaluation): `goal_state(goal
+    [N, *obs])` → the acting state with which `act` pursues them; `describe_planning()` → one line of the
+    settings it plans with, printed with the result."""
+
+    def goal_state(self, goal: Any) -> Any: ...
+
+    def describe_planning(self) -> str: ...
+
+
 def methods(contract: type) -> dict[str, inspect.Signature]:
     """The methods a contract names (its own and its bases'), with their signatures."""
     out: dict[str, inspect.Signature] = {}

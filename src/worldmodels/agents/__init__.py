@@ -13,6 +13,7 @@ from worldmodels.agents.diamond import DIAMONDAgent  # noqa: F401
 from worldmodels.agents.dreamer import DreamerAgent
 from worldmodels.agents.genie import GenieAgent  # noqa: F401
 from worldmodels.agents.iris import IRISAgent  # noqa: F401
+from worldmodels.agents.jepa_wm import JEPAWorldModel  # noqa: F401
 from worldmodels.agents.latent_mlp import LatentMLPAgent
 from worldmodels.agents.muzero import MuZeroAgent  # noqa: F401  (imports worldmodels.planners)
 from worldmodels.agents.pets import PETSAgent  # noqa: F401

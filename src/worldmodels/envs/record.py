@@ -3,6 +3,8 @@ environments is done here, the files' layout is `data/episodes.py`'s."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
@@ -20,8 +22,26 @@ from worldmodels.errors import ConfigError
 from worldmodels.spaces import ActSpec
 from worldmodels.workers import process_pool
 
-Policy = Literal["uniform", "brownian"]
+Policy = Literal["uniform", "brownian", "held"]
 BROWNIAN_DT = 1 / 50
+HELD_STEPS = 4
+"""Steps each uniformly drawn action is kept for by the `held` policy."""
+
+
+def random_actions(policy: Policy, act_spec: ActSpec, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Model actions `[A]` of a random `policy`, one per step, without end.
+
+    `uniform` draws every action independently; `brownian` (continuous actions) walks
+    a_{t+1} = clip(a_t + √dt·N(0, 1)) with dt = 1/50, which drives further than jitter; `held` draws an action
+    uniformly and keeps it for `HELD_STEPS` steps, which goes somewhere and turns often (a Brownian walk sits
+    against a wall for long stretches once its action points into it)."""
+    action = act_spec.random(1, rng)[0]
+    for step in itertools.count():
+        if policy == "brownian" and not act_spec.discrete:
+            action = np.clip(action + np.sqrt(BROWNIAN_DT) * rng.standard_normal(act_spec.dim), -1, 1)
+        elif policy != "held" or step % HELD_STEPS == 0:
+            action = act_spec.random(1, rng)[0]
+        yield np.asarray(action, np.float32)
 
 
 def record_episode(
@@ -43,24 +63,19 @@ def record_episode(
 def random_episode(
     env_cfg: EnvConfig, act_spec: ActSpec, policy: Policy, seed: int, max_steps: int | None
 ) -> dict[str, np.ndarray]:
-    """One episode of a random `policy` from `seed`, in a file's flat layout (T + 1 rows, action 0 zeros).
-
-    `uniform` draws every action independently; `brownian` (continuous actions) walks
-    a_{t+1} = clip(a_t + √dt·N(0, 1)) with dt = 1/50, which drives further than jitter."""
+    """One episode of a random `policy` (see `random_actions`) from `seed`, in a file's flat layout (T + 1
+    rows, action 0 zeros)."""
     rng = np.random.default_rng(seed)
     env = make_env(env_cfg)
     try:
         obs, _ = env.reset(seed=seed)
         frames, actions, rewards, terminal = [obs], [np.zeros(act_spec.dim, np.float32)], [0.0], [False]
-        action = act_spec.random(1, rng)[0]
-        while max_steps is None or len(frames) <= max_steps:
-            if policy == "brownian" and not act_spec.discrete:
-                action = np.clip(action + np.sqrt(BROWNIAN_DT) * rng.standard_normal(act_spec.dim), -1, 1)
-            else:
-                action = act_spec.random(1, rng)[0]
+        for action in random_actions(policy, act_spec, rng):
+            if max_steps is not None and len(frames) > max_steps:
+                break
             obs, reward, terminated, truncated, _ = env.step(act_spec.to_env(action[None])[0])
             frames.append(obs)
-            actions.append(np.asarray(action, np.float32))
+            actions.append(action)
             rewards.append(float(reward))
             terminal.append(bool(terminated))
             if terminated or truncated:

@@ -54,6 +54,7 @@ from worldmodels.train.checkpoint import (
 )
 from worldmodels.train.controllability import DeltaPSNR, held_out_episodes
 from worldmodels.train.evaluate import OpenLoop, Returns
+from worldmodels.train.goals import GoalSuccess
 from worldmodels.train.logger import Logger, NoLogger
 from worldmodels.train.metrics import to_host
 
@@ -184,12 +185,14 @@ class Trainer:
             )
         return PHASES[spec.kind](spec, self)
 
-    def _evaluator(self) -> Returns | OpenLoop | DeltaPSNR:
+    def _evaluator(self) -> Returns | OpenLoop | DeltaPSNR | GoalSuccess:
         t = self.cfg.train
         if t.evaluate == "delta_psnr":
             env = self.cfg.env if self.offline is None or self.offline.index["env"] is not None else None
             episodes = held_out_episodes(self.agent, env, None, t.eval_episodes, derive_seed(t.seed, 5))
             return DeltaPSNR(self.agent, episodes)
+        if t.evaluate == "goal_success":
+            return GoalSuccess(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 6))
         if t.evaluate == "open_loop":
             policy = "uniform" if t.offline else "agent"  # the policy the model's data comes from
             return OpenLoop(self.agent, self.cfg.env, t.eval_episodes, derive_seed(t.seed, 5), policy)

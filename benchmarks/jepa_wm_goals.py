@@ -1,0 +1,100 @@
+"""Goal reaching on `wm/TwoRoom-v0` from 64×64 frames (issue 23's gate): the JEPA world model (`jepa_wm_tworoom`)
+beside the same agent with a reconstruction-based state (`vae`, same encoder and embedding size) at equal
+updates, both learnt offline from one dataset of held random actions and planning with CEM (300 samples ×
+10 iterations, horizon 8, replanning every 4) to goal frames 4 and 8 steps ahead (`goal_success`, 300
+held-out pairs; random actions beside them). Gate: jepa success >= 85 % at 4 steps and >= 60 % at 8.
+
+    python benchmarks/jepa_wm_goals.py --out result.json [--quick] [--device cpu|cuda]
+
+The commands it runs are the gate's, printed and stored with the result:
+
+    wm record wm/TwoRoom-v0 env.obs=pixels --policy held --episodes 200 --seed 0 --out DATA
+    wm train jepa_wm_tworoom train.offline=DATA train.steps=5000 --run-dir RUNS/jepa
+    wm train jepa_wm_tworoom train.offline=DATA train.steps=5000 agent.representation.name=vae \
+        agent.representation.embed_dim=32 agent.representation.encoder.image.depth=16 \
+        agent.representation.decoder.image.depth=16 --run-dir RUNS/vae
+
+`--quick` is a smoke run of the same code (a small dataset, 20 updates, 10 pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = {
+    "jepa (VICReg)": [],
+    "vae (reconstruction)": [
+        "agent.representation.name=vae",
+        "agent.representation.embed_dim=32",
+        "agent.representation.encoder.image.depth=16",
+        "agent.representation.decoder.image.depth=16",
+    ],
+}
+OFFSETS = (4, 8)
+
+
+def wm(*args: str) -> tuple[str, float]:
+    """Run `wm ARGS` in a process of its own; returns the command line and its wall-clock seconds."""
+    command = [sys.executable, "-m", "worldmodels.cli", *args]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return shlex.join(["wm", *args]), time.perf_counter() - start
+
+
+def final_eval(run_dir: Path) -> dict[str, float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return next(r for r in reversed(rows) if "eval/goal_success_k4" in r)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--updates", type=int, default=5000)
+    parser.add_argument("--work", help="folder for the dataset and runs (default: a temporary one)")
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="jepa_wm_goals_"))
+    episodes, updates, pairs = (10, 20, 10) if args.quick else (200, args.updates, 300)
+    data = work / "data"
+    record = ["record", "wm/TwoRoom-v0", "env.obs=pixels", "--policy", "held", "--episodes", str(episodes)]
+    commands = [wm(*record, "--seed", "0", "--out", str(data))[0]]
+    rows = []
+    for label, overrides in MODELS.items():
+        run_dir = work / label.split()[0]
+        train = ["jepa_wm_tworoom", f"train.offline={data}", f"train.steps={updates}", *overrides]
+        if args.quick:
+            train.append(f"train.eval_episodes={pairs}")
+        command, wall = wm("train", *train, f"device={args.device}", "--run-dir", str(run_dir))
+        commands.append(command)
+        found = final_eval(run_dir)
+        rows.append(
+            [label, updates]
+            + [f"{100 * found[f'eval/{who}_success_k{k}']:.1f}" for k in OFFSETS for who in ("goal", "random")]
+            + [round(wall)]
+        )
+    result = {
+        "description": __doc__.split("\n\n")[0].replace("\n", " "),
+        "columns": ["state", "updates"]
+        + [f"{who} success k={k} (%)" for k in OFFSETS for who in ("planned", "random")]
+        + ["wall s (train + eval)"],
+        "rows": rows,
+        "notes": (
+            f"{pairs} held-out (start, goal) pairs per k: goals k steps of held random actions ahead (each action "
+            "kept 4 steps), at least 0.1 from the start; success: the environment's position within 0.05 of the "
+            f"goal's after k steps. Device {args.device}. Commands: " + " ; ".join(commands)
+        ),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
