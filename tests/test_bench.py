@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 import yaml
 
+import worldmodels.train.bench as bench_module
 from tests.conftest import TINY
 from worldmodels.config import load_config
+from worldmodels.errors import TrainingError
 from worldmodels.train.bench import load_tasks, run_bench
 
 
@@ -42,3 +45,17 @@ def test_tiny_benchmark_runs_and_writes_the_report(tmp_path, monkeypatch):
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| tiny | latent_mlp | 200 | 2 |" in report and "wm bench tiny" in report
     assert (bench / "results" / "tiny.png").stat().st_size > 0
+
+
+def test_a_report_that_cannot_be_rebuilt_says_the_results_are_stored(tmp_path, monkeypatch):
+    """The suites' fingerprints import the package: code changed on disk under a long benchmark can break
+    that at its end; the results are already stored, and the message says how to rebuild the report."""
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    monkeypatch.setenv("WM_BENCHMARKS", str(tmp_path / "benchmarks"))
+
+    def changed(_):
+        raise ImportError("cannot import name 'load_dataset' from 'worldmodels.data.episodes'")
+
+    monkeypatch.setattr(bench_module, "suite_report", changed)
+    with pytest.raises(TrainingError, match="results are stored.*load_dataset.*wm bench --report"):
+        bench_module.write_report(tmp_path / "benchmarks" / "results")

@@ -261,7 +261,13 @@ def write_report(results_dir: Path) -> Path:
         ]
         lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in r["rows"]]
         lines += ["", r.get("notes", ""), ""]
-    lines += suite_report(bench_dir())
+    try:
+        lines += suite_report(bench_dir())
+    except ImportError as err:  # the suites' fingerprints read the source on disk through the modules in memory
+        raise TrainingError(
+            f"the results are stored, but the package's code changed while the benchmark ran ({err}); "
+            "rebuild the report with: wm bench --report"
+        ) from None
     notes = bench_dir() / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]
