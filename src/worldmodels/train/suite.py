@@ -351,12 +351,13 @@ def run_suite(
         return None
 
     with ThreadPoolExecutor(jobs) as pool:
-        failed = [f for f in pool.map(run, todo) if f]
+        errors = list(pool.map(run, todo))
+    failed = [e for e in errors if e]
     # re-planned here, on one thread (`ast.parse` is not thread-safe on Python 3.11): a cell whose code changed
     # while it ran is stored under the old fingerprint, so it shows as stale, since which version ran is unknown
     now = {(c.row, c.task): c.fingerprint for c in plan_cells(name, suite, results, rows, tasks)[0]}
-    for cell in todo:
-        if cell.path.exists() and now.get((cell.row, cell.task)) != cell.fingerprint:
+    for cell, error in zip(todo, errors):
+        if error is None and now.get((cell.row, cell.task)) != cell.fingerprint:
             print(f"[suite] {cell.row} × {cell.task}: its code changed while it ran; stored as stale", flush=True)
     if failed:  # the other cells are stored; these stay missing or stale
         raise TrainingError(f"{len(failed)} suite cell(s) failed: " + "; ".join(failed))
