@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.test_dreamer import TINY_DREAMER
 from tests.test_muzero import TINY_MUZERO as MUZERO_TINY
 from tests.test_pets import TINY as PETS_TINY
 from tests.test_world_models import TINY as WORLD_MODELS_TINY
@@ -40,16 +41,7 @@ BATCH = 8
 AGENTS = {
     "dreamerv3": (
         [
-            "agent.rssm.deter=32",
-            "agent.rssm.hidden=16",
-            "agent.rssm.stoch=4",
-            "agent.imagination_horizon=4",
-            "agent.encoder.vector.hidden=16",
-            "agent.decoder.vector.hidden=16",
-            "agent.reward.hidden=16",
-            "agent.cont.hidden=16",
-            "agent.discrete_actor.hidden=16",
-            "agent.critic.hidden=16",
+            *TINY_DREAMER,
             "agent.actor_lr=1e-3",  # steps big enough that a wrong average would show
             "agent.critic_lr=1e-3",
             "agent.world_model_lr=1e-3",
