@@ -22,7 +22,7 @@ from worldmodels.losses.collapse import (
 )
 from worldmodels.nn import ema_update
 from worldmodels.registry import REPRESENTATION_LEARNERS
-from worldmodels.representations import jepa as jepa_module
+from worldmodels.representations import embedding as embedding_module
 from worldmodels.representations.contrastive import random_shift
 from worldmodels.schema import parse
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -100,7 +100,7 @@ def test_tdmpc2_targets_the_dreamer_slow_critic_and_jepa_s_target_move_by_the_on
     actor_critic.learn(lambda actor, rsample: (feats, actions), lambda f: (torch.ones(2, 1),) * 2, torch.ones(1))
     assert calls[1:] == [(actor_critic.slow_critic, actor_critic.critic, pytest.approx(0.1))]
 
-    monkeypatch.setattr(jepa_module, "ema_update", spy)
+    monkeypatch.setattr(embedding_module, "ema_update", spy)  # where the learners with a target call it
     jepa = REPRESENTATION_LEARNERS.build("jepa", SMALL | {"tau": 0.3}, obs_spec=VECTOR, action_dim=2)
     jepa.update_target()
     assert calls[2:] == [(jepa.target, jepa.encoder, 0.3)]

@@ -15,18 +15,15 @@ loss = L_views + `next_coef` · L_next. The embedding is f_θ(o) of the unshifte
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from worldmodels.nn import ema_update
 from worldmodels.registry import REPRESENTATION_LEARNERS, component
-from worldmodels.representations.embedding import Embedder, Metrics, Predictor, frames, monitors
+from worldmodels.representations.embedding import Metrics, TargetEncoderLearner, frames, monitors
 from worldmodels.schema import Spec, non_negative, positive, unit
-from worldmodels.spaces import Obs, ObsSpec, obs_map
+from worldmodels.spaces import Obs, obs_map
 
 
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
@@ -48,7 +45,7 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float) -> torc
 
 
 @REPRESENTATION_LEARNERS.register("contrastive")
-class ContrastiveLearner(nn.Module):
+class ContrastiveLearner(TargetEncoderLearner):
     """Observations `[..., *obs]` → f_θ(o) `[..., embed_dim]`, learnt by InfoNCE between views and steps."""
 
     @dataclass
@@ -65,17 +62,6 @@ class ContrastiveLearner(nn.Module):
         """Weight of the next-step InfoNCE."""
         tau: float = unit(0.05)
         """EMA rate of the key encoder (CURL: 0.05)."""
-
-    def __init__(self, cfg: Config, obs_spec: ObsSpec, action_dim: int):
-        super().__init__()
-        self.cfg = cfg
-        self.embed_dim = cfg.embed_dim
-        self.encoder = Embedder(cfg.encoder, obs_spec, cfg.embed_dim)
-        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
-        self.predictor = Predictor(cfg.embed_dim, action_dim, cfg.predictor_hidden, cfg.predictor_layers)
-
-    def encode(self, obs: Obs) -> torch.Tensor:
-        return self.encoder(obs)
 
     def view(self, obs: Obs) -> Obs:
         """A randomly shifted copy of the frames in `obs` `[N, *obs]`."""
@@ -99,6 +85,3 @@ class ContrastiveLearner(nn.Module):
             "repr/infonce_next": following.detach(),
         }
         return loss, metrics | monitors(query.flatten(0, 1))
-
-    def update_target(self) -> None:
-        ema_update(self.target, self.encoder, self.cfg.tau)

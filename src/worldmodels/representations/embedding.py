@@ -3,11 +3,14 @@ an action-conditioned predictor of the next embedding, and the collapse monitors
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
 from torch import nn
 
 from worldmodels.losses.collapse import effective_rank, embedding_std
-from worldmodels.nn import MLP
+from worldmodels.nn import MLP, ema_update
 from worldmodels.registry import ENCODERS
 from worldmodels.schema import Spec
 from worldmodels.spaces import Obs, ObsSpec, obs_map
@@ -48,3 +51,23 @@ def monitors(z: torch.Tensor) -> Metrics:
     """The collapse monitors of embeddings `[N, D]`: the mean per-dimension std and the effective rank."""
     z = z.detach()
     return {"repr/embed_std": embedding_std(z), "repr/effective_rank": effective_rank(z)}
+
+
+class TargetEncoderLearner(nn.Module):
+    """What the contrastive and JEPA learners share: an online encoder of embeddings (`encode`), a slow EMA
+    copy of it (`target`, moved by `update_target` at `cfg.tau`) and an action-conditioned predictor of the
+    next embedding. `cfg` holds `encoder`, `embed_dim`, `predictor_hidden`, `predictor_layers` and `tau`."""
+
+    def __init__(self, cfg: Any, obs_spec: ObsSpec, action_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_dim = cfg.embed_dim
+        self.encoder = Embedder(cfg.encoder, obs_spec, cfg.embed_dim)
+        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.predictor = Predictor(cfg.embed_dim, action_dim, cfg.predictor_hidden, cfg.predictor_layers)
+
+    def encode(self, obs: Obs) -> torch.Tensor:
+        return self.encoder(obs)
+
+    def update_target(self) -> None:
+        ema_update(self.target, self.encoder, self.cfg.tau)

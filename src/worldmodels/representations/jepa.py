@@ -14,23 +14,20 @@ taken inside one episode.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
 
 from worldmodels.losses.collapse import random_directions, sigreg, vicreg_covariance, vicreg_variance
-from worldmodels.nn import ema_update
 from worldmodels.registry import REPRESENTATION_LEARNERS, component
-from worldmodels.representations.embedding import Embedder, Metrics, Predictor, monitors
+from worldmodels.representations.embedding import Metrics, TargetEncoderLearner, monitors
 from worldmodels.schema import Spec, non_negative, positive, unit
 from worldmodels.spaces import Obs, ObsSpec
 
 
 @REPRESENTATION_LEARNERS.register("jepa")
-class JEPALearner(nn.Module):
+class JEPALearner(TargetEncoderLearner):
     """Observations `[..., *obs]` → f_θ(o) `[..., embed_dim]`; `predict` and `rollout` move embeddings by actions."""
 
     @dataclass
@@ -57,16 +54,8 @@ class JEPALearner(nn.Module):
         """SIGReg: quadrature points of the integral over t ∈ [0, 3]."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, action_dim: int):
-        super().__init__()
-        self.cfg = cfg
-        self.embed_dim = cfg.embed_dim
-        self.encoder = Embedder(cfg.encoder, obs_spec, cfg.embed_dim)
-        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
-        self.predictor = Predictor(cfg.embed_dim, action_dim, cfg.predictor_hidden, cfg.predictor_layers)
+        super().__init__(cfg, obs_spec, action_dim)
         self.register_buffer("knots", torch.linspace(0.0, 3.0, cfg.sigreg_knots), persistent=False)
-
-    def encode(self, obs: Obs) -> torch.Tensor:
-        return self.encoder(obs)
 
     def predict(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The embedding `[..., D]` after taking `action` `[..., A]` from embedding `z` `[..., D]`."""
@@ -104,6 +93,3 @@ class JEPALearner(nn.Module):
         loss = prediction + regulariser
         metrics |= {"repr/loss": loss.detach(), "repr/prediction": prediction.detach()}
         return loss, metrics | monitors(flat)
-
-    def update_target(self) -> None:
-        ema_update(self.target, self.encoder, self.cfg.tau)
