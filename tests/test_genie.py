@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from worldmodels.api import load_agent
 from worldmodels.cli import main
 from worldmodels.config import load_config
+from worldmodels.data.episodes import load_dataset
 from worldmodels.dynamics.maskgit import decode, still_masked, training_mask
 from worldmodels.registry import LATENT_ACTIONS, MASKED_DYNAMICS, TOKENIZERS
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.controllability import action_agreement, psnr
+from worldmodels.train.latent_bc import action_map
 from worldmodels.train.loop import build_agent
 
 FRAME = ObsSpec((10, 10, 4), "uint8")
@@ -176,3 +179,53 @@ def test_dream_shows_an_episode_beside_its_regeneration_from_inferred_latent_act
     assert main(["dream", str(trained), "--context", "2", "--horizon", "4"]) == 0
     frames = imageio.mimread(trained / "dream.gif")
     assert 3 <= len(frames) <= 6 and str(trained / "dream.gif") in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def expert(tmp_path_factory):
+    """A (barely) trained agent that acts on MinAtar frames: the demonstrator of the cloning case study."""
+    run = tmp_path_factory.mktemp("runs") / "expert"
+    overrides = ["env.id=minatar:Breakout", "env.obs=pixels", "train.steps=150", "train.prefill=100"]
+    assert main(["train", "latent_mlp", *overrides, "train.eval_every=0", "--run-dir", str(run)]) == 0
+    return run
+
+
+def test_record_plays_a_trained_agent_and_keeps_what_it_chose(expert, tmp_path, capsys):
+    out = tmp_path / "expert"
+    record = ["record", "minatar:Breakout", "env.obs=pixels", "--episodes", "3", "--out"]
+    assert main([*record, str(out), "--policy", str(expert)]) == 0
+    index, episodes = load_dataset(out)
+    assert index["policy"] == f"run:{expert}" and "action" in index["keys"]
+    agent = load_agent(expert).agent  # memoryless: its mode on each frame is the action recorded after it
+    for episode in episodes:
+        frames = torch.as_tensor(episode["obs"][:-1])
+        chosen = agent.act(frames, torch.ones(len(frames), dtype=torch.bool), None, explore=False).action
+        assert np.array_equal(chosen.numpy(), episode["action"][1:])
+    capsys.readouterr()
+    assert main([*record, str(tmp_path / "flat"), "--policy", str(expert), "env.obs=state"]) == 2
+    assert "trained on observations" in capsys.readouterr().err
+    assert main([*record, str(tmp_path / "none"), "--policy", str(tmp_path / "nowhere")]) == 2
+    assert "uniform, brownian, held or a run folder" in capsys.readouterr().err
+
+
+def test_action_map_takes_each_latent_action_to_the_real_one_it_stands_for_most():
+    latent, real = np.array([0, 0, 0, 1, 2, 2]), np.array([1, 1, 0, 2, 0, 0])
+    assert action_map(latent, real, choices=4, actions=3).tolist() == [1, 2, 0, 0]  # 3 unseen: the most common, 0
+
+
+def test_bc_clones_latent_actions_from_video_and_acts_in_the_environment(trained, expert, tmp_path, capsys):
+    video, labelled = tmp_path / "video", tmp_path / "labelled"
+    record = ["record", "minatar:Breakout", "env.obs=pixels", "--policy", str(expert)]
+    assert main([*record, "--episodes", "4", "--out", str(video), "--no-actions"]) == 0
+    assert main([*record, "--episodes", "2", "--seed", "1", "--out", str(labelled)]) == 0
+    bc = ["bc", str(trained), "--updates", "5", "--episodes", "2"]
+    capsys.readouterr()
+    assert main([*bc, "--video", str(video), "--labelled", str(labelled)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["returns"]) == {"latent actions (Genie)", "labelled steps only", "random"}  # no oracle
+    assert len(result["action_map"]) == 4 and set(result["action_map"]) <= {0, 1, 2}
+    assert json.loads((trained / "latent_bc.json").read_text()) == result
+    assert main([*bc, "--video", str(labelled), "--labelled", str(labelled)]) == 0  # a video with actions
+    assert "oracle: the video's real actions" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["returns"]
+    assert main([*bc, "--video", str(video), "--labelled", str(video)]) == 2
+    assert "holds no discrete actions" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
 from worldmodels import distributed
 from worldmodels.errors import ConfigError, WMError
@@ -107,21 +108,51 @@ def _relaunch(args: argparse.Namespace, batch_size: int, overrides: list[str], r
 
 def _record(args: argparse.Namespace) -> None:
     from worldmodels.config import load_config
-    from worldmodels.envs.record import record
+    from worldmodels.envs.record import Policy, record
 
     bad = [o for o in args.overrides if not o.startswith("env.")]
     if bad:
         raise ConfigError(f"wm record takes env.* overrides only, not '{bad[0]}'")
     env = load_config(None, [f"env.id={args.env}", *args.overrides]).env
+    policy = args.policy if args.policy in get_args(Policy) else _agent_policy(args.policy, env, args.seed)
     index = record(
-        env, Path(args.out), args.episodes, args.seed, args.policy, args.max_steps, args.workers, not args.no_actions
+        env, Path(args.out), args.episodes, args.seed, policy, args.max_steps, args.workers, not args.no_actions
     )
     lengths, returns = index["lengths"], index["returns"]
-    what = "frames only" if args.no_actions else f"mean return {sum(returns) / len(returns):.1f}"
+    what = f"mean return {sum(returns) / len(returns):.1f}"
+    if args.no_actions:
+        what = f"frames only, {what}"
     print(
         f"dataset {args.out}: {len(lengths)} episodes, {sum(lengths):,} steps, {what} "
         f"(learn from it: wm train PRESET train.offline={args.out})"
     )
+
+
+def _agent_policy(run_dir: str, env, seed: int):
+    """`wm record --policy RUN`: the run's agent, acting by its evaluation policy, on `env` if it sees the
+    observations the agent was trained on."""
+    import torch
+
+    from worldmodels.api import load_agent
+    from worldmodels.envs.make import make_env
+    from worldmodels.envs.spaces import obs_spec_of
+    from worldmodels.train.evaluate import AgentPolicy
+
+    if not Path(run_dir, "config.yaml").exists():
+        raise ConfigError(
+            f"--policy takes uniform, brownian, held or a run folder; '{run_dir}' is neither (no config.yaml)"
+        )
+    agent = load_agent(run_dir).agent
+    probe = make_env(env)
+    seen = obs_spec_of(probe.observation_space, env.id)
+    probe.close()
+    if seen != agent.obs_spec:
+        raise ConfigError(
+            f"the agent of '{run_dir}' was trained on observations {agent.obs_spec}, {env.id} gives {seen}; "
+            "record with the run's env settings (e.g. env.obs=pixels)"
+        )
+    torch.manual_seed(seed)
+    return AgentPolicy(agent, name=f"run:{run_dir}")
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -146,6 +177,17 @@ def _play(args: argparse.Namespace) -> None:
     from worldmodels.api import load_agent
 
     print(f"play: {load_agent(args.run_dir).play(args.actions, args.seed, args.data)}")
+
+
+def _bc(args: argparse.Namespace) -> None:
+    from worldmodels.api import load_agent
+    from worldmodels.train.latent_bc import CloneConfig, latent_bc
+
+    run = load_agent(args.run_dir)
+    cfg = CloneConfig(updates=args.updates)
+    _, result = latent_bc(run.agent, Path(args.video), Path(args.labelled), cfg, args.episodes, args.seed)
+    (Path(args.run_dir) / "latent_bc.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
 
 
 def _dream(args: argparse.Namespace) -> None:
@@ -193,17 +235,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("record", help="write random-policy episodes of an environment as an offline dataset")
+    p = sub.add_parser("record", help="write episodes of an environment (random or an agent's) as an offline dataset")
     p.add_argument("env", help="environment id, e.g. CartPole-v1 or dmc:cartpole-swingup")
     p.add_argument("overrides", nargs="*", help="env.* overrides, e.g. env.obs=pixels env.action_repeat=2")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--out", required=True, help="the dataset folder (new or empty)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--policy", choices=["uniform", "brownian", "held"], default="uniform")
+    p.add_argument(
+        "--policy",
+        default="uniform",
+        help="a random policy (uniform, brownian, held) or a run folder whose agent plays (expert data)",
+    )
     p.add_argument("--max-steps", type=int, help="cut episodes after this many steps (default: the time limit)")
     p.add_argument("--workers", type=int, default=1, help="processes recording episodes in parallel")
     p.add_argument("--no-actions", action="store_true", help="write the frames alone (video without actions)")
     p.set_defaults(func=_record)
+
+    p = sub.add_parser("bc", help="Genie: clone an expert's video into a policy over latent actions and act with it")
+    p.add_argument("run_dir", help="a trained genie run")
+    p.add_argument("--video", required=True, help="the expert's episodes (their actions, if any, are not read)")
+    p.add_argument("--labelled", required=True, help="a few episodes with actions: fit latent → real actions")
+    p.add_argument("--updates", type=int, default=3000, help="cross-entropy updates of each cloned policy")
+    p.add_argument("--episodes", type=int, default=100, help="evaluation episodes of each policy")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_bc)
 
     p = sub.add_parser("eval", help="evaluate a run's latest checkpoint; prints one JSON line")
     p.add_argument("run_dir")

@@ -1,10 +1,11 @@
-"""Recording random-policy episodes into a dataset (`wm record`, World Models' collect phase): playing the
-environments is done here, the files' layout is `data/episodes.py`'s."""
+"""Recording episodes into a dataset (`wm record`, World Models' collect phase), played by a random policy
+or by any chooser of actions (a trained agent's, for expert data): playing the environments is done here,
+the files' layout is `data/episodes.py`'s."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
@@ -19,10 +20,12 @@ from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.make import make_env
 from worldmodels.envs.spaces import act_spec_of
 from worldmodels.errors import ConfigError
-from worldmodels.spaces import ActSpec
+from worldmodels.spaces import ActSpec, Obs
 from worldmodels.workers import process_pool
 
 Policy = Literal["uniform", "brownian", "held"]
+Chooser = Callable[[Obs], np.ndarray]
+"""Picks the model action `[A]` for one observation of an episode (one chooser plays one episode)."""
 BROWNIAN_DT = 1 / 50
 HELD_STEPS = 4
 """Steps each uniformly drawn action is kept for by the `held` policy."""
@@ -47,15 +50,18 @@ def random_actions(policy: Policy, act_spec: ActSpec, rng: np.random.Generator) 
 def record_episode(
     env_cfg: EnvConfig,
     act_spec: ActSpec,
-    policy: Policy,
+    policy: Policy | Callable[[], Chooser],
     seed: int,
     max_steps: int | None,
     path: Path,
     keys: tuple[str, ...] = KEYS,
 ) -> tuple[float, int]:
-    """Play one episode of a random `policy` from `seed` and write its `keys` to `path`; returns (return,
-    length T)."""
-    arrays = random_episode(env_cfg, act_spec, policy, seed, max_steps)
+    """Play one episode of a random `policy` (or of a new chooser from `policy()`) from `seed` and write its
+    `keys` to `path`; returns (return, length T)."""
+    if callable(policy):
+        arrays = play_episode(env_cfg, act_spec, policy(), seed, max_steps)
+    else:
+        arrays = random_episode(env_cfg, act_spec, policy, seed, max_steps)
     write_npz(path, {k: v for k, v in arrays.items() if k.partition("/")[0] in keys})
     return float(arrays["reward"].sum()), len(arrays["reward"]) - 1
 
@@ -65,14 +71,21 @@ def random_episode(
 ) -> dict[str, np.ndarray]:
     """One episode of a random `policy` (see `random_actions`) from `seed`, in a file's flat layout (T + 1
     rows, action 0 zeros)."""
-    rng = np.random.default_rng(seed)
+    actions = random_actions(policy, act_spec, np.random.default_rng(seed))
+    return play_episode(env_cfg, act_spec, lambda obs: next(actions), seed, max_steps)
+
+
+def play_episode(
+    env_cfg: EnvConfig, act_spec: ActSpec, choose: Chooser, seed: int, max_steps: int | None
+) -> dict[str, np.ndarray]:
+    """One episode from `seed` with the actions `choose` picks, in a file's flat layout (T + 1 rows, action 0
+    zeros)."""
     env = make_env(env_cfg)
     try:
         obs, _ = env.reset(seed=seed)
         frames, actions, rewards, terminal = [obs], [np.zeros(act_spec.dim, np.float32)], [0.0], [False]
-        for action in random_actions(policy, act_spec, rng):
-            if max_steps is not None and len(frames) > max_steps:
-                break
+        while max_steps is None or len(frames) <= max_steps:
+            action = np.asarray(choose(obs), np.float32)
             obs, reward, terminated, truncated, _ = env.step(act_spec.to_env(action[None])[0])
             frames.append(obs)
             actions.append(action)
@@ -107,13 +120,15 @@ def record(
     out: Path,
     episodes: int,
     seed: int,
-    policy: Policy = "uniform",
+    policy: Policy | Callable[[], Chooser] = "uniform",
     max_steps: int | None = None,
     workers: int = 1,
     actions: bool = True,
 ) -> dict[str, Any]:
-    """Write `episodes` random-policy episodes of `env_cfg` to the dataset folder `out`; returns its index.
-    Without `actions` the episodes hold their frames alone (`obs`: video without actions, for Genie).
+    """Write `episodes` episodes of `env_cfg` played by a random `policy` to the dataset folder `out`; returns
+    its index. A `policy` that makes choosers (`train.evaluate.AgentPolicy`: a trained agent) plays in this
+    process, one chooser an episode, whatever `workers` says. Without `actions` the episodes hold their
+    frames alone (`obs`: video without actions, for Genie).
 
     Episode i is played from seed (`seed`, i), so the same arguments write the same dataset."""
     out = Path(out)
@@ -129,7 +144,7 @@ def record(
         for i in range(episodes)
     ]
     results: list[tuple[float, int]] = []
-    pool = process_pool(workers)
+    pool = None if callable(policy) else process_pool(workers)
     try:
         with tqdm(total=episodes, desc="record", unit="episode", disable=None) as bar:
             for start in range(0, episodes, 4 * workers):
@@ -138,5 +153,5 @@ def record(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    write_index(out, asdict(env_cfg), act_spec, results, keys, policy=policy, seed=seed)
+    write_index(out, asdict(env_cfg), act_spec, results, keys, policy=str(policy), seed=seed)
     return read_index(out)

@@ -62,10 +62,16 @@ def windows(episodes: list[dict[str, np.ndarray]], length: int, key: str) -> np.
     return np.stack(cut) if cut else None
 
 
-def action_agreement(latent: np.ndarray, true: np.ndarray, actions: int, true_actions: int) -> dict[str, float]:
-    """Latent actions `[N]` against true ones `[N]`: the best map's accuracy, the majority baseline and NMI."""
+def cooccurrence(latent: np.ndarray, true: np.ndarray, actions: int, true_actions: int) -> np.ndarray:
+    """How often each latent action `[N]` comes with each true action `[N]`: counts `[actions, true_actions]`."""
     counts = np.zeros((actions, true_actions))
     np.add.at(counts, (latent, true), 1)
+    return counts
+
+
+def action_agreement(latent: np.ndarray, true: np.ndarray, actions: int, true_actions: int) -> dict[str, float]:
+    """Latent actions `[N]` against true ones `[N]`: the best map's accuracy, the majority baseline and NMI."""
+    counts = cooccurrence(latent, true, actions, true_actions)
     p = counts / counts.sum()
     pz, pa = p.sum(1), p.sum(0)
     nz = p > 0

@@ -20,7 +20,7 @@ from worldmodels.data.replay import unflatten
 from worldmodels.envs.record import random_episode
 from worldmodels.figures import plt
 from worldmodels.spaces import obs_map
-from worldmodels.train.evaluate import play_episode
+from worldmodels.train.evaluate import agent_episode
 
 
 def dream(
@@ -39,7 +39,7 @@ def dream(
         episode = random_episode(env_cfg, agent.act_spec, "uniform", seed, context + horizon - 1)
         obs, actions = unflatten(episode)["obs"], episode["action"]
     else:
-        obs, actions, _ = play_episode(agent, env_cfg, seed, context + horizon - 1)
+        obs, actions, _ = agent_episode(agent, env_cfg, seed, context + horizon - 1)
     predicted = agent.open_loop(to_tensor(obs, agent.device), to_tensor(actions, agent.device), context).obs
     predicted = obs_map(lambda x: x.cpu().numpy(), predicted)
     if isinstance(obs, dict) and "image" in obs:

@@ -16,7 +16,7 @@ from worldmodels.agents.base import Agent, to_tensor
 from worldmodels.config import EnvConfig
 from worldmodels.data.replay import unflatten
 from worldmodels.envs import EnvPool, make_env
-from worldmodels.envs.record import random_episode
+from worldmodels.envs.record import Chooser, play_episode, random_episode
 from worldmodels.errors import ConfigError
 from worldmodels.spaces import Obs, obs_map
 
@@ -71,27 +71,39 @@ HORIZONS = (1, 5, 10)
 """Imagined steps at which the open-loop evaluation reports its errors on their own."""
 
 
-def play_episode(
+class AgentPolicy:
+    """A trained agent as a chooser of actions for `envs.record` (`wm record --policy RUN`): each call gives
+    a chooser for one new episode, acting by the policy's mode (samples when `explore`)."""
+
+    def __init__(self, agent: Agent, name: str = "agent", explore: bool = False):
+        self.agent, self.name, self.explore = agent, name, explore
+
+    def __call__(self) -> Chooser:
+        agent = self.agent
+        state, first = agent.initial_state(1), torch.ones(1, dtype=torch.bool, device=agent.device)
+
+        @torch.no_grad()
+        def choose(obs: Obs) -> np.ndarray:
+            nonlocal state
+            action, state, _ = agent.act(
+                to_tensor(obs_map(lambda x: x[None], obs), agent.device), first, state, self.explore
+            )
+            first[:] = False
+            return action[0].cpu().numpy()
+
+        return choose
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def agent_episode(
     agent: Agent, env_cfg: EnvConfig, seed: int, max_steps: int, explore: bool = False
 ) -> tuple[Obs, np.ndarray, np.ndarray]:
     """Observations `[T, ...]`, the actions that led to them `[T, A]` and the rewards received on arriving
     `[T]` (zeros first) of one episode of the agent's policy (its mode, or samples when `explore`)."""
-    pool = EnvPool(env_cfg, seed, num_envs=1)
-    obs, actions, rewards = [obs_map(lambda x: x[0], pool.obs)], [np.zeros(pool.act_spec.dim, np.float32)], [0.0]
-    state, first = agent.initial_state(1), torch.ones(1, dtype=torch.bool, device=agent.device)
-    try:
-        for _ in range(max_steps):
-            action, state, _ = agent.act(to_tensor(pool.obs, agent.device), first, state, explore=explore)
-            out = pool.step(action.cpu().numpy())
-            obs.append(obs_map(lambda x: x[0], out.records["obs"]))
-            actions.append(out.records["action"][0])
-            rewards.append(float(out.records["reward"][0]))
-            first[:] = False
-            if out.finished:
-                break
-    finally:
-        pool.close()
-    return obs_map(lambda *xs: np.stack(xs), *obs), np.stack(actions), np.asarray(rewards, np.float32)
+    episode = play_episode(env_cfg, agent.act_spec, AgentPolicy(agent, explore=explore)(), seed, max_steps)
+    return unflatten(episode)["obs"], episode["action"], episode["reward"]
 
 
 class OpenLoop:
@@ -134,7 +146,7 @@ class OpenLoop:
 
     def _episode(self, i: int) -> tuple[Obs, np.ndarray, np.ndarray]:
         if self.uniform is None:
-            return play_episode(self.agent, self.env_cfg, self.seed + i, self.context + self.horizon - 1, explore=True)
+            return agent_episode(self.agent, self.env_cfg, self.seed + i, self.context + self.horizon - 1, explore=True)
         episode = self.uniform[i]
         return unflatten(episode)["obs"], episode["action"], episode["reward"]
 
