@@ -28,9 +28,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from worldmodels.api import load_agent
 from worldmodels.data.episodes import INDEX
+from worldmodels.train.controllability import held_out_episodes, psnr, windows
 
 SCRIPTS = ("0,0,0,0,0,0", "1,1,1,1,1,1", "2,2,2,2,2,2")
+PROMPTS = 50
+"""Held-out first frames each script is played from, for the play check."""
 QUICK = ["agent.tokenizer_steps=3", "agent.dynamics_steps=3", "train.eval_every=0"]
 
 
@@ -43,11 +50,52 @@ def wm(*args: str) -> tuple[str, float, str]:
     return shlex.join(["wm", *args]), time.perf_counter() - start, done.stdout
 
 
+def wrong(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The fraction of pixels with a channel off by more than half its range between frames `a` and `b`."""
+    return float(((a.float() - b.float()).abs() > 127.5).any(-1).float().mean())
+
+
+@torch.no_grad()
+def play_check(run: Path, seed: int) -> dict[str, float]:
+    """`wm play`'s scripts from the first frames of `PROMPTS` held-out episodes, twice each: how far apart
+    different scripts' frames end up (`between`) beside two plays of the same script (`within`: MaskGIT
+    samples), and the tokenizer's reconstruction PSNR of the generated frames beside that of real ones (a
+    generated frame off the data's distribution reconstructs worse)."""
+    loaded = load_agent(run)
+    agent = loaded.agent
+    held_out = held_out_episodes(agent, loaded.cfg.env, None, PROMPTS, seed)
+    prompt = torch.as_tensor(np.stack([e["obs"][:1] for e in held_out]))  # [P, 1, H, W, C]
+    torch.manual_seed(seed)
+    plays = {}
+    for script in SCRIPTS:
+        chosen = torch.as_tensor([[int(a) for a in script.split(",")]] * len(prompt))
+        plays[script] = [agent.generate(prompt, chosen).round().to(torch.uint8)[:, 1:] for _ in range(2)]
+    between = [wrong(plays[a][0], plays[b][0]) for i, a in enumerate(SCRIPTS) for b in SCRIPTS[i + 1 :]]
+    within = [wrong(*plays[script]) for script in SCRIPTS]
+    generated = torch.cat([plays[script][0] for script in SCRIPTS])
+    real = torch.as_tensor(windows(held_out, generated.shape[1], "obs"))
+
+    def psnr_of(clips: torch.Tensor) -> float:
+        recon = agent.render(agent.tokenizer.encode(clips))
+        return float(psnr(clips.flatten(0, 1), recon.flatten(0, 1)).mean())
+
+    return {
+        "between_scripts_wrong": float(np.mean(between)),
+        "within_script_wrong": float(np.mean(within)),
+        "tokenizer_psnr_generated": psnr_of(generated),
+        "tokenizer_psnr_real": psnr_of(real),
+    }
+
+
 def one_seed(seed: int, data: Path, run: Path, episodes: int, quick: bool) -> dict:
     """Train (or resume) seed `seed`, evaluate it and play the scripts; the result is cached in the run folder."""
     cached = run / "gate.json"
     if cached.exists():
-        return json.loads(cached.read_text())
+        result = json.loads(cached.read_text())
+        if "play" not in result:  # a seed cached before the play check was measured
+            result["play"] = play_check(run, seed)
+            cached.write_text(json.dumps(result, indent=1))
+        return result
     if (run / "checkpoints").exists():
         train, wall, _ = wm("train", "--resume", str(run))
     else:
@@ -59,6 +107,7 @@ def one_seed(seed: int, data: Path, run: Path, episodes: int, quick: bool) -> di
     metrics = json.loads(out.strip().splitlines()[-1])
     gifs = [wm("play", str(run), "--actions", script)[2].split("play: ")[-1].strip() for script in SCRIPTS]
     result = {"seed": seed, "train_s": round(wall), "metrics": metrics, "gifs": gifs, "commands": [train, evaluate]}
+    result["play"] = play_check(run, seed)
     cached.write_text(json.dumps(result, indent=1))
     return result
 
@@ -80,7 +129,7 @@ def main() -> None:
     rows, commands = [], [record_line]
     for seed in args.seeds:
         found = one_seed(seed, data, work / f"seed{seed}", episodes, args.quick)
-        m = found["metrics"]
+        m, play = found["metrics"], found["play"]
         rows.append(
             [
                 seed,
@@ -89,6 +138,8 @@ def main() -> None:
                 f"{m['eval/latent_action_nmi']:.2f}",
                 f"{m['eval/delta_psnr']:.2f}",
                 f"{m['eval/psnr_inferred_actions']:.1f} / {m['eval/psnr_random_actions']:.1f}",
+                f"{100 * play['between_scripts_wrong']:.1f} / {100 * play['within_script_wrong']:.1f}",
+                f"{play['tokenizer_psnr_generated']:.1f} / {play['tokenizer_psnr_real']:.1f}",
                 found["train_s"],
             ]
         )
@@ -102,11 +153,15 @@ def main() -> None:
                 "NMI",
                 "ΔtPSNR t=4 (dB)",
                 "PSNR inferred / random actions",
+                "play: % cells apart, between scripts / within one",
+                "play: tokenizer PSNR generated / real",
                 "train wall s",
             ],
             "rows": rows,
             "notes": f"{episodes} held-out random-policy episodes per seed; play GIFs in each run folder "
-            f"({', '.join(SCRIPTS)}). Commands: " + " ; ".join(commands),
+            f"({', '.join(SCRIPTS)}); the play check plays each script twice from {PROMPTS} held-out first "
+            "frames: cells apart between scripts' frames beside two plays of one script, and the tokenizer's "
+            "reconstruction PSNR of the generated frames beside real ones. Commands: " + " ; ".join(commands),
         }
         Path(args.out).write_text(json.dumps(result, indent=1))
         print(json.dumps(rows[-1]), flush=True)
