@@ -1,5 +1,6 @@
 """RSSM shapes for both latent types, KL weights of each Dreamer version, gradient isolation between
-the world model and the actor, and a smoke run of every Dreamer preset."""
+the world model and the actor, a smoke run of every Dreamer preset, and the decoder-free Dreamer (a
+representation learner training the encoder): no decoder, its config errors, exact resume."""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.base import frozen
 from worldmodels.agents.dreamer import KLConfig
 from worldmodels.config import load_config
+from worldmodels.errors import ConfigError
 from worldmodels.registry import RSSMS
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
@@ -198,18 +200,12 @@ def test_world_model_pretraining_is_the_start_of_the_behaviour_stream(tmp_path):
     assert summary["updates/report"] == len(range(0, updates, 4))
 
 
+RESUME = ["train.prefill=40", "train.batch_size=2", "train.seq_len=8", "train.ratio=16", "train.eval_every=0"]
+RESUME += ["train.threads=1", "env.id=wm/Dummy-v0"]
+
+
 def test_dreamer_resumes_exactly_with_its_recurrent_state(tmp_path):
-    overrides = [
-        *TINY_DREAMER,
-        "train.prefill=40",
-        "train.batch_size=2",
-        "train.seq_len=8",
-        "train.ratio=16",
-        "train.eval_every=0",
-        "train.threads=1",
-        "env.id=wm/Dummy-v0",
-    ]
-    assert_resumes_exactly("dreamerv3", overrides, tmp_path, steps=160)
+    assert_resumes_exactly("dreamerv3", [*TINY_DREAMER, *RESUME], tmp_path, steps=160)
 
 
 def test_dreamerv1_explores_with_additive_gaussian_noise():
@@ -246,3 +242,60 @@ def test_evaluation_samples_the_actor_in_v3_and_takes_its_mode_in_v2(preset, sam
     action = agent.behaviour.act(torch.zeros(300, agent.rssm.feat_dim), explore=False)
     assert len(set(action.argmax(-1).tolist())) == (3 if sampled else 1)
     agent.act(torch.zeros(3, 4), torch.ones(3, dtype=torch.bool), None, explore=False)  # the path act takes
+
+
+DECODER_FREE = [*TINY_DREAMER, "agent.representation_learner.embed_dim=8"]
+
+
+def _decoder_free(learner: str, *overrides: str):
+    cfg = load_config(
+        "dreamerv3_decoder_free", [f"agent.representation_learner.name={learner}", *DECODER_FREE, *overrides]
+    )
+    return build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
+
+
+@pytest.mark.parametrize("learner", ["jepa", "contrastive"])
+def test_decoder_free_dreamer_has_no_decoder_and_its_learner_trains_the_encoder(learner):
+    """One update moves every encoder weight and the learner's target; without the learner's loss
+    (`representation_coef=0`) the same update moves the encoder elsewhere."""
+    batch = _batch()
+    batch["is_first"][1, 5] = True  # a new episode inside a window
+
+    def updated(coef: float) -> tuple[torch.nn.Module, dict]:
+        torch.manual_seed(0)
+        agent = _decoder_free(learner, f"agent.representation_coef={coef}")
+        torch.manual_seed(1)
+        return agent, agent.update(batch)
+
+    torch.manual_seed(0)
+    fresh = _decoder_free(learner).representation_learner
+    agent, metrics = updated(1.0)
+    assert agent.decoder is None and not [n for n, _ in agent.named_parameters() if "decoder" in n]
+    assert agent.embed(batch["obs"]).shape == (2, 8, 8)  # the RSSM filters the learner's 8-dim embedding
+    assert {"repr/loss", "repr/embed_std", "repr/effective_rank"} <= set(metrics)
+    assert "world_model/recon" not in metrics and "world_model/reward" in metrics
+    learner_now = agent.representation_learner
+    for (name, before), after in zip(fresh.encoder.named_parameters(), learner_now.encoder.parameters()):
+        assert not torch.equal(before, after), name
+    assert not torch.equal(fresh.target.net[-1].weight, learner_now.target.net[-1].weight)  # the EMA moved it
+    without, _ = updated(0.0)
+    assert not torch.equal(without.representation_learner.encoder.net[-1].weight, learner_now.encoder.net[-1].weight)
+
+
+def test_decoder_free_dreamer_without_a_learner_or_with_two_encoders_is_a_config_error():
+    spec = (ObsSpec((4,), "float32"), ActSpec(True, 2))
+    with pytest.raises(ConfigError, match="nothing but the reward and continue losses would train the encoder"):
+        build_agent(load_config("dreamerv3", [*TINY_DREAMER, "agent.use_reconstruction=false"]), *spec)
+    with pytest.raises(ConfigError, match="set agent.encoder instead"):
+        _decoder_free("jepa", "agent.representation_learner.encoder.vector.hidden=8")
+    with pytest.raises(ConfigError, match="unknown representation_learner 'jepq'.*did you mean 'jepa'"):
+        load_config("dreamerv3", ["agent.representation_learner.name=jepq"])
+    beside = _decoder_free("vae", "agent.use_reconstruction=true")  # reconstruction and a learner's loss together
+    assert beside.decoder is not None and "repr/kl" in beside.update(_batch())
+
+
+def test_decoder_free_dreamer_resumes_exactly_from_pixels(tmp_path):
+    """With the contrastive learner, whose random shifts draw from the resumed random state."""
+    learner = ["agent.representation_learner.name=contrastive", *DECODER_FREE, "agent.representation_learner.shift=2"]
+    pixels = ["env.obs=pixels", "env.size=[16, 16]"]
+    assert_resumes_exactly("dreamerv3_decoder_free", [*learner, *RESUME, *pixels], tmp_path, steps=160)

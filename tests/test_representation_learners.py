@@ -1,6 +1,7 @@
 """Representation learners: the anti-collapse terms and collapse monitors against hand values, the one EMA
 target update shared by the learners, Dreamer's critic and TD-MPC2, every learner's shapes and metrics, and
-the collapse of JEPA on TwoRoom frames with its anti-collapse term off (and not with it on)."""
+the collapse of JEPA on TwoRoom frames with its anti-collapse term off (and not with it on), and the
+predictions that stop at episode starts."""
 
 import math
 
@@ -202,3 +203,42 @@ def test_jepa_collapses_without_its_anti_collapse_term_and_not_with_it(regularis
         assert std < 0.05 and rank < 3.5
     else:
         assert std > 0.4 and rank > 6.0
+
+
+@pytest.mark.parametrize("name", ["jepa", "contrastive"])
+def test_no_prediction_crosses_an_episode_start(name):
+    """A new episode at step 3 of each window: the action into it (the replay stores zeros there) changes
+    the loss only when nothing marks the seam."""
+    obs, action = _obs(VECTOR, 4, 6), torch.rand(4, 6, 2)
+    other = action.clone()
+    other[:, 3] = -other[:, 3]
+    is_first = torch.zeros(4, 6, dtype=torch.bool)
+    is_first[:, 3] = True
+    torch.manual_seed(0)
+    learner = REPRESENTATION_LEARNERS.build(name, SMALL, obs_spec=VECTOR, action_dim=2)
+
+    def loss(taken, first):
+        torch.manual_seed(1)  # the same random views and directions
+        return learner.loss(obs, taken, first)[0]
+
+    assert loss(action, is_first) == loss(other, is_first)
+    assert loss(action, None) != loss(other, None)
+
+
+def test_jepa_predictions_average_over_its_restarted_rollouts():
+    """Without a regulariser, L_pred of a window restarted at an episode start (step 3 of 7) or every 3
+    steps is the mean over every prediction of the pieces' rollouts, here each piece's loss by its length."""
+    torch.manual_seed(0)
+    jepa = REPRESENTATION_LEARNERS.build("jepa", SMALL | {"regulariser": "none"}, obs_spec=VECTOR, action_dim=2)
+    obs, action = _obs(VECTOR, 4, 7), torch.rand(4, 7, 2)
+    first = torch.zeros(4, 7, dtype=torch.bool)
+    first[:, 3] = True
+
+    def loss(steps: slice, is_first: torch.Tensor | None = None) -> float:
+        with torch.no_grad():
+            return float(jepa.loss(obs[:, steps], action[:, steps], is_first)[0])
+
+    piece = [loss(slice(0, 3)), loss(slice(3, 7)), loss(slice(0, 4))]
+    assert loss(slice(0, 7), first) == pytest.approx((2 * piece[0] + 3 * piece[1]) / 5, rel=1e-5)
+    jepa.cfg.horizon = 3  # rollouts 0 → 1, 2, 3 and 3 → 4, 5, 6
+    assert loss(slice(0, 7)) == pytest.approx((piece[2] + piece[1]) / 2, rel=1e-5)

@@ -196,8 +196,9 @@ def name_components(data: dict[str, Any], cls: type) -> None:
         if not isinstance(section, dict):
             continue
         if "registry" in f.metadata:
-            section.setdefault("name", f.metadata["default"])
-            if section["name"] in f.metadata["registry"]:
+            if f.metadata["default"] is not None:  # an optional slot names its component itself
+                section.setdefault("name", f.metadata["default"])
+            if section.get("name") in f.metadata["registry"]:
                 name_components(section, f.metadata["registry"].get(section["name"]).Config)
         elif dataclasses.is_dataclass(hints.get(f.name)):
             name_components(section, hints[f.name])

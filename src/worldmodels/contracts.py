@@ -40,9 +40,11 @@ class Representation(Protocol):
 
 class RepresentationLearner(Protocol):
     """An encoder with its own self-supervised objective: `encode(obs [..., *obs])` → embeddings
-    `[..., embed_dim]`; `loss(obs [B, T, *obs], action [B, T, A])` → (loss, metrics) on windows where
-    `action[:, t]` is the action that led to `obs[:, t]` (the replay's convention; `action[:, 0]` is not
-    used), the metrics holding the collapse monitors `repr/embed_std` and `repr/effective_rank`;
+    `[..., embed_dim]`; `loss(obs [B, T, *obs], action [B, T, A], is_first [B, T] | None)` → (loss, metrics)
+    on windows where `action[:, t]` is the action that led to `obs[:, t]` (the replay's convention;
+    `action[:, 0]` is not used) and `is_first[:, t]` marks a new episode's first step, which no prediction
+    crosses (None: each window lies in one episode), the metrics holding the collapse monitors
+    `repr/embed_std` and `repr/effective_rank`;
     `update_target()`, called after each optimiser step, moves any target network toward the online one
     (nothing where there is none). Its trainable parameters are those with `requires_grad`."""
 
@@ -50,7 +52,7 @@ class RepresentationLearner(Protocol):
 
     def encode(self, obs: Any) -> Tensor: ...
 
-    def loss(self, obs: Any, action: Tensor) -> Any: ...
+    def loss(self, obs: Any, action: Tensor, is_first: Tensor | None = None) -> Any: ...
 
     def update_target(self) -> None: ...
 

@@ -154,13 +154,16 @@ REGISTRIES: dict[str, Registry] = {
 }
 
 
-def component(kind: str, name: str, contract: type | None = None, **cfg: Any) -> Any:
+def component(kind: str, name: str | None, contract: type | None = None, **cfg: Any) -> Any:
     """A dataclass field holding a `Spec`: a component of `kind`, `name` with options `cfg` by default
-    (options given for `name` in a preset apply over `cfg`); `contract` narrows the names that fit the slot."""
+    (options given for `name` in a preset apply over `cfg`); `contract` narrows the names that fit the slot.
+    `name` None: an optional slot (a `Spec | None` field), empty unless a preset chooses a component."""
     registry = REGISTRIES[kind]
 
     def default() -> Spec:
         return Spec(name, parse(registry.get(name).Config, cfg, f"{registry.kind}.{name}"))
 
     meta = {"registry": registry, "default": name, "options": cfg, "contract": contract}
+    if name is None:
+        return field(default=None, metadata=meta)
     return field(default_factory=default, metadata=meta)

@@ -100,6 +100,8 @@ def _convert(tp: Any, value: Any, key: str, meta: typing.Mapping[str, Any]) -> A
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if Spec in args:  # an optional component: its own errors, not "expected Spec or null"
+            return _convert_spec(meta, value, key)
         for arg in args:
             if arg is type(None):
                 continue

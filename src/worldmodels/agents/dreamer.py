@@ -6,6 +6,8 @@ World model on replayed sequences (`agents/rssm_agent.py`), with the RSSM filter
         + β_dyn max(F, KL[sg(q_t) ‖ p_t]) + β_rep max(F, KL[q_t ‖ sg(p_t)])        (V3 eq. 5)
     V1: one KL with free nats (β_dyn = β_rep = ½, F = 3); V2: balancing α = 0.8 (β_dyn = 0.8α', β_rep = 0.2α');
     V3: β_dyn = 0.5, β_rep = 0.1, F = 1, symlog vectors, two-hot symlog reward.
+    Decoder-free (`configs/dreamerv3_decoder_free.yaml`): `use_reconstruction: false` drops −ln p(o_t | s_t),
+    and a `representation_learner` (JEPA, contrastive) trains the encoder by its own objective instead.
 Behaviour: actor and critic on imagined rollouts from every posterior state (`agents/behaviour.py`):
 V1 backpropagates returns through the dynamics, V2 mixes in REINFORCE, V3 uses REINFORCE for discrete
 and backpropagation for continuous actions, with the percentile return scale and a slow critic.

@@ -3,14 +3,20 @@ trained on replayed sequences with the RSSM filtering embeddings e_t = enc(o_t):
 
     L = β_pred (−ln p(o_t | s_t) − ln p(r_t | s_t) − ln p(c_t | s_t))
         + β_dyn max(F, KL[sg(q_t) ‖ p_t]) + β_rep max(F, KL[q_t ‖ sg(p_t)])        (DreamerV3 eq. 5)
+        + c_r L_repr(o, a)                                       with a representation learner
 
 PlaNet and DreamerV1 use one KL with free nats (β_dyn = β_rep = ½, F = 3); DreamerV2 balances it (α = 0.8);
 DreamerV3 uses β_dyn = 0.5, β_rep = 0.1, F = 1. Agents subclass `RSSMAgent` and add how they act.
+
+A representation learner (`representation_learner`: JEPA, contrastive, VAE) makes e_t = f(o_t) its
+embedding and adds its own objective L_repr on the same windows (predictions stop at `is_first`); with
+`use_reconstruction: false` the decoder and −ln p(o_t | s_t) go, and L_repr with the reward, continue and
+KL terms train the encoder: a decoder-free Dreamer or PlaNet (`configs/dreamerv3_decoder_free.yaml`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,11 +25,20 @@ from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import Agent, Dream, Metrics, adam, step
 from worldmodels.data.sources import SampleSpec
+from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
 from worldmodels.phases import PhaseSpec, Stream
-from worldmodels.registry import CONTINUES, DECODERS, ENCODERS, REWARDS, RSSMS, component
+from worldmodels.registry import (
+    CONTINUES,
+    DECODERS,
+    ENCODERS,
+    REPRESENTATION_LEARNERS,
+    REWARDS,
+    RSSMS,
+    component,
+)
 from worldmodels.schema import Spec, non_negative, positive, unit
-from worldmodels.spaces import ActSpec, ObsSpec, obs_map
+from worldmodels.spaces import ActSpec, Obs, ObsSpec, obs_map
 
 
 @dataclass
@@ -50,12 +65,22 @@ class WorldModelConfig:
     """Fields of every agent built on the RSSM world model (its `Config` inherits them)."""
 
     encoder: Spec = component("encoder", "multi")
+    """Observations → the embeddings e_t that the RSSM filters (with a `representation_learner`, its encoder)."""
     rssm: Spec = component("rssm", "rssm")
     decoder: Spec = component("decoder", "multi")
+    """Model states → observations, the reconstruction term −ln p(o_t | s_t); built only with `use_reconstruction`."""
     reward: Spec = component("reward", "twohot")
     cont: Spec = component("continue", "mlp")
     use_reconstruction: bool = True
-    """Off: the decoder-free variant, learning the latent from reward, continue and value alone."""
+    """Build and train the decoder. Off (decoder-free): no decoder, no reconstruction term, and a
+    `representation_learner` must train the encoder (the run cannot `wm dream`)."""
+    representation_learner: Spec | None = component("representation_learner", None)
+    """A representation learner (`jepa`, `contrastive`, `vae`) whose embedding is e_t, trained by its own
+    loss (weight `representation_coef`) beside the world model's, with or without reconstruction. It encodes
+    with `encoder` (its own `encoder` option stays unset) and its `embed_dim` sizes e_t. None: e_t is the
+    encoder's features, trained by the world model's losses alone."""
+    representation_coef: float = non_negative(1.0)
+    """c_r: weight of the representation learner's loss in the world model's."""
     world_model_lr: float = positive(1e-4)
     kl: KLConfig = field(default_factory=KLConfig)
     adam_eps: float = positive(1e-6)
@@ -72,26 +97,48 @@ class WorldModelConfig:
 
 class RSSMAgent(Agent):
     """An agent whose world model is the RSSM: it builds and trains the model, filters observations into
-    posterior states while acting, and imagines observations open-loop for `wm dream`."""
+    posterior states while acting, and imagines observations open-loop for `wm dream` (with its decoder)."""
 
     def __init__(self, cfg: WorldModelConfig, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
         self.cfg = cfg
-        self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
-        self.rssm = RSSMS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=self.encoder.out_dim, action_dim=act_spec.dim)
+        learner = cfg.representation_learner
+        if not cfg.use_reconstruction and learner is None:
+            raise ConfigError(
+                "agent.use_reconstruction is false and no agent.representation_learner is set: nothing but the "
+                "reward and continue losses would train the encoder; choose a learner "
+                "(agent.representation_learner.name=jepa, contrastive or vae) or set agent.use_reconstruction=true"
+            )
+        self.representation_learner, self.encoder, self.decoder = None, None, None
+        if learner is None:
+            self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
+            embed_dim, encoder = self.encoder.out_dim, self.encoder
+        else:
+            self.representation_learner = build_learner(learner, cfg.encoder, obs_spec, act_spec.dim)
+            embed_dim, encoder = self.representation_learner.embed_dim, self.representation_learner
+        self.rssm = RSSMS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=embed_dim, action_dim=act_spec.dim)
         if cfg.compile:
             self.rssm.compile_steps()
         F = self.rssm.feat_dim
-        self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=F, obs_spec=obs_spec)
+        if cfg.use_reconstruction:
+            self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=F, obs_spec=obs_spec)
         self.reward = REWARDS.build(cfg.reward.name, cfg.reward.cfg, in_dim=F)
         self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=F)
-        self.world_model: tuple[nn.Module, ...] = (self.encoder, self.rssm, self.reward, self.cont)
-        if cfg.use_reconstruction:
+        self.world_model: tuple[nn.Module, ...] = (encoder, self.rssm, self.reward, self.cont)
+        if self.decoder is not None:
             self.world_model += (self.decoder,)
 
     def world_model_optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the world model's trainable parameters (not a representation learner's target network)."""
         cfg = self.cfg
-        return adam((p for m in self.world_model for p in m.parameters()), cfg.world_model_lr, cfg.adam_eps)
+        params = (p for m in self.world_model for p in m.parameters() if p.requires_grad)
+        return adam(params, cfg.world_model_lr, cfg.adam_eps)
+
+    def embed(self, obs: Obs) -> torch.Tensor:
+        """The embeddings e_t `[..., E]` of observations `[..., *obs]` that the RSSM filters."""
+        if self.representation_learner is None:
+            return self.encoder(obs)
+        return self.representation_learner.encode(obs)
 
     # ------------------------------------------------------------------ acting
 
@@ -115,7 +162,7 @@ class RSSMAgent(Agent):
         """The posterior latent after the previous action and latent (carried in `state`) and this observation."""
         if state is None:
             state = self.initial_state(len(is_first))
-        post, _ = self.rssm.obs_step(state["latent"], state["action"], self.encoder(obs), is_first)
+        post, _ = self.rssm.obs_step(state["latent"], state["action"], self.embed(obs), is_first)
         return post
 
     def last(self, post: Any) -> Any:
@@ -125,7 +172,11 @@ class RSSMAgent(Agent):
 
     @torch.no_grad()
     def open_loop(self, obs: Any, action: torch.Tensor, context: int) -> Dream:
-        embed = self.encoder(obs_map(lambda x: x[:context][None], obs))  # [1, C, E]
+        if self.decoder is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot dream without its observation decoder (agent.use_reconstruction=false)"
+            )
+        embed = self.embed(obs_map(lambda x: x[:context][None], obs))  # [1, C, E]
         is_first = torch.zeros(1, context, dtype=torch.bool, device=action.device)
         post, _ = self.rssm.observe(embed, action[None, :context], is_first)
         state = self.last(post)
@@ -141,9 +192,9 @@ class RSSMAgent(Agent):
     def _world_model_step(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict]:
         """One world-model update on `[B, T, ...]`; returns the posterior states `[B, T, ...]` and metrics."""
         cfg = self.cfg
-        obs, action = batch["obs"], batch["action"]  # [B, T, ...]
+        obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]  # [B, T, ...]
         cont = 1.0 - batch["is_terminal"].float()
-        post, prior = self.rssm.observe(self.encoder(obs), action, batch["is_first"])
+        post, prior = self.rssm.observe(self.embed(obs), action, is_first)
         feats = self.rssm.features(post)  # [B, T, F]
         dyn, rep, kl = kl_split(self.rssm.dist(post), self.rssm.dist(prior), cfg.kl.free_bits)
         losses = {
@@ -152,12 +203,19 @@ class RSSMAgent(Agent):
             "reward": self.reward(feats).loss(batch["reward"]).mean(),
             "cont": -self.cont(feats).log_prob(cont).mean(),
         }
-        if cfg.use_reconstruction:
-            losses["recon"] = self.decoder(feats).loss(obs).mean()
         dyn_scale, rep_scale = cfg.kl.weights()
         total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
-        total = total + losses.get("recon", 0.0)
+        if self.decoder is not None:
+            losses["recon"] = self.decoder(feats).loss(obs).mean()
+            total = total + losses["recon"]
+        learner_metrics = {}  # its loss and collapse monitors, under repr/
+        if self.representation_learner is not None:
+            repr_loss, learner_metrics = self.representation_learner.loss(obs, action, is_first)
+            total = total + cfg.representation_coef * repr_loss
         metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
+        if self.representation_learner is not None:
+            self.representation_learner.update_target()
+        metrics.update(learner_metrics)
         metrics.update({f"world_model/{k}": v.detach() for k, v in losses.items()})
         metrics["world_model/kl"] = kl.mean().detach()
         return post, metrics
@@ -200,13 +258,13 @@ class RSSMAgent(Agent):
     @torch.no_grad()
     def report(self, batch: dict[str, torch.Tensor], context: int = 5) -> Metrics:
         """Open-loop prediction error by horizon: observe `context` steps, then imagine the rest from
-        the real actions and compare observations and rewards with what really happened."""
+        the real actions and compare observations (with a decoder) and rewards with what really happened."""
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]
         T = action.shape[1]
         if context >= T:
             return {}
         post, _ = self.rssm.observe(
-            self.encoder(obs_map(lambda x: x[:, :context], obs)), action[:, :context], batch["is_first"][:, :context]
+            self.embed(obs_map(lambda x: x[:, :context], obs)), action[:, :context], batch["is_first"][:, :context]
         )
         state = self.last(post)
         metrics = {}
@@ -217,6 +275,20 @@ class RSSMAgent(Agent):
                 feat = self.rssm.features(state)
                 mask = valid[:, h - 1]
                 target = obs_map(lambda x, t=t: x[:, t], obs)
-                metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean()
+                if self.decoder is not None:
+                    metrics[f"openloop/obs_error_h{h}"] = self.decoder(feat).loss(target)[mask].mean()
                 metrics[f"openloop/reward_error_h{h}"] = (self.reward(feat).mean - reward[:, t]).abs()[mask].mean()
         return metrics
+
+
+def build_learner(spec: Spec, encoder: Spec, obs_spec: ObsSpec, action_dim: int) -> nn.Module:
+    """The representation learner `spec` encoding with the world model's `encoder`, so that one encoder is
+    configured in one place (`agent.encoder`, sized by the presets)."""
+    own = type(spec.cfg)().encoder
+    if spec.cfg.encoder != own:
+        raise ConfigError(
+            "agent.representation_learner.encoder is set, but the learner encodes with the world model's "
+            "encoder: set agent.encoder instead"
+        )
+    cfg = replace(spec.cfg, encoder=encoder)
+    return REPRESENTATION_LEARNERS.build(spec.name, cfg, obs_spec=obs_spec, action_dim=action_dim)

@@ -38,10 +38,17 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].to(torch.uint8)  # [N, H, W, C]
 
 
-def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float) -> torch.Tensor:
-    """InfoNCE of queries `[N, D]` against keys `[N, D]` (the positive of query i is key i), by cosine: `[]`."""
+def info_nce(
+    query: torch.Tensor, key: torch.Tensor, temperature: float, kept: torch.Tensor | None = None
+) -> torch.Tensor:
+    """InfoNCE of queries `[N, D]` against keys `[N, D]` (the positive of query i is key i), by cosine,
+    averaged over the queries `kept` `[N]` (bool; None: all), every key a negative of the others: `[]`."""
     logits = F.normalize(query, dim=-1) @ F.normalize(key, dim=-1).T / temperature  # [N, N]
-    return F.cross_entropy(logits, torch.arange(len(query), device=query.device))
+    labels = torch.arange(len(query), device=query.device)
+    if kept is None:
+        return F.cross_entropy(logits, labels)
+    per_query = F.cross_entropy(logits, labels, reduction="none")  # [N]
+    return (per_query * kept).sum() / kept.sum().clamp(min=1)
 
 
 @REPRESENTATION_LEARNERS.register("contrastive")
@@ -67,8 +74,11 @@ class ContrastiveLearner(TargetEncoderLearner):
         """A randomly shifted copy of the frames in `obs` `[N, *obs]`."""
         return obs_map(lambda x: random_shift(x, self.cfg.shift) if x.dtype == torch.uint8 else x, obs)
 
-    def loss(self, obs: Obs, action: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
-        """L_views over every step of windows `[B, T, *obs]` plus L_next over their consecutive steps."""
+    def loss(
+        self, obs: Obs, action: torch.Tensor, is_first: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        """L_views over every step of windows `[B, T, *obs]` plus L_next over their consecutive steps in one
+        episode (a step that `is_first` `[B, T]` marks is no step's next)."""
         B, T = action.shape[:2]
         flat = frames(obs)
         query = self.encoder(self.view(flat))  # [B·T, D]
@@ -77,7 +87,8 @@ class ContrastiveLearner(TargetEncoderLearner):
         views = info_nce(query, key, self.cfg.temperature)
         query, key = query.reshape(B, T, -1), key.reshape(B, T, -1)
         predicted = self.predictor(query[:, :-1], action[:, 1:].float())  # [B, T-1, D]
-        following = info_nce(predicted.flatten(0, 1), key[:, 1:].flatten(0, 1), self.cfg.temperature)
+        kept = None if is_first is None else ~is_first[:, 1:].flatten()
+        following = info_nce(predicted.flatten(0, 1), key[:, 1:].flatten(0, 1), self.cfg.temperature, kept)
         loss = views + self.cfg.next_coef * following
         metrics = {
             "repr/loss": loss.detach(),

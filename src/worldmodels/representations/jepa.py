@@ -6,10 +6,13 @@ onto the target encoder's embedding of the step it reached:
 
     ẑ_0 = f_θ(o_0),   ẑ_t = g(ẑ_{t−1}, a_t),   L_pred = 1/(T−1) Σ_{t=1}^{T−1} ‖ẑ_t − sg(f_θ̄(o_t))‖² / D
 
+The rollout starts again from f_θ(o_t) every `horizon` steps (a long window, such as Dreamer's 64 steps,
+then holds several rollouts) and at a new episode's first step (`is_first`), where the prediction into it,
+across the seam, is left out of the mean.
+
 L_pred alone is minimised by mapping every observation to one point. The anti-collapse term, on the context
 embeddings f_θ(o_t) of every step, is `regulariser`: `vicreg` (variance + covariance, Bardes et al. 2022),
-`sigreg` (LeJEPA's sketched isotropic Gaussian regulariser) or `none` (to show the collapse). Windows are
-taken inside one episode.
+`sigreg` (LeJEPA's sketched isotropic Gaussian regulariser) or `none` (to show the collapse).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class JEPALearner(TargetEncoderLearner):
         predictor_layers: int = positive(2)
         tau: float = unit(0.01)
         """EMA rate of the target encoder: θ̄ ← θ̄ + τ(θ − θ̄) after each update (1: a stop-gradient copy)."""
+        horizon: int = non_negative(0)
+        """Open-loop steps of one rollout before it starts again from the context embedding (0: one rollout
+        per window)."""
         regulariser: Literal["vicreg", "sigreg", "none"] = "vicreg"
         """The anti-collapse term on the context embeddings."""
         variance_coef: float = non_negative(1.0)
@@ -81,13 +87,26 @@ class JEPALearner(TargetEncoderLearner):
             return cfg.sigreg_coef * statistic, {"repr/sigreg": statistic.detach()}
         return z.new_zeros(()), {}
 
-    def loss(self, obs: Obs, action: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
-        """L_pred of the open-loop rollout through windows `[B, T, *obs]` plus the anti-collapse term."""
+    def loss(
+        self, obs: Obs, action: torch.Tensor, is_first: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        """L_pred of the open-loop rollouts through windows `[B, T, *obs]` plus the anti-collapse term."""
         z = self.encoder(obs)  # [B, T, D]
         with torch.no_grad():
             target = self.target(obs)  # [B, T, D]
-        predicted = self.rollout(z[:, 0], action[:, 1:].float())  # [B, T-1, D]
-        prediction = (predicted - target[:, 1:]).pow(2).mean()
+        B, T = action.shape[:2]
+        first = torch.zeros(B, T, dtype=torch.bool, device=z.device) if is_first is None else is_first
+        restart = first.clone()
+        if self.cfg.horizon:
+            restart[:, :: self.cfg.horizon] = True
+        predicted, z_hat = [], z[:, 0]
+        for t in range(1, T):
+            z_hat = self.predict(z_hat, action[:, t].float())
+            predicted.append(z_hat)
+            z_hat = torch.where(restart[:, t, None], z[:, t], z_hat)
+        error = (torch.stack(predicted, 1) - target[:, 1:]).pow(2).mean(-1)  # [B, T-1]
+        kept = ~first[:, 1:]
+        prediction = (error * kept).sum() / kept.sum().clamp(min=1)
         flat = z.flatten(0, 1)
         regulariser, metrics = self.anti_collapse(flat)
         loss = prediction + regulariser

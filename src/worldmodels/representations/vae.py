@@ -54,8 +54,11 @@ class VAELearner(nn.Module):
     def encode(self, obs: Obs) -> torch.Tensor:
         return self.posterior(obs).mean
 
-    def loss(self, obs: Obs, action: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
-        """The β-weighted negative ELBO of every step of windows `[B, T, *obs]`, averaged over steps."""
+    def loss(
+        self, obs: Obs, action: torch.Tensor, is_first: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Metrics]:
+        """The β-weighted negative ELBO of every step of windows `[B, T, *obs]`, averaged over steps (each
+        step on its own: actions and episode starts play no part)."""
         obs = frames(obs)
         q = self.posterior(obs)
         recon = self.decoder(q.rsample()).loss(obs).mean()
