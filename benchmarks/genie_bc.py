@@ -57,7 +57,8 @@ def main() -> None:
     commands = []
     for out, more in ((video, ["--episodes", "500"]), (labelled, ["--episodes", "5", "--seed", "1"])):
         if not (out / INDEX).exists():
-            commands.append(wm(*record, *more, "--out", str(out))[0])
+            wm(*record, *more, "--out", str(out))
+        commands.append(shlex.join(["wm", *record, *more, "--out", str(out)]))  # also when recorded before
     line, wall, out = wm(
         "bc", args.genie, "--video", str(video), "--labelled", str(labelled),
         "--updates", str(args.updates), "--episodes", str(args.episodes),
