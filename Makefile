@@ -14,7 +14,7 @@ $(BIN)/wm: pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	@touch $@
 
-# Test tools and every optional suite (dm_control, Atari, Box2D), so no suite test is skipped.
+# Test tools and every optional suite (dm_control, Atari, Box2D, MinAtar, PointMaze), so no suite test is skipped.
 $(VENV)/.dev: $(BIN)/wm
 	$(BIN)/python -m pip install -q -e ".[dev,all]"
 	@touch $@

@@ -59,3 +59,20 @@ def test_a_report_that_cannot_be_rebuilt_says_the_results_are_stored(tmp_path, m
     monkeypatch.setattr(bench_module, "suite_report", changed)
     with pytest.raises(TrainingError, match="results are stored.*load_dataset.*wm bench --report"):
         bench_module.write_report(tmp_path / "benchmarks" / "results")
+
+
+def test_a_script_task_runs_its_script_with_the_task_s_args(tmp_path, monkeypatch):
+    """One script serves several tasks (`jepa_wm_goals.py` on TwoRoom and PointMaze) through their `args`."""
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "echo.py").write_text(
+        "import json, sys\n"
+        "out = sys.argv[sys.argv.index('--out') + 1]\n"
+        "rows = [[' '.join(sys.argv[3:])]]\n"
+        "json.dump({'description': 'echo', 'columns': ['args'], 'rows': rows, 'notes': ''}, open(out, 'w'))\n"
+    )
+    (bench / "echo_b.yaml").write_text(yaml.safe_dump({"script": "echo.py", "args": ["--env", "b"]}))
+    monkeypatch.setenv("WM_BENCHMARKS", str(bench))
+    run_bench(["echo_b"], seeds=None, jobs=1, out_root=tmp_path / "runs", report_only=False)
+    result = json.loads((bench / "results" / "echo_b.json").read_text())
+    assert result["rows"] == [["--env b"]] and result["command"] == "wm bench echo_b"

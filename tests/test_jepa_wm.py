@@ -15,7 +15,7 @@ from worldmodels.cli import main
 from worldmodels.config import EnvConfig, load_config
 from worldmodels.data.episodes import load_episode
 from worldmodels.envs.record import HELD_STEPS
-from worldmodels.envs.two_room import STEP, WALL_LEFT
+from worldmodels.envs.two_room import STEP, WALL_LEFT, TwoRoomEnv
 from worldmodels.errors import ConfigError
 from worldmodels.registry import AGENTS
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -54,7 +54,7 @@ def test_success_is_the_environment_s_position_within_the_tolerance_beside_rando
     oracle = GoalSuccess(Oracle(), TWO_ROOM, pairs=40, seed=1, task=task)
     for k, pairs in oracle.pairs.items():  # goals k held-action steps ahead, never nearer than min_distance
         gaps = np.linalg.norm(pairs.goals - pairs.starts, axis=1)
-        assert (gaps >= task.min_distance).all() and (gaps <= k * STEP * np.sqrt(2) + 1e-6).all()
+        assert (gaps >= task.min_distance * STEP).all() and (gaps <= k * STEP * np.sqrt(2) + 1e-6).all()
     metrics = oracle(0)
     assert metrics["eval/goal_success_k4"] >= 0.95 and metrics["eval/goal_success_k8"] >= 0.9
     assert metrics["eval/random_success_k4"] <= 0.15 and metrics["eval/random_success_k8"] <= 0.15
@@ -72,6 +72,20 @@ def test_success_of_hand_made_pairs():
     evaluator.pairs = {4: Pairs(starts, goals, goals.astype(np.float32))}
     assert evaluator.reach(evaluator.pairs[4], 4).round(6).tolist() == [[0.4, 0.2], [0.4, 0.2], [WALL_LEFT, 0.2]]
     assert evaluator(0)["eval/goal_success_k4"] == pytest.approx(1 / 3)
+
+
+def test_distances_count_steps_of_the_environment_and_it_must_start_where_told(monkeypatch):
+    """The task's distances are in the environment's `step_size` times the action repeat; an environment that
+    ignores the start it is given is refused, not judged from wherever it began."""
+    evaluator = GoalSuccess(Oracle(), EnvConfig(id="wm/TwoRoom-v0", action_repeat=2), pairs=4, seed=0)
+    assert evaluator.unit == 2 * STEP and evaluator.tolerance == 2 * STEP
+    pairs = evaluator.pairs[4]
+    assert (np.linalg.norm(pairs.goals - pairs.starts, axis=1) >= 4 * STEP).all()
+    assert "within 0.1 after k steps: 2 and 1 steps of 0.1" in evaluator.describe(evaluator(0))
+    reset = TwoRoomEnv.reset
+    monkeypatch.setattr(TwoRoomEnv, "reset", lambda self, seed=None, options=None: reset(self, seed=seed))
+    with pytest.raises(ConfigError, match="does not start where told"):
+        evaluator(0)
 
 
 def test_goal_success_refuses_an_agent_without_goals_and_an_environment_without_positions(tmp_path, capsys):

@@ -274,6 +274,19 @@ class GoalConditioned(AgentContract, Protocol):
     def describe_planning(self) -> str: ...
 
 
+class Positioned(Protocol):
+    """An environment whose goals the `goal_success` evaluation judges (`wm/TwoRoom-v0`, `maze:PointMaze_*`):
+    `info["position"]` (x, y) after every reset and step, in its own units; `reset(options={"position": (x,
+    y)})` starts it at rest there; `step_size` (on `env.unwrapped`), the farthest the position moves along an
+    axis in one step, is the unit of the evaluator's distances."""
+
+    step_size: float
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any: ...
+
+    def step(self, action: Any) -> Any: ...
+
+
 def methods(contract: type) -> dict[str, inspect.Signature]:
     """The methods a contract names (its own and its bases'), with their signatures."""
     out: dict[str, inspect.Signature] = {}

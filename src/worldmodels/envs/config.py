@@ -11,7 +11,7 @@ from worldmodels.schema import non_negative, param, positive
 @dataclass
 class EnvConfig:
     id: str = "CartPole-v1"
-    """Gymnasium id; other suites use prefixes (`dmc:`, `atari:`, `minatar:`)."""
+    """Gymnasium id; other suites use prefixes (`dmc:`, `atari:`, `minatar:`, `maze:`)."""
     num_envs: int = positive(1)
     """Environments stepped together for collection."""
     vectorization: Literal["sync", "async"] = "sync"

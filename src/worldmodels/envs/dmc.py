@@ -6,12 +6,10 @@ marks a true terminal state.
 
 from __future__ import annotations
 
-import os
-
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.envs.wrappers import image_space
+from worldmodels.envs.wrappers import image_space, observation_space
 from worldmodels.errors import ConfigError, closest
 
 # Cameras that show the agent well, as in the Dreamer papers; others use camera 0.
@@ -19,7 +17,6 @@ CAMERAS = {"quadruped": 2}
 
 
 def _suite():
-    os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         from dm_control import suite
     except ImportError as err:
@@ -56,13 +53,7 @@ class DMCEnv(gym.Env):
         self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32))
         dim = sum(int(np.prod(v.shape)) for v in self._env.observation_spec().values())
         state = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
-        image = image_space(size, False)
-        if obs == "state":
-            self.observation_space = state
-        elif obs == "pixels":
-            self.observation_space = image
-        else:
-            self.observation_space = gym.spaces.Dict({"image": image, "state": state})
+        self.observation_space = observation_space(obs, image_space(size, False), state)
 
     def _observe(self, time_step) -> np.ndarray | dict[str, np.ndarray]:
         if self.obs_mode == "pixels":

@@ -4,6 +4,7 @@ CartPole-v1, Pendulum-v1, CarRacing-v3, any registered gymnasium id   (gymnasium
 dmc:cartpole-swingup, dmc:walker-walk                                    (dm_control)
 atari:Pong, atari:Breakout                                               (ALE)
 minatar:Breakout, minatar:SpaceInvaders                                  (MinAtar)
+maze:PointMaze_UMaze-v3, maze:PointMaze_Medium-v3                        (gymnasium-robotics PointMaze, from above)
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
         env = MinAtarEnv(name, cfg.obs, cfg.sticky_actions)
         if cfg.max_episode_steps:
             env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps * cfg.action_repeat)
+    elif suite == "maze":
+        from worldmodels.envs.maze import EPISODE_STEPS, PointMazeEnv
+
+        env = PointMazeEnv(name, cfg.obs, cfg.size)
+        env = gym.wrappers.TimeLimit(env, (cfg.max_episode_steps or EPISODE_STEPS) * cfg.action_repeat)
     else:  # a gymnasium id, possibly `module:Env-v0`, which gymnasium imports itself
         env = _make_gym(cfg, render)
     if isinstance(env.action_space, gym.spaces.Box):

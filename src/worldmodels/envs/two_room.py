@@ -7,7 +7,7 @@ wall stops where it first touches it (and the door's edges are wall too), the ar
 Episodes start at a uniform free position (or `reset(options={"position": (x, y)})`), earn no reward and
 never terminate; 100 steps truncate. Observation: the position (x, y) as float32; `render()` draws a 64×64
 frame (the package's `env.obs=pixels` observes it); `info["position"]` is the true position in both modes,
-for probes and goal success.
+for probes and goal success (`contracts.Positioned`).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def render(position: np.ndarray) -> np.ndarray:
 
 class TwoRoomEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    step_size = STEP
+    """The farthest the agent moves along an axis in one step: the unit of goal success."""
 
     def __init__(self, render_mode: str | None = None):
         self.render_mode = render_mode

@@ -24,6 +24,13 @@ def image_space(size: tuple[int, int], grayscale: bool) -> gym.spaces.Box:
     return gym.spaces.Box(0, 255, (*size, 1 if grayscale else 3), np.uint8)
 
 
+def observation_space(mode: str, image: gym.spaces.Box, state: gym.Space) -> gym.Space:
+    """The space of `env.obs=mode`: `state`, `pixels` (the image) or `both` (a dict `{image, state}`)."""
+    if mode == "state":
+        return state
+    return image if mode == "pixels" else gym.spaces.Dict({"image": image, "state": state})
+
+
 class ActionRepeat(gym.Wrapper):
     """Repeat each action `repeat` times, summing rewards, stopping early when the episode ends."""
 
@@ -63,11 +70,7 @@ class RenderedObs(gym.ObservationWrapper):
         self.mode, self.size, self.grayscale, self.from_obs = mode, size, grayscale, from_obs
         if from_obs and mode == "both":
             raise ConfigError("env.obs=both needs a vector state, but this environment observes only images")
-        image = image_space(size, grayscale)
-        if mode == "pixels":
-            self.observation_space = image
-        else:
-            self.observation_space = gym.spaces.Dict({"image": image, "state": env.observation_space})
+        self.observation_space = observation_space(mode, image_space(size, grayscale), env.observation_space)
 
     def observation(self, obs):
         frame = resize(obs if self.from_obs else self.env.render(), self.size, self.grayscale)

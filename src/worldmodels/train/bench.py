@@ -16,7 +16,7 @@ its curve and its wall-clock time go to `benchmarks/results/TASK.json`, and `BEN
 from all stored results.
 
 A measurement that is not a training run (speed, memory) is a task with `script: NAME.py`: the script,
-in `benchmarks/`, is run as `python NAME.py --out RESULT.json` and writes
+in `benchmarks/`, is run as `python NAME.py --out RESULT.json [ARGS]` (the task's `args`) and writes
 `{"description": ..., "columns": [...], "rows": [[...], ...], "notes": ...}`, shown as a table.
 """
 
@@ -53,6 +53,8 @@ class Task:
     description: str = ""
     script: str | None = None
     """A measuring script in `benchmarks/` instead of a training run."""
+    args: list[str] = field(default_factory=list)
+    """Arguments the script is run with after `--out RESULT.json` (one script, several tasks)."""
 
 
 def bench_dir() -> Path:
@@ -168,7 +170,7 @@ def cpu_settings(preset: str, agent: str) -> str | None:
 
 def _run_script(name: str, task: Task, out: Path) -> None:
     print(f"[bench] {name}: {task.script}", flush=True)
-    cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out)]
+    cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out), *task.args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise TrainingError(f"benchmark {name} failed: {proc.stderr.strip().splitlines()[-1:]}")

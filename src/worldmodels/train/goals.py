@@ -1,8 +1,14 @@
 """Goal-conditioned evaluation, `goal_success`: from a start state, reach the state an exploring policy
 reached k steps later, judged by the environment's own state, not by the model.
 
+The environment's side (`contracts.Positioned`, met by `wm/TwoRoom-v0` and `maze:PointMaze_*`): it reports
+its position as `info["position"]` (x, y) after every reset and step, starts at rest where told by
+`reset(options={"position": (x, y)})`, and states its `step_size`, the farthest the position moves along an
+axis in one step, in its own units. The task's distances are counted in steps (`step_size` x the action
+repeat), so one `GoalTask` means the same on a unit square and in a maze measured in metres.
+
 Pairs are drawn once, from seeds of the evaluator's own (held out from any training data): a start at the
-environment's uniform reset, and the goal where k steps of the `held` random policy took it (each uniform
+environment's own reset, and the goal where k steps of the `held` random policy took it (each uniform
 action kept 4 steps; `envs/record.py`). A uniform random walk barely moves in 4-8 steps, so its goals would
 sit next to the start; held actions go somewhere. A pair whose goal lies within `min_distance` of its start
 is drawn again, so standing still never succeeds. The agent then starts at each pair's start position,
@@ -10,8 +16,9 @@ is shown the goal's observation, and acts for k steps (the steps the exploring p
 environment's position ending within `tolerance` of the goal's. Uniformly random actions from the same
 starts, judged the same way, are reported beside it: the floor (about 3-4 % on wm/TwoRoom-v0).
 
-The task's settings (`GoalTask`) are fixed here and printed with every result, together with the agent's
-planning settings: published success rates move from 14 % to 84 % with such settings alone.
+The task's settings (`GoalTask`) are fixed here and printed with every result, in steps and in the
+environment's units, together with the agent's planning settings: published success rates move from 14 % to
+84 % with such settings alone.
 """
 
 from __future__ import annotations
@@ -38,10 +45,12 @@ class GoalTask:
 
     offsets: tuple[int, ...] = (4, 8)
     """k: goals are where the exploring policy was k steps after the start."""
-    tolerance: float = 0.05
-    """Success: the final position within this distance of the goal's (TwoRoom: one full step along an axis)."""
-    min_distance: float = 0.1
-    """Goals nearer than this to their start are drawn again (2 x the tolerance: standing still fails)."""
+    tolerance: float = 1.0
+    """Success: the final position within this many steps of the goal's (one step's farthest move along an
+    axis: TwoRoom 0.05, PointMaze 0.25 m)."""
+    min_distance: float = 2.0
+    """Goals nearer than this many steps to their start are drawn again (2 x the tolerance: standing still
+    fails)."""
     policy: Policy = "held"
     """The exploring policy the goals come from."""
 
@@ -59,20 +68,33 @@ def stack(observations: list[Obs]) -> Obs:
     return obs_map(lambda *xs: np.stack(xs), *observations)
 
 
+def unpositioned(env_id: str, lacks: str) -> ConfigError:
+    return ConfigError(
+        f"train.evaluate=goal_success needs an environment that reports its state as info['position'], starts "
+        f"where told (reset options {{'position': ...}}) and states its step_size, such as wm/TwoRoom-v0 or "
+        f"maze:PointMaze_UMaze-v3; '{env_id}' {lacks}: use train.evaluate=returns"
+    )
+
+
 def position(info: dict, env_id: str) -> np.ndarray:
     if "position" not in info:
-        raise ConfigError(
-            f"train.evaluate=goal_success needs an environment that reports its state as info['position'] and "
-            f"starts where told (reset options {{'position': ...}}), such as wm/TwoRoom-v0; '{env_id}' does not: "
-            "use train.evaluate=returns"
-        )
+        raise unpositioned(env_id, "reports no info['position']")
     return np.asarray(info["position"], np.float64)
 
 
-def draw_pairs(env: gym.Env, env_id: str, task: GoalTask, offset: int, n: int, seed: int) -> Pairs:
+def step_unit(env: gym.Env, env_cfg: EnvConfig) -> float:
+    """The unit of `GoalTask`'s distances: the farthest the position moves along an axis in one agent step."""
+    size = getattr(env.unwrapped, "step_size", None)
+    if size is None:
+        raise unpositioned(env_cfg.id, "states no step_size")
+    return float(size) * env_cfg.action_repeat
+
+
+def draw_pairs(env: gym.Env, env_id: str, task: GoalTask, offset: int, n: int, seed: int, unit: float) -> Pairs:
     """`n` (start, goal) pairs `offset` steps apart along the exploring policy, goals at least `min_distance`
-    from their start."""
+    steps of `unit` from their start."""
     act_spec = act_spec_of(env.action_space, env_id)
+    min_distance = task.min_distance * unit
     rng = np.random.default_rng(seed)
     starts, goals, goal_obs = [], [], []
     for _ in range(100 * n):
@@ -82,14 +104,14 @@ def draw_pairs(env: gym.Env, env_id: str, task: GoalTask, offset: int, n: int, s
         for _ in range(offset):
             obs, _, _, _, info = env.step(act_spec.to_env(next(actions)[None])[0])
         goal = position(info, env_id)
-        if np.linalg.norm(goal - start) >= task.min_distance:
+        if np.linalg.norm(goal - start) >= min_distance:
             starts.append(start)
             goals.append(goal)
             goal_obs.append(obs)
         if len(starts) == n:
             return Pairs(np.stack(starts), np.stack(goals), stack(goal_obs))
     raise ConfigError(
-        f"the {task.policy} policy of '{env_id}' seldom moves {task.min_distance} in {offset} steps: "
+        f"the {task.policy} policy of '{env_id}' seldom moves {min_distance:g} in {offset} steps: "
         f"found {len(starts)} of {n} goal pairs in {100 * n} tries"
     )
 
@@ -108,11 +130,18 @@ class GoalSuccess:
         self.agent, self.env_cfg, self.task = agent, env_cfg, task
         self.envs = [make_env(env_cfg) for _ in range(pairs)]
         self.act_spec = act_spec_of(self.envs[0].action_space, env_cfg.id)
-        self.pairs = {k: draw_pairs(self.envs[0], env_cfg.id, task, k, pairs, seed + k) for k in task.offsets}
+        self.unit = step_unit(self.envs[0], env_cfg)
+        self.tolerance = task.tolerance * self.unit
+        self.pairs = {
+            k: draw_pairs(self.envs[0], env_cfg.id, task, k, pairs, seed + k, self.unit) for k in task.offsets
+        }
 
     def play(self, pairs: Pairs, steps: int, choose) -> np.ndarray:
         """Final positions `[n, 2]` after `steps` actions `choose(obs [n, *obs], t)` → `[n, A]` from the starts."""
-        obs = stack([env.reset(options={"position": s})[0] for env, s in zip(self.envs, pairs.starts)])
+        obs, infos = zip(*(env.reset(options={"position": s}) for env, s in zip(self.envs, pairs.starts)))
+        if not np.allclose([position(i, self.env_cfg.id) for i in infos], pairs.starts, atol=1e-5):
+            raise unpositioned(self.env_cfg.id, "does not start where told")
+        obs = stack(list(obs))
         for t in range(steps):
             actions = self.act_spec.to_env(choose(obs, t))
             stepped = [env.step(a) for env, a in zip(self.envs, actions)]
@@ -141,8 +170,8 @@ class GoalSuccess:
                 reached = np.linalg.norm(self.reach(pairs, k) - pairs.goals, axis=1)
                 wandered = self.play(pairs, k, lambda obs, t: self.act_spec.random(len(self.envs), rng))
                 wandered = np.linalg.norm(wandered - pairs.goals, axis=1)
-                metrics[f"eval/goal_success_k{k}"] = float((reached <= self.task.tolerance).mean())
-                metrics[f"eval/random_success_k{k}"] = float((wandered <= self.task.tolerance).mean())
+                metrics[f"eval/goal_success_k{k}"] = float((reached <= self.tolerance).mean())
+                metrics[f"eval/random_success_k{k}"] = float((wandered <= self.tolerance).mean())
                 metrics[f"eval/goal_distance_k{k}"] = float(reached.mean())
         return metrics
 
@@ -155,6 +184,7 @@ class GoalSuccess:
         )
         return (
             f"eval goal success {found}  ({len(self.envs)} held-out pairs per k, goals k steps of {task.policy} "
-            f"actions ahead and >= {task.min_distance:g} away, success within {task.tolerance:g} after k steps; "
-            f"{self.agent.describe_planning()})"
+            f"actions ahead and >= {task.min_distance * self.unit:g} away, success within {self.tolerance:g} "
+            f"after k steps: {task.min_distance:g} and {task.tolerance:g} steps of {self.unit:g}, the farthest "
+            f"move of a step; {self.agent.describe_planning()})"
         )
