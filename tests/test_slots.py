@@ -50,8 +50,8 @@ RUN = [
 
 
 def _slots() -> list[tuple[str, str, object, object]]:
-    """(preset, slot, registry, contract) for every component field of every agent under test, and for the
-    fields of another kind inside its default component (the RSSM's backbone)."""
+    """(preset, slot, registry, contract) for every component field of every agent under test (optional ones
+    too), and for the fields of another kind inside its default component (the RSSM's backbone)."""
     out = []
     for preset in PRESETS:
         agent = load_config(preset, []).agent.name
@@ -60,6 +60,8 @@ def _slots() -> list[tuple[str, str, object, object]]:
                 continue
             out.append((preset, f.name, f.metadata["registry"], f.metadata["contract"]))
             parent = f.metadata["registry"]
+            if f.metadata["default"] is None:  # an optional slot: no default component to look inside
+                continue
             for inner in dataclasses.fields(parent.get(f.metadata["default"]).Config):
                 if "registry" in inner.metadata and inner.metadata["registry"] is not parent:
                     slot = f"{f.name}.{inner.name}"
@@ -108,7 +110,8 @@ def _runs(preset: str, overrides: list[str], envs: tuple[str, ...], tmp_path) ->
 def test_every_name_fills_every_slot_of_its_kind_or_is_refused_in_one_line(preset, slot, name, fits, tmp_path):
     tiny, envs = PRESETS[preset]
     envs = ACTORS.get(slot, envs)
-    if name != _spec(load_config(preset, tiny).agent.cfg, slot).name:  # the tiny options are the old one's
+    current = _spec(load_config(preset, tiny).agent.cfg, slot)  # None: an optional slot left empty
+    if current is None or name != current.name:  # the tiny options are the old one's
         tiny = [o for o in tiny if not o.startswith((f"agent.{slot}.", f"agent.{slot}="))]
     overrides = [*tiny, *RUN, f"agent.{slot}.name={name}"]
     if not fits:
