@@ -20,7 +20,7 @@ from worldmodels.envs.config import EnvConfig
 from worldmodels.envs.make import make_env
 from worldmodels.envs.spaces import act_spec_of
 from worldmodels.errors import ConfigError
-from worldmodels.spaces import ActSpec, Obs
+from worldmodels.spaces import ActSpec, Obs, obs_map
 from worldmodels.workers import process_pool
 
 Policy = Literal["uniform", "brownian", "held"]
@@ -82,11 +82,12 @@ def play_episode(
     zeros)."""
     env = make_env(env_cfg)
     try:
-        obs, _ = env.reset(seed=seed)
+        obs = contiguous(env.reset(seed=seed)[0])
         frames, actions, rewards, terminal = [obs], [np.zeros(act_spec.dim, np.float32)], [0.0], [False]
         while max_steps is None or len(frames) <= max_steps:
             action = np.asarray(choose(obs), np.float32)
             obs, reward, terminated, truncated, _ = env.step(act_spec.to_env(action[None])[0])
+            obs = contiguous(obs)
             frames.append(obs)
             actions.append(action)
             rewards.append(float(reward))
@@ -102,6 +103,11 @@ def play_episode(
         "reward": np.asarray(rewards, np.float32),
         "is_terminal": np.asarray(terminal, bool),
     }
+
+
+def contiguous(obs: Obs) -> Obs:
+    """An observation in arrays of its own (rendered frames can be flipped views, which torch refuses)."""
+    return obs_map(np.ascontiguousarray, obs)
 
 
 def _record_job(args: tuple) -> tuple[float, int]:
