@@ -15,6 +15,12 @@ run it (`open_loop`, batch 1): seconds per dreamed frame from 2 real ones.
     python benchmarks/stream_speed.py --out result.json [--device cuda] [--presets iris_atari ...]
     python benchmarks/stream_speed.py --out result.json --quick   # the tiny presets on MinAtar-sized frames
 
+On a machine without gymnasium (which importing the package needs: `envs/continuous_cartpole.py`), its pure-
+Python wheels can go on the path without an install (the GPU machine lent to sessions here, from the repo
+root): `pip download --no-deps -d wheels gymnasium==1.4.0 farama-notifications==0.0.6 cloudpickle==3.1.3`,
+then `PYTHONPATH=src:wheels/gymnasium-1.4.0-py3-none-any.whl:wheels/farama_notifications-0.0.6-py3-none-any.whl:`
+`wheels/cloudpickle-3.1.3-py3-none-any.whl python3 benchmarks/stream_speed.py --device cuda --out OUT.json`.
+
 A Genie stream's windows cross episode seams here (replay's default) where its recorded dataset keeps
 them within episodes: the same arrays, so the same work.
 """
