@@ -22,21 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
+from commands import wm
+
 from worldmodels.data.episodes import INDEX
-
-
-def wm(*args: str) -> tuple[str, float, str]:
-    """Run `wm ARGS` in a process of its own: its command line, wall-clock seconds and standard output."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "worldmodels.cli", *args], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return shlex.join(["wm", *args]), time.perf_counter() - start, done.stdout
 
 
 def main() -> None:

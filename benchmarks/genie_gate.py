@@ -23,13 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from commands import wm
 
 from worldmodels.api import load_agent
 from worldmodels.data.episodes import INDEX
@@ -39,15 +37,6 @@ SCRIPTS = ("0,0,0,0,0,0", "1,1,1,1,1,1", "2,2,2,2,2,2")
 PROMPTS = 50
 """Held-out first frames each script is played from, for the play check."""
 QUICK = ["agent.tokenizer_steps=3", "agent.dynamics_steps=3", "train.eval_every=0"]
-
-
-def wm(*args: str) -> tuple[str, float, str]:
-    """Run `wm ARGS` in a process of its own: its command line, wall-clock seconds and standard output."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "worldmodels.cli", *args], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return shlex.join(["wm", *args]), time.perf_counter() - start, done.stdout
 
 
 def wrong(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from commands import wm
 
 from worldmodels.config import EnvConfig
 from worldmodels.envs import make_env
@@ -46,14 +44,6 @@ MODELS = {
     ],
 }
 OFFSETS = (4, 8)
-
-
-def wm(*args: str) -> tuple[str, float]:
-    """Run `wm ARGS` in a process of its own; returns the command line and its wall-clock seconds."""
-    command = [sys.executable, "-m", "worldmodels.cli", *args]
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return shlex.join(["wm", *args]), time.perf_counter() - start
 
 
 def final_eval(run_dir: Path) -> dict[str, float]:
@@ -75,7 +65,7 @@ def main() -> None:
     episodes, updates, pairs = (10, 20, 10) if args.quick else (200, args.updates, 300)
     data = work / "data"
     record = ["record", env_id, "env.obs=pixels", "--policy", "held", "--episodes", str(episodes)]
-    command, recorded = wm(*record, "--seed", "0", "--out", str(data))
+    command, recorded, _ = wm(*record, "--seed", "0", "--out", str(data))
     commands = [command]
     rows = []
     for label, overrides in MODELS.items():
@@ -83,7 +73,7 @@ def main() -> None:
         train = [preset, f"train.offline={data}", f"train.steps={updates}", *overrides]
         if args.quick:
             train.append(f"train.eval_episodes={pairs}")
-        command, wall = wm("train", *train, f"device={args.device}", "--run-dir", str(run_dir))
+        command, wall, _ = wm("train", *train, f"device={args.device}", "--run-dir", str(run_dir))
         commands.append(command)
         found = final_eval(run_dir)
         rows.append(
