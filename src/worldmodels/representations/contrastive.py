@@ -20,9 +20,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from worldmodels.registry import REPRESENTATION_LEARNERS, component
-from worldmodels.representations.embedding import Metrics, TargetEncoderLearner, frames, monitors
-from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.registry import REPRESENTATION_LEARNERS
+from worldmodels.representations.embedding import (
+    Metrics,
+    TargetEncoderConfig,
+    TargetEncoderLearner,
+    frames,
+    monitors,
+)
+from worldmodels.schema import non_negative, positive, unit
 from worldmodels.spaces import Obs, obs_map
 
 
@@ -56,12 +62,7 @@ class ContrastiveLearner(TargetEncoderLearner):
     """Observations `[..., *obs]` → f_θ(o) `[..., embed_dim]`, learnt by InfoNCE between views and steps."""
 
     @dataclass
-    class Config:
-        encoder: Spec = component("encoder", "multi")
-        """Features of the observation (a CNN for frames, an MLP for vectors)."""
-        embed_dim: int = positive(32)
-        predictor_hidden: int = positive(256)
-        predictor_layers: int = positive(2)
+    class Config(TargetEncoderConfig):
         shift: int = non_negative(4)
         """Largest random shift of a view, in pixels."""
         temperature: float = positive(0.1)

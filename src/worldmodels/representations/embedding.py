@@ -4,15 +4,15 @@ an action-conditioned predictor of the next embedding, and the collapse monitors
 from __future__ import annotations
 
 import copy
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from worldmodels.losses.collapse import effective_rank, embedding_std
 from worldmodels.nn import MLP, ema_update
-from worldmodels.registry import ENCODERS
-from worldmodels.schema import Spec
+from worldmodels.registry import ENCODERS, component
+from worldmodels.schema import Spec, positive, unit
 from worldmodels.spaces import Obs, ObsSpec, obs_map
 
 Metrics = dict[str, torch.Tensor]
@@ -53,12 +53,25 @@ def monitors(z: torch.Tensor) -> Metrics:
     return {"repr/embed_std": embedding_std(z), "repr/effective_rank": effective_rank(z)}
 
 
+@dataclass
+class TargetEncoderConfig:
+    """The options of every `TargetEncoderLearner`; each learner's `Config` extends them."""
+
+    encoder: Spec = component("encoder", "multi")
+    """Features of the observation (a CNN for frames, an MLP for vectors)."""
+    embed_dim: int = positive(32)
+    predictor_hidden: int = positive(256)
+    predictor_layers: int = positive(2)
+    tau: float = unit(0.01)
+    """EMA rate of the target encoder: θ̄ ← θ̄ + τ(θ − θ̄) after each update (1: a stop-gradient copy)."""
+
+
 class TargetEncoderLearner(nn.Module):
     """What the contrastive and JEPA learners share: an online encoder of embeddings (`encode`), a slow EMA
     copy of it (`target`, moved by `update_target` at `cfg.tau`) and an action-conditioned predictor of the
-    next embedding. `cfg` holds `encoder`, `embed_dim`, `predictor_hidden`, `predictor_layers` and `tau`."""
+    next embedding."""
 
-    def __init__(self, cfg: Any, obs_spec: ObsSpec, action_dim: int):
+    def __init__(self, cfg: TargetEncoderConfig, obs_spec: ObsSpec, action_dim: int):
         super().__init__()
         self.cfg = cfg
         self.embed_dim = cfg.embed_dim

@@ -23,9 +23,9 @@ from typing import Literal
 import torch
 
 from worldmodels.losses.collapse import random_directions, sigreg, vicreg_covariance, vicreg_variance
-from worldmodels.registry import REPRESENTATION_LEARNERS, component
-from worldmodels.representations.embedding import Metrics, TargetEncoderLearner, monitors
-from worldmodels.schema import Spec, non_negative, positive, unit
+from worldmodels.registry import REPRESENTATION_LEARNERS
+from worldmodels.representations.embedding import Metrics, TargetEncoderConfig, TargetEncoderLearner, monitors
+from worldmodels.schema import non_negative, positive
 from worldmodels.spaces import Obs, ObsSpec
 
 
@@ -34,14 +34,7 @@ class JEPALearner(TargetEncoderLearner):
     """Observations `[..., *obs]` → f_θ(o) `[..., embed_dim]`; `predict` and `rollout` move embeddings by actions."""
 
     @dataclass
-    class Config:
-        encoder: Spec = component("encoder", "multi")
-        """Features of the observation (a CNN for frames, an MLP for vectors)."""
-        embed_dim: int = positive(32)
-        predictor_hidden: int = positive(256)
-        predictor_layers: int = positive(2)
-        tau: float = unit(0.01)
-        """EMA rate of the target encoder: θ̄ ← θ̄ + τ(θ − θ̄) after each update (1: a stop-gradient copy)."""
+    class Config(TargetEncoderConfig):
         horizon: int = non_negative(0)
         """Open-loop steps of one rollout before it starts again from the context embedding (0: one rollout
         per window)."""
