@@ -185,7 +185,7 @@ def _bc(args: argparse.Namespace) -> None:
 
     run = load_agent(args.run_dir)
     cfg = CloneConfig(updates=args.updates)
-    _, result = latent_bc(run.agent, Path(args.video), Path(args.labelled), cfg, args.episodes, args.seed)
+    result = latent_bc(run.agent, Path(args.video), Path(args.labelled), cfg, args.episodes, args.seed)
     (Path(args.run_dir) / "latent_bc.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
 
