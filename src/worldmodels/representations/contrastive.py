@@ -10,7 +10,10 @@ that tells each query's own key from the keys of the other N − 1 steps of the 
     views   q = f_θ(view₁(o_t)),               k = f_θ̄(view₂(o_t))          (CURL)
     next    q = g(f_θ(view₁(o_t)), a_{t+1}),   k = f_θ̄(view₂(o_{t+1}))      (CPC, one step, given the action)
 
-loss = L_views + `next_coef` · L_next. The embedding is f_θ(o) of the unshifted observation.
+loss = L_views + `next_coef` · L_next. The embedding is f_θ(o) of the unshifted observation, put on the
+sphere of radius √embed_dim (a per-dimension scale of about 1): InfoNCE compares by cosine alone and leaves
+the norm free to drift (a decoder-free Dreamer's fell to a per-dimension std of 0.014), while an RSSM or a
+planner reads the vector as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from worldmodels.nn.augment import random_shift
 from worldmodels.registry import REPRESENTATION_LEARNERS
 from worldmodels.representations.embedding import (
     Metrics,
@@ -30,18 +34,6 @@ from worldmodels.representations.embedding import (
 )
 from worldmodels.schema import non_negative, positive, unit
 from worldmodels.spaces import Obs, obs_map
-
-
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """uint8 frames `[N, H, W, C]`, each shifted by its own random offset of up to `pad` pixels in each
-    direction, the border repeating the edge: `[N, H, W, C]`."""
-    n, h, w, _ = images.shape
-    padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")  # [N, C, H', W']
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), device=images.device)
-    rows = dy + torch.arange(h, device=images.device)  # [N, H]
-    cols = dx + torch.arange(w, device=images.device)  # [N, W]
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].to(torch.uint8)  # [N, H, W, C]
 
 
 def info_nce(
@@ -71,6 +63,13 @@ class ContrastiveLearner(TargetEncoderLearner):
         tau: float = unit(0.05)
         """EMA rate of the key encoder (CURL: 0.05)."""
 
+    def encode(self, obs: Obs) -> torch.Tensor:
+        return self.sphere(self.encoder(obs))
+
+    def sphere(self, z: torch.Tensor) -> torch.Tensor:
+        """Embeddings `[..., D]` scaled to norm √D (module docstring)."""
+        return F.normalize(z, dim=-1) * self.cfg.embed_dim**0.5
+
     def view(self, obs: Obs) -> Obs:
         """A randomly shifted copy of the frames in `obs` `[N, *obs]`."""
         return obs_map(lambda x: random_shift(x, self.cfg.shift) if x.dtype == torch.uint8 else x, obs)
@@ -82,7 +81,7 @@ class ContrastiveLearner(TargetEncoderLearner):
         episode (a step that `is_first` `[B, T]` marks is no step's next)."""
         B, T = action.shape[:2]
         flat = frames(obs)
-        query = self.encoder(self.view(flat))  # [B·T, D]
+        query = self.sphere(self.encoder(self.view(flat)))  # [B·T, D]
         with torch.no_grad():
             key = self.target(self.view(flat))  # [B·T, D]
         views = info_nce(query, key, self.cfg.temperature)
