@@ -5,9 +5,15 @@ pair of consecutive frames, learnt by making it the only thing a decoder gets of
     x̂_{t+1} = dec(x_1 … x_t, ã_t)       L = ‖x_{t+1} − x̂_{t+1}‖² + VQ codebook and commitment terms
 
 The tiny codebook is the bottleneck: what the past frames cannot predict about the next one (what the
-player did) has to pass through the code. The encoder and decoder are spatiotemporal transformers over
-p×p patches (`nn/st_transformer.py`); the encoder's output at frame t+1, averaged over its patches, is
-quantised (`tokenizers/vq.py`'s quantiser), and the decoder adds the code to every patch of frame t.
+player did) has to pass through the code. The decoder reconstructs the clip moved by a small random offset
+(`shift`, one per clip) while the encoder sees it unmoved, so a code can carry only what survives a
+translation: how things moved, not where they ended up. Without it a LAM over 2×2 patches of MinAtar
+Breakout learnt codes for "the paddle ends on the patch's left cell" (its position's parity), which
+pass the next frame as well as "left" does but mix the true actions.
+
+The encoder and decoder are spatiotemporal transformers over p×p patches (`nn/st_transformer.py`); the
+encoder's output at frame t+1, averaged over its patches, is quantised (`tokenizers/vq.py`'s quantiser), and
+the decoder adds the code to every patch of frame t.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 from torch import nn
 
 from worldmodels.errors import ConfigError
+from worldmodels.nn.augment import random_shift
 from worldmodels.nn.st_transformer import STTransformer, from_patches, to_patches
 from worldmodels.nn.transformer import TransformerConfig
 from worldmodels.registry import LATENT_ACTIONS
@@ -43,6 +50,8 @@ class VQLatentActions(nn.Module):
         """Updates a code may go unchosen before it is revived to an encoder output."""
         normalise: bool = True
         """Compare encoder outputs and codes by cosine (on the unit sphere), which keeps more codes in use."""
+        shift: int = non_negative(1)
+        """Largest offset, in pixels, of the clip the decoder reconstructs (module docstring; 0: none)."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
@@ -90,7 +99,8 @@ class VQLatentActions(nn.Module):
         """uint8 clips `[B, T, H, W, C]` → the loss (module docstring) and metrics: the next frame's squared
         error, the codes' perplexity, how many of them were used in the batch, and dead codes revived."""
         codes, chosen, vq_loss, vq_metrics = self.quantiser(self.encode(frames))
-        error = (self.predict(frames, codes) - frames[:, 1:].float() / 255.0).pow(2).mean()
+        moved = random_shift(frames, self.cfg.shift) if self.cfg.shift else frames
+        error = (self.predict(moved, codes) - moved[:, 1:].float() / 255.0).pow(2).mean()
         used = (torch.bincount(chosen.flatten(), minlength=self.actions) > 0).sum().float()
         metrics = {"latent_actions/reconstruction": error.detach(), "latent_actions/codes_used": used}
         metrics.update({f"latent_actions/{k}": v for k, v in vq_metrics.items()})
