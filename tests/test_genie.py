@@ -70,6 +70,24 @@ def test_the_latent_action_model_reports_and_revives_its_codebook():
     assert lam.quantiser.codebook[5].abs().max() < 1e3  # revived to an encoder output of the batch
 
 
+def test_the_latent_action_decoder_reconstructs_a_moved_clip_from_codes_of_the_unmoved_one(monkeypatch):
+    torch.manual_seed(0)
+    lam = LATENT_ACTIONS.build("vq_lam", {**SMALL, "shift": 1}, obs_spec=FRAME)
+    clips = _clips(8, 4)
+    encoded, predicted = [], []
+    encode, predict = lam.encode, lam.predict
+    monkeypatch.setattr(lam, "encode", lambda x: encoded.append(x) or encode(x))
+    monkeypatch.setattr(lam, "predict", lambda x, codes: predicted.append(x) or predict(x, codes))
+    lam.loss(clips)
+    assert torch.equal(encoded[0], clips)  # the encoder sees the clip as it is
+    moved = predicted[0]
+    assert not torch.equal(moved, clips)
+    for n in range(8):  # each clip moved as one by at most a pixel, the edge repeated
+        padded = torch.nn.functional.pad(clips[n].movedim(-1, 1).float(), (1, 1, 1, 1), mode="replicate")
+        crops = [padded[..., i : i + 10, j : j + 10].movedim(1, -1) for i in range(3) for j in range(3)]
+        assert any(torch.equal(moved[n].float(), c) for c in crops)
+
+
 def test_the_decoding_schedule_is_the_cosine_one_and_ends_with_every_token():
     assert [still_masked(s, 8, 25) for s in range(9)] == [
         math.floor(25 * math.cos(math.pi / 2 * s / 8) + 1e-9) for s in range(8)
