@@ -270,10 +270,13 @@ def test_decoder_free_dreamer_has_no_decoder_and_its_learner_trains_the_encoder(
     torch.manual_seed(0)
     fresh = _decoder_free(learner).representation_learner
     agent, metrics = updated(1.0)
-    assert agent.decoder is None and not [n for n, _ in agent.named_parameters() if "decoder" in n]
+    assert agent.decoder is None  # nothing decodes observations
     assert agent.embed(batch["obs"]).shape == (2, 8, 8)  # the RSSM filters the learner's 8-dim embedding
     assert {"repr/loss", "repr/embed_std", "repr/effective_rank"} <= set(metrics)
     assert "world_model/recon" not in metrics and "world_model/reward" in metrics
+    # the state predicts the embedding in the decoder's place
+    feats = torch.zeros(3, agent.rssm.feat_dim)
+    assert agent.embedding_decoder(feats).mean.shape == (3, 8) and metrics["world_model/embedding"] > 0
     learner_now = agent.representation_learner
     for (name, before), after in zip(fresh.encoder.named_parameters(), learner_now.encoder.parameters()):
         assert not torch.equal(before, after), name
