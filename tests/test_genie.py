@@ -72,7 +72,8 @@ def test_the_latent_action_model_reports_and_revives_its_codebook():
 
 def test_the_latent_action_decoder_reconstructs_a_moved_clip_from_codes_of_the_unmoved_one(monkeypatch):
     torch.manual_seed(0)
-    lam = LATENT_ACTIONS.build("vq_lam", {**SMALL, "shift": 1}, obs_spec=FRAME)
+    lam = LATENT_ACTIONS.build("vq_lam", SMALL, obs_spec=FRAME)
+    assert lam.shift == 1  # by default half the patch (2)
     clips = _clips(8, 4)
     encoded, predicted = [], []
     encode, predict = lam.encode, lam.predict

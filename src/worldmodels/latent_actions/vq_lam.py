@@ -28,7 +28,7 @@ from worldmodels.nn.augment import random_shift
 from worldmodels.nn.st_transformer import STTransformer, from_patches, to_patches
 from worldmodels.nn.transformer import TransformerConfig
 from worldmodels.registry import LATENT_ACTIONS
-from worldmodels.schema import non_negative, positive
+from worldmodels.schema import non_negative, param, positive
 from worldmodels.spaces import ObsSpec
 from worldmodels.tokenizers.vq import VectorQuantiser
 
@@ -50,8 +50,9 @@ class VQLatentActions(nn.Module):
         """Updates a code may go unchosen before it is revived to an encoder output."""
         normalise: bool = True
         """Compare encoder outputs and codes by cosine (on the unit sphere), which keeps more codes in use."""
-        shift: int = non_negative(1)
-        """Largest offset, in pixels, of the clip the decoder reconstructs (module docstring; 0: none)."""
+        shift: int | None = param(None, lambda v: v is None or v >= 0, "an integer >= 0 or null")
+        """Largest offset, in pixels, of the clip the decoder reconstructs (module docstring; 0: none). None:
+        half the patch, so the offsets reach every position within a patch."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec):
         super().__init__()
@@ -63,6 +64,7 @@ class VQLatentActions(nn.Module):
         if H % cfg.patch or W % cfg.patch:
             raise ConfigError(f"latent_action 'vq_lam': patch {cfg.patch} does not divide {H}×{W} frames; change patch")
         self.cfg, self.actions = cfg, cfg.actions
+        self.shift = cfg.patch // 2 if cfg.shift is None else cfg.shift
         self.grid = (H // cfg.patch, W // cfg.patch)
         places, pixels = self.grid[0] * self.grid[1], cfg.patch * cfg.patch * C
         self.encoder_in = nn.Linear(pixels, cfg.dim)
@@ -99,7 +101,7 @@ class VQLatentActions(nn.Module):
         """uint8 clips `[B, T, H, W, C]` → the loss (module docstring) and metrics: the next frame's squared
         error, the codes' perplexity, how many of them were used in the batch, and dead codes revived."""
         codes, chosen, vq_loss, vq_metrics = self.quantiser(self.encode(frames))
-        moved = random_shift(frames, self.cfg.shift) if self.cfg.shift else frames
+        moved = random_shift(frames, self.shift) if self.shift else frames
         error = (self.predict(moved, codes) - moved[:, 1:].float() / 255.0).pow(2).mean()
         used = (torch.bincount(chosen.flatten(), minlength=self.actions) > 0).sum().float()
         metrics = {"latent_actions/reconstruction": error.detach(), "latent_actions/codes_used": used}
