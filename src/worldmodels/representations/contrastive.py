@@ -64,11 +64,8 @@ class ContrastiveLearner(TargetEncoderLearner):
         """EMA rate of the key encoder (CURL: 0.05)."""
 
     def encode(self, obs: Obs) -> torch.Tensor:
-        return self.sphere(self.encoder(obs))
-
-    def sphere(self, z: torch.Tensor) -> torch.Tensor:
-        """Embeddings `[..., D]` scaled to norm √D (module docstring)."""
-        return F.normalize(z, dim=-1) * self.cfg.embed_dim**0.5
+        """f_θ(o) on the sphere of radius √D (module docstring)."""
+        return F.normalize(self.encoder(obs), dim=-1) * self.cfg.embed_dim**0.5
 
     def view(self, obs: Obs) -> Obs:
         """A randomly shifted copy of the frames in `obs` `[N, *obs]`."""
@@ -81,7 +78,7 @@ class ContrastiveLearner(TargetEncoderLearner):
         episode (a step that `is_first` `[B, T]` marks is no step's next)."""
         B, T = action.shape[:2]
         flat = frames(obs)
-        query = self.sphere(self.encoder(self.view(flat)))  # [B·T, D]
+        query = self.encode(self.view(flat))  # [B·T, D]
         with torch.no_grad():
             key = self.target(self.view(flat))  # [B·T, D]
         views = info_nce(query, key, self.cfg.temperature)
