@@ -38,7 +38,7 @@ PROMPTS = 50
 """Held-out first frames each script is played from, for the play check."""
 EVAL_SEED = 12345
 """`wm eval`'s default `--seed`: its held-out episodes are played from seeds EVAL_SEED + i."""
-QUICK = ["agent.tokenizer_steps=3", "agent.dynamics_steps=3", "train.eval_every=0"]
+QUICK = ["agent.tokenizer_steps=3", "agent.latent_actions_steps=3", "agent.dynamics_steps=3", "train.eval_every=0"]
 
 
 def wrong(a: torch.Tensor, b: torch.Tensor) -> float:

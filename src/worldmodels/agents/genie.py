@@ -5,9 +5,12 @@ by choosing latent actions.
     latent actions   ã_t = LAM(x_1…x_{t+1}) ∈ {1…8}          VQ-VAE that reconstructs x_{t+1} from x_≤t, ã_t
     dynamics         p(z_{t+1} | z_≤t, ã_≤t)                 MaskGIT: masked-token cross-entropy
 
-Two `fit` phases over an offline dataset (`train.offline`, frames alone are enough), as the paper trains
-them: the tokenizer first, then the latent action model and the dynamics together, on the same clips;
-the dynamics reads the tokenizer's tokens and the latent action model's actions without training either.
+Three `fit` phases over an offline dataset (`train.offline`, frames alone are enough): the tokenizer,
+then the latent action model, then the dynamics, which reads the tokenizer's tokens and the latent action
+model's actions without training either. The paper trains the last two together; as the dynamics passes no
+gradient to the latent action model, that one learns the same alone, and the dynamics no longer spends
+updates on latent actions that have not formed yet (on MinAtar they form suddenly, after 2,500 updates or
+more).
 To play, a prompt frame is tokenized and each chosen latent action generates the next frame's tokens by
 MaskGIT's iterative decoding (`generate`); `train/controllability.py` measures how much the latent
 actions steer it (ΔtPSNR).
@@ -41,11 +44,13 @@ class GenieAgent(Agent):
         tokenizer_batch: int = positive(32)
         """Clips per tokenizer update."""
         batch: int = positive(32)
-        """Clips per update of the latent action model and the dynamics (the same clips for both)."""
+        """Clips per update of the latent action model, and of the dynamics."""
         tokenizer_steps: int = positive(10_000)
         """Updates of the tokenizer phase."""
+        latent_actions_steps: int = positive(10_000)
+        """Updates of the latent action model's phase."""
         dynamics_steps: int = positive(10_000)
-        """Updates of the phase that trains the latent action model and the dynamics."""
+        """Updates of the dynamics' phase."""
         tokenizer_lr: float = positive(3e-4)
         latent_actions_lr: float = positive(3e-4)
         dynamics_lr: float = positive(3e-4)
@@ -72,12 +77,19 @@ class GenieAgent(Agent):
         clips = SampleSpec(cfg.batch, cfg.clip, keys=("obs",))
         tokenizer = Stream("tokenizer", tokenizer_clips, trains=("tokenizer",), update="learn_tokenizer")
         latent_actions = Stream("latent_actions", clips, trains=("latent_actions",), update="learn_latent_actions")
-        dynamics = Stream("dynamics", trains=("dynamics",), update="learn_dynamics")  # on the same clips
+        dynamics = Stream("dynamics", clips, trains=("dynamics",), update="learn_dynamics")
         return [
             PhaseSpec(
                 "tokenizer", "fit", budget=cfg.tokenizer_steps, streams=(tokenizer,), gives="a trained tokenizer"
             ),
-            PhaseSpec("dynamics", "fit", budget=cfg.dynamics_steps, streams=(latent_actions, dynamics)),
+            PhaseSpec(
+                "latent_actions",
+                "fit",
+                budget=cfg.latent_actions_steps,
+                streams=(latent_actions,),
+                gives="a trained latent action model",
+            ),
+            PhaseSpec("dynamics", "fit", budget=cfg.dynamics_steps, streams=(dynamics,)),
         ]
 
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
