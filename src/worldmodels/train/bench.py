@@ -232,7 +232,10 @@ def write_report(results_dir: Path) -> Path:
         ref_text = "–" if ref.get("score") is None else f"{ref['score']:g} ({ref['source']})"
         goal = "–" if r["goal"] is None else f"{r['goal']:g}"
         per_seed = ", ".join(_seed_text(run, r["steps"]) for run in r["runs"])
-        wall = ", ".join(f"{run['wall_s'] / 60:.1f} min" for run in r["runs"])
+        wall = ", ".join(
+            f"{run['wall_s'] / 60:.1f} min" + (" (its last part: resumed)" if run.get("resumed") else "")
+            for run in r["runs"]
+        )
         lines.append(
             f"| {r['task']} | {r['preset']} | {r['steps']:,} | {len(r['runs'])} | {r['mean']:.1f} ± {r['std']:.1f} "
             f"| {per_seed} | {goal} | {ref_text} | {wall} "
