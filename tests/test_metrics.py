@@ -2,6 +2,7 @@
 at once, and a non-finite loss is recorded on the device and reported at the next check."""
 
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from worldmodels.agents.base import adam, raise_if_non_finite, step
 from worldmodels.config import load_config
 from worldmodels.errors import TrainingError
 from worldmodels.train import Trainer
-from worldmodels.train.metrics import Means, to_host
+from worldmodels.train.metrics import Means, Stopwatch, to_host
 
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "__format__")
 """Tensor methods that bring a value to the host: on a GPU each waits for the queued work (a sync)."""
@@ -109,3 +110,13 @@ def test_updates_read_nothing_on_the_host(tmp_path, host_reads, preset, override
     assert trainer.agent.updates == updates + 3
     assert {k: n for k, n in reads.items() if k not in allowed} == {}
     assert learn.flush()["loss/world_model"] > 0  # and the metrics arrive at the log line
+
+
+def test_stopwatch_gives_each_part_its_share_of_the_time_since_the_last_line():
+    clock = Stopwatch()
+    with clock.part("env"):
+        time.sleep(0.05)
+    shares = clock.pop()
+    assert shares["perf/share_env"] > 0.5 and shares["perf/share_update"] == 0
+    assert abs(sum(shares.values()) - 1) < 1e-9
+    assert clock.pop()["perf/share_env"] == 0  # counted afresh after a pop

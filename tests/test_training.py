@@ -29,6 +29,11 @@ def test_smoke_run_writes_the_run_folder(tiny, tmp_path, env):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval/return" in r] == [150, 300]
     assert any("loss/world_model" in r for r in rows) and any("perf/updates_per_s" in r for r in rows)
+    shares = [{k: v for k, v in r.items() if k.startswith("perf/share_")} for r in rows if "perf/share_update" in r]
+    assert shares and all(abs(sum(line.values()) - 1) < 1e-6 for line in shares)  # where each line's time went
+    assert all(
+        max(line[f"perf/share_{part}"] for line in shares) > 0 for part in ("act", "env", "sample", "update", "eval")
+    )
     assert latest_checkpoint(run / "checkpoints").name == "step_000000000300"
 
 

@@ -108,6 +108,7 @@ class Run(Protocol):
     pool: Any  # the run's environments (`EnvPool`), for phases that collect
     offline: Any  # the `OfflineSource` of `train.offline`, or None
     phases: list[Phase]
+    clock: Any  # a `train.metrics.Stopwatch`: where the wall time goes (`perf/share_*`)
 
 
 @dataclass

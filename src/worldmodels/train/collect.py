@@ -55,10 +55,12 @@ class Collector:
             device = self.agent.device
             obs = to_tensor(self.pool.obs, device)
             is_first = torch.as_tensor(self.is_first, device=device)
-            action, self.state, extra = self.agent.act(obs, is_first, self.state, explore=True)
-            action = action.cpu().numpy()
+            with trainer.clock.part("act"):
+                action, self.state, extra = self.agent.act(obs, is_first, self.state, explore=True)
+                action = action.cpu().numpy()
         try:
-            out = self.pool.step(action)
+            with trainer.clock.part("env"):
+                out = self.pool.step(action)
         except EnvError as err:
             step = trainer.step
             raise EnvError(f"{err} (after {step:,} env steps of the run; its last checkpoint is intact)") from None

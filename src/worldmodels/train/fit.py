@@ -22,7 +22,7 @@ class FitPhase(Phase):
         super().__init__(spec, trainer)
         if not spec.streams:
             raise ConfigError(f"phase '{spec.name}' (fit) declares no update streams")
-        self.streams = Streams(spec.streams, self.agent, spec.name)
+        self.streams = Streams(spec.streams, self.agent, spec.name, trainer.clock)
         self.count = 0
         self._recent = Means()  # since the last log line
 
@@ -59,7 +59,7 @@ class FitPhase(Phase):
         )
 
     def _log(self) -> dict[str, float]:
-        return {f"{self.name}/{k}": v for k, v in self._recent.pop().items()}
+        return {f"{self.name}/{k}": v for k, v in self._recent.pop().items()} | self.trainer.clock.pop()
 
     def flush(self) -> dict[str, float] | None:
         return self._log() if self._recent else None
@@ -67,7 +67,7 @@ class FitPhase(Phase):
     def reset(self) -> None:
         super().reset()
         self.count = 0
-        self.streams = Streams(self.spec.streams, self.agent, self.name)
+        self.streams = Streams(self.spec.streams, self.agent, self.name, self.trainer.clock)
 
     def save(self) -> Saved:
         state = {"count": self.count, "streams": self.streams.state_dict()}

@@ -44,7 +44,7 @@ class LearnPhase(Phase):
         else:
             self._refuse_offline()
             self.collector, self.source = None, self.offline
-        self.streams = Streams(spec.streams, self.agent, spec.name)
+        self.streams = Streams(spec.streams, self.agent, spec.name, trainer.clock)
         self.pace = Pace(trainer, 0 if self.offline is not None else self.cfg.train.prefill)
         self._recent = Means()  # since the last log line
         self._window = {"time": time.perf_counter(), "step": trainer.step, "updates": self.agent.updates}
@@ -119,6 +119,7 @@ class LearnPhase(Phase):
         elapsed = max(now - self._window["time"], 1e-9)
         metrics["perf/steps_per_s"] = (step - self._window["step"]) / elapsed
         metrics["perf/updates_per_s"] = (updates - self._window["updates"]) / elapsed
+        metrics |= self.trainer.clock.pop()
         metrics["train/updates"] = updates
         metrics["train/episodes"] = self.collector.episodes if self.collector else 0
         metrics["replay/size"] = len(self.offline if self.collector is None else self.collector.replay)

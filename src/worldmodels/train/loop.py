@@ -56,7 +56,7 @@ from worldmodels.train.controllability import DeltaPSNR, held_out_episodes
 from worldmodels.train.evaluate import OpenLoop, Returns
 from worldmodels.train.goals import GoalSuccess
 from worldmodels.train.logger import Logger, NoLogger
-from worldmodels.train.metrics import to_host
+from worldmodels.train.metrics import Stopwatch, to_host
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,6 +119,7 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.seed = distributed.rank_seed(t.seed, self.rank)  # this rank's environments, replay, exploration
+        self.clock = Stopwatch()
         random.seed(self.seed)
         torch.manual_seed(t.seed)  # the agent's initial weights are the same on every rank
         self.offline = OfflineSource(t.offline, derive_seed(self.seed, 3)) if t.offline else None
@@ -309,7 +310,8 @@ class Trainer:
         """The evaluator's metrics, seeded by the phase's counter: rank 0 evaluates and tells the others."""
         metrics = None
         if self.rank == 0:
-            metrics = self.evaluator(derive_seed(self.cfg.train.seed, 4, count))
+            with self.clock.part("eval"):
+                metrics = self.evaluator(derive_seed(self.cfg.train.seed, 4, count))
             bar.write(f"{phase.unit} {count:>9,d}  {self.evaluator.describe(metrics)}")
         metrics = distributed.broadcast(metrics)
         self.last_eval_step, self.last_eval = self.step, metrics
@@ -343,7 +345,7 @@ class Trainer:
     def save(self) -> Path | None:
         """Write a checkpoint (every rank takes part; rank 0 writes it and gets its path, the others None)."""
         raise_if_non_finite(self.agent.optimizers.values())  # no checkpoint holds weights stepped past one
-        with disk_space(self.run_dir, self._checkpoint_bytes()):
+        with self.clock.part("checkpoint"), disk_space(self.run_dir, self._checkpoint_bytes()):
             path = self._save()
         distributed.barrier()  # the checkpoint is in place before any rank drops what the older ones needed
         for phase in self.phases:

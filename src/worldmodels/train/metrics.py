@@ -4,7 +4,9 @@ per metric per update)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -47,3 +49,32 @@ class Means:
         }
         self._values.clear()
         return to_host(means)
+
+
+class Stopwatch:
+    """Where a run's wall time goes between log lines: `with clock.part("env"): …` adds the block's seconds to
+    its part, and `pop` gives each part's share of the time since the last pop (`perf/share_<part>`, the
+    rest as `perf/share_other`). On a GPU these are host times: the device's queued work counts where the
+    host waits for it (a metric read, an action copied back)."""
+
+    PARTS = ("act", "env", "sample", "update", "eval", "checkpoint")
+
+    def __init__(self) -> None:
+        self._spent = dict.fromkeys(self.PARTS, 0.0)
+        self._since = time.perf_counter()
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._spent[name] += time.perf_counter() - start
+
+    def pop(self) -> dict[str, float]:
+        now = time.perf_counter()
+        total = max(now - self._since, 1e-9)
+        shares = {f"perf/share_{name}": spent / total for name, spent in self._spent.items()}
+        shares["perf/share_other"] = max(0.0, 1.0 - sum(shares.values()))
+        self._spent, self._since = dict.fromkeys(self.PARTS, 0.0), now
+        return shares

@@ -13,6 +13,7 @@ from worldmodels.agents.base import Agent, Metrics, to_tensor
 from worldmodels.data.sources import Source
 from worldmodels.errors import ConfigError
 from worldmodels.phases import Stream
+from worldmodels.train.metrics import Stopwatch
 
 Note = Callable[[Metrics], None]
 
@@ -22,8 +23,8 @@ class Streams:
     rank samples its part of every batch (`SampleSpec.batch_size` is the global batch) and the ranks update
     in lockstep: a stream updates when every rank's data can give it a batch."""
 
-    def __init__(self, specs: tuple[Stream, ...], agent: Agent, phase: str):
-        self.agent = agent
+    def __init__(self, specs: tuple[Stream, ...], agent: Agent, phase: str, clock: Stopwatch):
+        self.agent, self.clock = agent, clock
         self.groups: list[tuple[Stream, list[Stream]]] = []
         for spec in specs:
             if not callable(getattr(agent, spec.method, None)):
@@ -61,17 +62,19 @@ class Streams:
                 continue
             while self.credit[lead.name] >= 1.0:
                 self.credit[lead.name] -= 1.0
-                batch = source.sample(sample)
-                index = batch.get("index")
-                batch = {k: to_tensor(v, self.agent.device) for k, v in batch.items()}
+                with self.clock.part("sample"):
+                    batch = source.sample(sample)
+                    index = batch.get("index")
+                    batch = {k: to_tensor(v, self.agent.device) for k, v in batch.items()}
                 n = self.counts[lead.name]
-                self._update(lead, batch, note)
-                self.agent.updates += 1
-                if sampled is not None and self.agent.priority is not None:
-                    sampled(index)
-                for spec in follow:
-                    if n >= spec.start and (spec.every == 0 or n % spec.every == 0):
-                        self._update(spec, batch, note)
+                with self.clock.part("update"):
+                    self._update(lead, batch, note)
+                    self.agent.updates += 1
+                    if sampled is not None and self.agent.priority is not None:
+                        sampled(index)
+                    for spec in follow:
+                        if n >= spec.start and (spec.every == 0 or n % spec.every == 0):
+                            self._update(spec, batch, note)
 
     def _update(self, spec: Stream, batch: dict[str, Any], note: Note) -> None:
         if spec.warmup:
