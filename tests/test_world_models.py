@@ -217,6 +217,9 @@ def test_pipeline_end_to_end_then_dream_and_eval(tmp_path, capsys):
     assert all("valid/mdrnn_nll" in r and "valid/memoryless_nll" in r for r in rows if "mdrnn/update" in r)
     assert [r["mdrnn/update"] for r in rows if "mdrnn/update" in r] == [2, 4]
     assert [r["controller/generation"] for r in rows if "eval/return" in r] == [2, 3]
+    split = {key: [r[f"perf/share_{part}"] for r in rows if key in r] for key, part in
+             [("collect/rollouts", "env"), ("vae/epoch", "update"), ("mdrnn/update", "update")]}  # fmt: skip
+    assert all(shares and min(shares) > 0 for shares in split.values())  # where each phase's time went
     steps = [r["step"] for r in rows]
     assert steps == sorted(steps) and steps[-1] == summary["step"] > 0
     assert main(["dream", str(run), "--horizon", "6"]) == 0 and (run / "dream.gif").exists()

@@ -115,7 +115,8 @@ class Collect(_Staged):
             for i in range(start, min(start + chunk, c.rollouts))
         ]
         mine = distributed.part(len(jobs))  # each rank records its share; all learn every result
-        results = [r for part in distributed.gather_all(record_many(jobs[mine], self._pool)) for r in part]
+        with self.trainer.clock.part("env"):
+            results = [r for part in distributed.gather_all(record_many(jobs[mine], self._pool)) for r in part]
         self.returns += [r for r, _ in results]
         self.lengths += [n for _, n in results]
         self.trainer.step += sum(n for _, n in results) * self.cfg.env.action_repeat
@@ -128,7 +129,7 @@ class Collect(_Staged):
         return Tick(
             count=count,
             advanced=len(results),
-            metrics={"collect/rollouts": count, "collect/return": mean},
+            metrics={"collect/rollouts": count, "collect/return": mean} | self.trainer.clock.pop(),
             checkpoint=True,
             postfix=f"random-policy return {mean:.1f}",
         )
@@ -202,7 +203,9 @@ class FitVAE(_Counted):
             if len(frames) < self.trainer.world:
                 continue  # a last batch too small to give every rank a frame
             frames = frames[distributed.part(len(frames))]
-            for k, v in self.agent.vae_update(torch.as_tensor(frames, device=self.agent.device)).items():
+            with self.trainer.clock.part("update"):
+                learnt = self.agent.vae_update(torch.as_tensor(frames, device=self.agent.device))
+            for k, v in learnt.items():
                 metrics[k] = metrics.get(k, 0.0) + v / per_epoch
             bar.update(1)
         self.count = epoch + 1
@@ -213,7 +216,7 @@ class FitVAE(_Counted):
         return Tick(
             count=self.count,
             advanced=0,  # shown batch by batch
-            metrics={"vae/epoch": self.count, **metrics},
+            metrics={"vae/epoch": self.count, **metrics} | self.trainer.clock.pop(),
             checkpoint=True,
             postfix=f"loss {metrics['vae/loss']:.1f}",
         )
@@ -244,10 +247,13 @@ class FitMDN(_Counted):
         n = min(self.t.validate_every, self.spec.budget - done)
         sums: dict[str, float] = {}  # means over the updates since the last validation
         for _ in range(n):
-            batch = sample_windows(data, train_eps, self.spec.sample, rng, self.agent.device)  # same on every rank
-            mine = distributed.part(self.spec.sample.batch_size)
-            batch = {k: v[mine] for k, v in batch.items()}
-            for k, v in self.agent.mdrnn_update(batch).items():
+            with self.trainer.clock.part("sample"):
+                batch = sample_windows(data, train_eps, self.spec.sample, rng, self.agent.device)  # same on every rank
+                mine = distributed.part(self.spec.sample.batch_size)
+                batch = {k: v[mine] for k, v in batch.items()}
+            with self.trainer.clock.part("update"):
+                learnt = self.agent.mdrnn_update(batch)
+            for k, v in learnt.items():
                 sums[k] = sums.get(k, 0.0) + v / n
             self.agent.updates += 1
             bar.update(1)
@@ -260,7 +266,7 @@ class FitMDN(_Counted):
         return Tick(
             count=self.count,
             advanced=0,  # shown update by update
-            metrics={"mdrnn/update": self.count, **sums},
+            metrics={"mdrnn/update": self.count, **sums} | self.trainer.clock.pop(),
             checkpoint=True,
             postfix=f"nll {sums[key]:.3f} (no memory {sums[base]:.3f})",
         )
@@ -312,7 +318,8 @@ class Evolve(_Staged):
                 self._scorer = ControllerRollouts(self.agent, self.cfg.env, e.workers)
             seeds = [derive_seed(seed, 31, g, j) for j in range(e.samples)] * e.population
             mine = distributed.part(len(params))  # each rank scores its slice of the candidates
-            scored = distributed.gather_all(self._scorer.returns(params[mine], seeds[mine], e.max_steps))
+            with self.trainer.clock.part("env"):
+                scored = distributed.gather_all(self._scorer.returns(params[mine], seeds[mine], e.max_steps))
             returns = np.concatenate([r for r, _ in scored])
             self.trainer.step += sum(used for _, used in scored)
             extra = {}
@@ -342,7 +349,8 @@ class Evolve(_Staged):
                 "controller/fitness_max": float(fitness.max()),
                 "controller/sigma": self.search.step_size,
                 **extra,
-            },
+            }
+            | self.trainer.clock.pop(),
             evaluate=last or bool(e.eval_every and (g + 1) % e.eval_every == 0),
             checkpoint=True,
             postfix=f"fitness {fitness.mean():.1f} (best {fitness.max():.1f})",
