@@ -22,7 +22,7 @@ def test_quick_run_times_every_stream_of_every_preset(tmp_path):
         "learn/tokenizer", "learn/world_model", "learn/actor_critic",  # IRIS
         "learn/behaviour",  # STORM, DreamerV3
         "learn/denoiser", "learn/reward_end",  # DIAMOND
-        "tokenizer/tokenizer", "dynamics/latent_actions", "dynamics/dynamics",  # Genie
+        "tokenizer/tokenizer", "latent_actions/latent_actions", "dynamics/dynamics",  # Genie
         "open_loop, per dreamed frame",
     }  # fmt: skip
     assert len({preset for preset, _ in rows}) == 5
