@@ -206,7 +206,7 @@ class RSSMAgent(Agent):
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]  # [B, T, ...]
         cont = 1.0 - batch["is_terminal"].float()
         embed = self.embed(obs)
-        if self.embedding_decoder is not None:  # decoder-free: the learner alone trains its encoder
+        if not cfg.use_reconstruction:  # decoder-free: the learner alone trains its encoder
             embed = embed.detach()
         post, prior = self.rssm.observe(embed, action, is_first)
         feats = self.rssm.features(post)  # [B, T, F]
