@@ -5,15 +5,15 @@ Same data and equal updates for every denoiser: MinAtar Breakout episodes of a p
 under the ball with 5% random actions (uniform play loses the ball within ~10 steps; these last 63 on
 average, 38% of them 54 or more), the `diamond_minatar` EDM U-Net, the same U-Net trained and sampled as
 DDPM (DDIM and ancestral), and a DiT of the same conditioning (2 layers x 64, patch 2), each trained for
-`--updates` updates of 32 windows of 4 context frames and the next frame (AdamW at `LR`, 100 warm-up
-updates). Then from 200 starts in held-out episodes, 4 real frames and the real actions, each
+`--updates` updates of 32 windows of 4 context frames and the next frame (AdamW at `--lr`, default `LR`,
+100 warm-up updates). Then from 200 starts in held-out episodes, 4 real frames and the real actions, each
 generates 50 frames, each from the 4 before it, its own included. Errors per generated step: the share of
 cells with a channel wrong (MinAtar's channels are 0 or 255), and the mean squared error in [0, 1]; beside
 them copying the last real frame. The data is played without MinAtar's sticky actions
 (`env.sticky_actions=0`), so the real frames follow the recorded actions and a rollout's error is the
 model's drift alone.
 
-    python benchmarks/diamond_stability.py --out result.json [--updates 12000] [--quick]
+    python benchmarks/diamond_stability.py --out result.json [--updates 12000] [--lr 1e-3] [--quick]
 
 Writes the table to --out and, beside it, the curves (`diamond_stability.png`) and a strip of generated
 frames (`diamond_stability_frames.png`).
@@ -49,9 +49,9 @@ ACTIONS = 3
 STEPS = (1, 3, 10)
 HORIZON = 50
 LR = 1e-3
-"""Every network's learning rate. At 3,000 updates (one seed; cells wrong at generated step 1 / 10, 1 sampler
-step, 100 starts) 1e-3 beat the preset's 3e-4 for the U-Net (1.09 / 4.43 % vs 2.34 / 4.70 %) and for the DiT
-(1.39 / 4.02 % vs 2.46 / 5.80 %): at 3e-4 the study compared an under-trained DiT."""
+"""Every network's learning rate (`--lr`). At 3,000 updates (`--updates 3000`; cells wrong at generated step
+1 / 10, 1 sampler step) 1e-3 beat the preset's 3e-4 for the U-Net (1.20 / 4.13 % vs 2.62 / 4.45 %) and for
+the DiT (1.59 / 3.89 % vs 2.61 / 6.27 %): at 3e-4 the study compared an under-trained DiT."""
 DENOISERS_STUDIED = [  # label, denoiser, its overrides of the preset's denoiser, sampler
     ("EDM U-Net", "edm_unet", {}, "euler"),
     ("DDPM U-Net (DDIM)", "ddpm_unet", {}, "ddim"),
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--updates", type=int, default=12000)
     parser.add_argument("--starts", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=LR, help="every network's learning rate")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 50 updates, 8 starts")
     args = parser.parse_args()
     updates, starts = (50, 8) if args.quick else (args.updates, args.starts)
@@ -210,7 +211,7 @@ def main() -> None:
                 name, denoiser_config(PRESET, name, overrides), obs_spec=FRAMES, action_dim=ACTIONS
             )
             start = time.perf_counter()
-            losses = train(denoiser, train_episodes, updates, LR, seed=0)
+            losses = train(denoiser, train_episodes, updates, args.lr, seed=0)
             trained[key] = (denoiser.eval(), losses, time.perf_counter() - start)
             took = trained[key][2]
             print(f"[stability] {name}: {updates} updates in {took:.0f} s, loss {losses[-1]:.4f}", flush=True)
@@ -252,8 +253,9 @@ def main() -> None:
         "curves": {label: {s: [round(float(v), 5) for v in c] for s, c in by.items()} for label, by in curves.items()},
         "copy_last": [round(float(v), 5) for v in copy_last[0]],
         "notes": (
-            f"{updates} updates of 32 windows per network at lr {LR:g}, on {sum(len(f) for f, _ in train_episodes)} training frames "
-            f"({len(train_episodes)} episodes); {len(real)} starts in {len(held_out)} held-out episodes; "
+            f"{updates} updates of 32 windows per network at lr {args.lr:g}, on "
+            f"{sum(len(f) for f, _ in train_episodes)} training frames ({len(train_episodes)} episodes); "
+            f"{len(real)} starts in {len(held_out)} held-out episodes; "
             f"torch {torch.__version__}, 1 thread; {(time.perf_counter() - begin) / 60:.0f} min in all; "
             f"1-minute load average {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPU threads."
         ),
