@@ -3,7 +3,7 @@ frame to an h×w grid of vectors, each replaced by its nearest codebook entry, w
 decoder maps the codes back to the frame.
 
     z_q = e_k,  k = argmin_j ‖z_e − e_j‖                       (nearest code: the token)
-    L = ‖o − dec(z_e + sg(z_q − z_e))‖ + ‖sg(z_e) − z_q‖² + β ‖z_e − sg(z_q)‖²
+    L = ‖o − dec(z_e + sg(z_q − z_e))‖² + ‖sg(z_e) − z_q‖² + β ‖z_e − sg(z_q)‖²
 
 The straight-through estimator passes the decoder's gradient to the encoder unchanged; β weighs the
 commitment of the encoder to its codes. With `ema` the codebook is not learned by gradient but moved to
@@ -155,7 +155,11 @@ class VQTokenizer(nn.Module):
         ema: bool = False
         """Move codes to the running mean of their encoder outputs instead of learning them."""
         ema_decay: float = unit(0.99)
-        reconstruction: Literal["l1", "mse"] = "l1"
+        reconstruction: Literal["l1", "mse"] = "mse"
+        """The reconstruction error. IRIS uses L1 beside a perceptual loss, which is left out here; L1 alone
+        makes small objects vanish: on MinAtar Breakout its optimum for a rarely lit cell is dark, and the
+        `iris_minatar` tokenizer trained with it drew no paddle, ball or trail cell after 3,000 updates,
+        where with MSE it missed the ball in 5 % of held-out frames after 5,000 (bricks right with both)."""
         dead_after: int = positive(100)
         """Updates a code may go unchosen before it counts as dead (reported as `tokenizer/dead_codes`)."""
         revive: bool = True
