@@ -74,6 +74,16 @@ def test_a_suite_fills_its_cells_once_and_reruns_only_stale_ones(tiny_suite, tmp
     assert state[("tiny", "CartPole-v1")] == "fresh" and state[("tiny", "Pendulum-v1")] == "missing"
     assert ("muzero", "Pendulum-v1") not in state and any("muzero × Pendulum-v1" in s for s in skipped)
 
+    # a cell whose source changed is kept while its probe run still ends the same, and stale once it does not
+    stored = bench / "results" / "suites" / "tiny" / "tiny--CartPole-v1.json"
+    tiny = next(c for c in cells if (c.row, c.task) == ("tiny", "CartPole-v1"))
+    stored.write_text(json.dumps({**again, "fingerprint": "older source"}))
+    assert status(tiny) == "stale" and status(tiny, probe=True) == "fresh"
+    assert json.loads(stored.read_text())["fingerprint"] == tiny.fingerprint  # the next check is quick
+    stored.write_text(json.dumps({**again, "fingerprint": "older source", "behaviour": "another"}))
+    assert status(tiny, probe=True) == "stale"
+    stored.write_text(json.dumps(again))
+
     preset = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     preset["train"]["batch_size"] = 8
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(preset))

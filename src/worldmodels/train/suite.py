@@ -11,15 +11,19 @@ A suite is a YAML file in `benchmarks/suites/`:
       CartPole-v1: {reference: {score: 475, source: "..."}}
     agents:                      # row name: the preset it runs (its default, or its documented domain preset)
       latent_mlp: latent_mlp
+      pets: {preset: pets, steps: 5000, probe: [agent.planner.population=16, agent.planner.elites=4]}
 
 A cell runs `wm train PRESET env.id=TASK` with nothing else changed but the budget, the evaluation cadence,
 the seed and one torch thread (the preset's own early stop is switched off, so that every cell runs its whole
-budget; a cell interrupted after a checkpoint resumes from it when its code is unchanged). Each cell is a
-file `benchmarks/results/suites/SUITE/ROW--TASK.json` holding the final evaluation,
-the curve and a fingerprint of the code it ran; a suite run fills only the cells that are missing or stale
-(their code has changed since), so the table fills over several sittings. A task's floor is the `random`
-row, measured by the same command. A score is normalised as (return − random) / (reference − random); a
-cell counts as learned at 0.5 or more.
+budget; a cell interrupted after a checkpoint resumes from it when its code still behaves the same). Each
+cell is a file `benchmarks/results/suites/SUITE/ROW--TASK.json` holding the final evaluation, the curve and
+two fingerprints of the code it ran: a hash of the source of every module its run imports and of its
+resolved config, and the hash of what a short same-seed run of it does (`train/probe.py`: its weights and
+evaluation after a hundred env steps). A suite run fills only the cells that are missing or stale, so the
+table fills over several sittings: a cell whose source has changed is probed, and kept when the probe
+still gives the same hash (an edit it never reaches: another agent, a new registry kind), stale otherwise.
+A task's floor is the `random` row, measured by the same command. A score is normalised as
+(return − random) / (reference − random); a cell counts as learned at 0.5 or more.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import numpy as np
 import torch
 import yaml
 
+from worldmodels.config import load_config
 from worldmodels.errors import ConfigError, TrainingError, closest
 from worldmodels.figures import read_metrics
 from worldmodels.schema import parse, to_dict
@@ -52,6 +57,16 @@ from worldmodels.train.checkpoint import latest_checkpoint
 RANDOM = "random"
 LEARNED = 0.5
 """A cell whose normalised score reaches this has learned its task."""
+PROBE = [
+    "train.prefill=100",
+    "train.steps=200",
+    "train.eval_every=200",
+    "train.eval_episodes=1",
+    "env.max_episode_steps=50",
+    "train.checkpoint_every=0",
+    "train.seed=0",
+]
+"""The probe run of every cell (`behaviour`), after the cell's own overrides and before its agent's `probe`."""
 REPORTING = ("worldmodels.train.bench", "worldmodels.train.suite", "worldmodels.figures", "worldmodels.cli")
 """Modules that only report results: changing them leaves every cell fresh."""
 
@@ -76,6 +91,8 @@ class SuiteAgent:
     preset: str = "latent_mlp"
     steps: int | None = None
     """A budget below the tasks' for an agent whose env steps cost more (PETS plans every action)."""
+    probe: list[str] = field(default_factory=list)
+    """Overrides that make its probe run (`PROBE`) short: smaller planners, fewer stages."""
 
 
 @dataclass
@@ -98,6 +115,11 @@ class Cell:
     overrides: list[str]
     fingerprint: str
     path: Path
+    probe: list[str] = field(default_factory=list)
+    """The overrides of its probe run (`behaviour`), its own included."""
+    seeds: list[int] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    """Its resolved config."""
 
     @property
     def command(self) -> str:
@@ -200,7 +222,9 @@ def plan_cells(
             except ConfigError as err:
                 skipped.append(f"{row} × {task}: {err}")
                 continue
-            cells.append(Cell(row, task, agent_spec.preset, overrides, fp, results / f"{row}--{task}.json"))
+            probe, config = [*overrides, *PROBE, *agent_spec.probe], to_dict(load_config(agent_spec.preset, overrides))
+            path = results / f"{row}--{task}.json"
+            cells.append(Cell(row, task, agent_spec.preset, overrides, fp, path, probe, suite.seeds, config))
     return cells, skipped
 
 
@@ -208,7 +232,6 @@ def run_fingerprint(preset: str, overrides: list[str], extra: Any = None) -> str
     """The `code_fingerprint` of a training run of `preset` with `overrides`: the modules of its agent's
     parts and of the trainer and environments, and its resolved config (with `extra`). Raises the
     ConfigError of an agent that does not fit the environment's observations or actions."""
-    from worldmodels.config import load_config
     from worldmodels.envs import make_env
     from worldmodels.envs.spaces import act_spec_of, obs_spec_of
     from worldmodels.registry import AGENTS
@@ -227,16 +250,36 @@ def run_fingerprint(preset: str, overrides: list[str], extra: Any = None) -> str
     )
 
 
-def status(cell: Cell) -> str:
-    """`fresh`, `stale` (its code changed since it ran) or `missing`."""
+def status(cell: Cell, probe: bool = False) -> str:
+    """`fresh`, `stale` (its code changed since it ran) or `missing`. With `probe`, a cell whose source has
+    changed is fresh again when its probe run still gives the hash stored with it (which is then stored
+    with the new source fingerprint, so the next check is quick); without, it counts as stale."""
     if not cell.path.exists():
         return "missing"
-    return "fresh" if json.loads(cell.path.read_text()).get("fingerprint") == cell.fingerprint else "stale"
+    stored = json.loads(cell.path.read_text())
+    if stored.get("fingerprint") == cell.fingerprint:
+        return "fresh"
+    if probe and stored.get("behaviour") and behaviour(cell) == stored["behaviour"]:
+        cell.path.write_text(json.dumps({**stored, "fingerprint": cell.fingerprint}, indent=1))
+        return "fresh"
+    return "stale"
+
+
+def behaviour(cell: Cell) -> str:
+    """The hash of what the cell's code does with its config: its resolved config, its seeds and the hash of
+    its probe run (`train/probe.py`, in a process of its own, so that runs in parallel threads do not share
+    torch's random state)."""
+    cmd = [sys.executable, "-m", "worldmodels.train.probe", cell.preset, *cell.probe]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        why = proc.stderr.strip().splitlines()[-1:]
+        raise TrainingError(f"the probe run of {cell.row} × {cell.task} failed: {why}")
+    what = {"config": cell.config, "seeds": cell.seeds, "probe": proc.stdout.split()[-1]}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def random_score(task: str, episodes: int) -> dict[str, Any]:
     """Mean return of uniformly random actions over `episodes` episodes of `task` (seeded 0..N−1)."""
-    from worldmodels.config import load_config
     from worldmodels.envs import make_env
 
     env = make_env(load_config("latent_mlp", [f"env.id={task}"]).env)
@@ -307,11 +350,13 @@ def run_suite(
     results = bench / "results" / "suites" / name
     results.mkdir(parents=True, exist_ok=True)
     cells, skipped = plan_cells(name, suite, results, rows, tasks)
-    todo = [c for c in cells if status(c) != "fresh"]
     for line in skipped:
         print(f"[suite] does not fit: {line}", flush=True)
-    for cell in cells:
-        print(f"[suite] {cell.row} × {cell.task}: {status(cell)}", flush=True)
+    with ThreadPoolExecutor(jobs) as pool:  # the probes of cells whose source changed, each in its own process
+        states = list(pool.map(lambda c: status(c, probe=True), cells))
+    todo = [c for c, state in zip(cells, states) if state != "fresh"]
+    for cell, state in zip(cells, states):
+        print(f"[suite] {cell.row} × {cell.task}: {state}", flush=True)
     print(f"[suite] {name}: {len(todo)} of {len(cells)} cells to run, {jobs} at a time", flush=True)
     if list_only:
         return
@@ -319,7 +364,13 @@ def run_suite(
     def run(cell: Cell) -> str | None:
         """Runs `cell` and stores its result; returns why it failed, if it did."""
         start = time.perf_counter()
-        runs = []
+        runs, key = [], None
+        if cell.row != RANDOM:
+            try:
+                key = behaviour(cell)  # before the run, of the code it runs
+            except TrainingError as err:
+                print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
+                return str(err)
         for seed in suite.seeds if cell.row != RANDOM else [0]:
             if cell.row == RANDOM:
                 runs.append({"seed": seed, **random_score(cell.task, suite.random_episodes)})
@@ -327,7 +378,7 @@ def run_suite(
             run_dir = out_root / "suites" / name / cell.path.stem / f"seed{seed}"
             try:
                 overrides = [*cell.overrides, f"train.seed={seed}"]
-                trained = train_run(cell.preset, overrides, run_dir, cell.path.stem, cell.fingerprint)
+                trained = train_run(cell.preset, overrides, run_dir, cell.path.stem, key)
             except TrainingError as err:
                 print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
                 return str(err)
@@ -342,6 +393,7 @@ def run_suite(
             "command": f"wm bench --suite {name} --agents {cell.row} {cell.task}",
             "train_command": cell.command if cell.row != RANDOM else "",
             "fingerprint": cell.fingerprint,
+            "behaviour": key,
             "wall_s": round(time.perf_counter() - start, 1),
             "date": time.strftime("%Y-%m-%d"),
             "machine": machine(),
@@ -353,12 +405,16 @@ def run_suite(
     with ThreadPoolExecutor(jobs) as pool:
         errors = list(pool.map(run, todo))
     failed = [e for e in errors if e]
-    # re-planned here, on one thread (`ast.parse` is not thread-safe on Python 3.11): a cell whose code changed
-    # while it ran is stored under the old fingerprint, so it shows as stale, since which version ran is unknown
+    # re-planned here, on one thread (`ast.parse` is not thread-safe on Python 3.11): a cell whose source changed
+    # while it ran is stored under the fingerprints of the code it started with, which its run had imported
     now = {(c.row, c.task): c.fingerprint for c in plan_cells(name, suite, results, rows, tasks)[0]}
     for cell, error in zip(todo, errors):
         if error is None and now.get((cell.row, cell.task)) != cell.fingerprint:
-            print(f"[suite] {cell.row} × {cell.task}: its code changed while it ran; stored as stale", flush=True)
+            print(
+                f"[suite] {cell.row} × {cell.task}: its code changed while it ran; `--list` probes whether it "
+                "still behaves the same",
+                flush=True,
+            )
     if failed:  # the other cells are stored; these stay missing or stale
         raise TrainingError(f"{len(failed)} suite cell(s) failed: " + "; ".join(failed))
 
@@ -379,7 +435,11 @@ def suite_report(bench: Path) -> list[str]:
             cells, _ = plan_cells(name, suite, bench / "results" / "suites" / name, [], [])
             fits = {(c.row, c.task) for c in cells}
             stale = {(c.row, c.task) for c in cells if status(c) == "stale"}
-            freshness = "† : the code it ran has changed since (rerun with the cell's command)."
+            freshness = (
+                "† : the code it ran has changed since; `wm bench --suite "
+                f"{name} --list` keeps the cell if a short same-seed run of it still ends with the same weights "
+                "(`train/probe.py`), else it is rerun by the cell's command."
+            )
         except ConfigError as err:  # an environment package missing here: fit and freshness unknown
             fits, stale, freshness = None, set(), f"Fit and freshness not checked ({err})."
         tasks = list(suite.tasks)
