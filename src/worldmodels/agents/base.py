@@ -54,6 +54,9 @@ class Agent(nn.Module):
     """(α, β) to sample replay in proportion to priority^α with importance weights^β; None: uniform.
     A prioritised agent finds `index` `[B]` and `weight` `[B]` in its batches and sets `new_priorities`
     `[B]` (one per sampled sequence) in each `update`."""
+    probe_overrides: tuple[str, ...] = ()
+    """Overrides that keep a probe run of this agent short (`train/probe.py`): a smaller planner, fewer
+    stages. The probe reaches the same code, so they shrink sizes and counts only."""
 
     def __init__(self, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__()

@@ -55,6 +55,8 @@ KNOWN_TASKS: dict[str, tuple[KnownReward, Callable[[torch.Tensor], torch.Tensor]
 
 @AGENTS.register("pets")
 class PETSAgent(Agent):
+    probe_overrides = ("agent.planner.population=16", "agent.planner.elites=4", "agent.planner.iterations=1")
+
     @dataclass
     class Config:
         dynamics: Spec = component("dynamics", "ensemble", contract=contracts.EnsembleDynamics)

@@ -39,7 +39,7 @@ from worldmodels.config import read_preset
 from worldmodels.errors import ConfigError, TrainingError, closest
 from worldmodels.figures import plt
 from worldmodels.schema import parse
-from worldmodels.train.suite import Reference, machine, run_fingerprint, suite_report, train_run
+from worldmodels.train.suite import Reference, behaviour, machine, suite_report, train_run
 
 
 @dataclass
@@ -81,9 +81,12 @@ def _seed_overrides(task: Task, seed: int, threads: int) -> list[str]:
     return overrides
 
 
-def _run_seed(name: str, task: Task, seed: int, overrides: list[str], fingerprint: str, out_root: Path) -> dict:
+def _run_seed(name: str, task: Task, seed: int, overrides: list[str], out_root: Path) -> dict:
+    """One seed of a task; a run that an earlier run of code that still behaves the same left with a
+    checkpoint resumes from it (`train/probe.py`), so a long task spans sittings."""
     run_dir = out_root / name / f"seed{seed}"
-    return {"seed": seed, **train_run(task.preset, overrides, run_dir, f"{name} seed {seed}", fingerprint)}
+    key = behaviour(task.preset, overrides)
+    return {"seed": seed, **train_run(task.preset, overrides, run_dir, f"{name} seed {seed}", key)}
 
 
 def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Path, report_only: bool) -> None:
@@ -98,10 +101,7 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
                 continue
             task_seeds = seeds or task.seeds
             print(f"[bench] {name}: {len(task_seeds)} seed(s) x {task.steps} steps, {jobs} at a time", flush=True)
-            # fingerprints are taken here, on one thread: `ast.parse` is not thread-safe on Python 3.11
-            plans = [
-                (s, o, run_fingerprint(task.preset, o)) for s in task_seeds for o in [_seed_overrides(task, s, threads)]
-            ]
+            plans = [(s, _seed_overrides(task, s, threads)) for s in task_seeds]
             with ThreadPoolExecutor(jobs) as pool:
                 runs = list(pool.map(lambda p, n=name, t=task: _run_seed(n, t, *p, out_root), plans))
             finals = [r["final"] for r in runs]

@@ -11,7 +11,7 @@ A suite is a YAML file in `benchmarks/suites/`:
       CartPole-v1: {reference: {score: 475, source: "..."}}
     agents:                      # row name: the preset it runs (its default, or its documented domain preset)
       latent_mlp: latent_mlp
-      pets: {preset: pets, steps: 5000, probe: [agent.planner.population=16, agent.planner.elites=4]}
+      pets: {preset: pets, steps: 5000}
 
 A cell runs `wm train PRESET env.id=TASK` with nothing else changed but the budget, the evaluation cadence,
 the seed and one torch thread (the preset's own early stop is switched off, so that every cell runs its whole
@@ -57,16 +57,6 @@ from worldmodels.train.checkpoint import latest_checkpoint
 RANDOM = "random"
 LEARNED = 0.5
 """A cell whose normalised score reaches this has learned its task."""
-PROBE = [
-    "train.prefill=100",
-    "train.steps=200",
-    "train.eval_every=200",
-    "train.eval_episodes=1",
-    "env.max_episode_steps=50",
-    "train.checkpoint_every=0",
-    "train.seed=0",
-]
-"""The probe run of every cell (`behaviour`), after the cell's own overrides and before its agent's `probe`."""
 REPORTING = ("worldmodels.train.bench", "worldmodels.train.suite", "worldmodels.figures", "worldmodels.cli")
 """Modules that only report results: changing them leaves every cell fresh."""
 
@@ -91,8 +81,6 @@ class SuiteAgent:
     preset: str = "latent_mlp"
     steps: int | None = None
     """A budget below the tasks' for an agent whose env steps cost more (PETS plans every action)."""
-    probe: list[str] = field(default_factory=list)
-    """Overrides that make its probe run (`PROBE`) short: smaller planners, fewer stages."""
 
 
 @dataclass
@@ -115,11 +103,7 @@ class Cell:
     overrides: list[str]
     fingerprint: str
     path: Path
-    probe: list[str] = field(default_factory=list)
-    """The overrides of its probe run (`behaviour`), its own included."""
     seeds: list[int] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    """Its resolved config."""
 
     @property
     def command(self) -> str:
@@ -222,9 +206,8 @@ def plan_cells(
             except ConfigError as err:
                 skipped.append(f"{row} × {task}: {err}")
                 continue
-            probe, config = [*overrides, *PROBE, *agent_spec.probe], to_dict(load_config(agent_spec.preset, overrides))
             path = results / f"{row}--{task}.json"
-            cells.append(Cell(row, task, agent_spec.preset, overrides, fp, path, probe, suite.seeds, config))
+            cells.append(Cell(row, task, agent_spec.preset, overrides, fp, path, suite.seeds))
     return cells, skipped
 
 
@@ -259,23 +242,22 @@ def status(cell: Cell, probe: bool = False) -> str:
     stored = json.loads(cell.path.read_text())
     if stored.get("fingerprint") == cell.fingerprint:
         return "fresh"
-    if probe and stored.get("behaviour") and behaviour(cell) == stored["behaviour"]:
+    if probe and stored.get("behaviour") and behaviour(cell.preset, cell.overrides, cell.seeds) == stored["behaviour"]:
         cell.path.write_text(json.dumps({**stored, "fingerprint": cell.fingerprint}, indent=1))
         return "fresh"
     return "stale"
 
 
-def behaviour(cell: Cell) -> str:
-    """The hash of what the cell's code does with its config: its resolved config, its seeds and the hash of
-    its probe run (`train/probe.py`, in a process of its own, so that runs in parallel threads do not share
-    torch's random state)."""
-    cmd = [sys.executable, "-m", "worldmodels.train.probe", cell.preset, *cell.probe]
+def behaviour(preset: str, overrides: list[str], extra: Any = None) -> str:
+    """What the code of a run of `preset` with `overrides` does (`train/probe.py`), hashed with `extra`
+    (such as the seeds). The probe runs in a process of its own, so that probes in parallel threads share
+    no torch state."""
+    cmd = [sys.executable, "-m", "worldmodels.train.probe", preset, *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        why = proc.stderr.strip().splitlines()[-1:]
-        raise TrainingError(f"the probe run of {cell.row} × {cell.task} failed: {why}")
-    what = {"config": cell.config, "seeds": cell.seeds, "probe": proc.stdout.split()[-1]}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        raise TrainingError(f"the probe run of {preset} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    what = json.dumps({"probe": proc.stdout.split()[-1], "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
 def random_score(task: str, episodes: int) -> dict[str, Any]:
@@ -304,10 +286,10 @@ def train_run(
     preset: str, overrides: list[str], run_dir: Path, what: str, fingerprint: str | None = None
 ) -> dict[str, Any]:
     """`wm train PRESET OVERRIDES` in its own process, in a fresh `run_dir`: the last evaluation, the
-    curve of evaluations, wall-clock seconds and the median update rate. With the code's `fingerprint`, a
-    run folder that an interrupted run of the same fingerprint left with a checkpoint is resumed instead
-    (exactly, as `wm train --resume` does), so a long run spans several sittings; its `wall_s` is then
-    that of the last part alone."""
+    curve of evaluations, wall-clock seconds and the median update rate. With a `fingerprint` of the code
+    (its `behaviour`), a run folder that an interrupted run of the same fingerprint left with a checkpoint
+    is resumed instead (exactly, as `wm train --resume` does), so a long run spans several sittings; its
+    `wall_s` is then that of the last part alone."""
     mark = run_dir / "fingerprint"
     resume = (
         fingerprint is not None
@@ -367,7 +349,7 @@ def run_suite(
         runs, key = [], None
         if cell.row != RANDOM:
             try:
-                key = behaviour(cell)  # before the run, of the code it runs
+                key = behaviour(cell.preset, cell.overrides, cell.seeds)  # before the run, of the code it runs
             except TrainingError as err:
                 print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
                 return str(err)

@@ -96,6 +96,17 @@ class EvolutionConfig:
 
 @AGENTS.register("world_models")
 class WorldModelsAgent(Agent):
+    probe_overrides = (
+        "agent.collect.rollouts=4",
+        "agent.collect.workers=1",
+        "agent.vae_train.epochs=1",
+        "agent.mdrnn_train.updates=5",
+        "agent.evolution.population=4",
+        "agent.evolution.samples=1",
+        "agent.evolution.generations=1",
+        "agent.evolution.workers=1",
+    )
+
     @dataclass
     class Config:
         vae: ConvVAE.Config = field(default_factory=ConvVAE.Config)
