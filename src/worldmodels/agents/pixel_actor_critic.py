@@ -111,7 +111,8 @@ def imagination_loss(
         "actor_critic/return": returns.mean().detach(),
         "actor_critic/value": value.mean().detach(),
         "actor_critic/entropy": ent.mean().detach(),
-        "actor_critic/imagined_reward": reward.mean(),
-        "actor_critic/continue": cont.mean(),
+        # per imagined step still in the episode: the steps after a predicted end are out of the loss too
+        "actor_critic/imagined_reward": (weight * reward).sum() / weight.sum(),
+        "actor_critic/continue": (weight * cont).sum() / weight.sum(),
     }
     return policy_loss + value_loss, metrics
