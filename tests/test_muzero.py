@@ -182,3 +182,22 @@ def test_smoke_run_trains_and_stores_its_search_policies(tmp_path):
     assert (
         trainer.phases[0].collector.replay.data["search_policy"].sum() > 0
     )  # search policies were stored beside the actions
+
+
+def test_held_exploration_holds_a_random_action_for_its_drawn_steps_and_drops_it_at_an_episode_start():
+    cfg = load_config("muzero", [*TINY_MUZERO, "agent.hold_probability=1.0", "agent.hold_max=3"]).agent.cfg
+    agent = AGENTS.build("muzero", cfg, obs_spec=ObsSpec((4,), "float32"), act_spec=ActSpec(True, 5))
+    search = torch.tensor([4, 4, 4, 4])  # the search's choice, never the random one while a hold lasts
+    torch.manual_seed(0)
+    first = torch.ones(4, dtype=torch.bool)
+    action, (held, left) = agent._hold(search, first, None)
+    assert torch.equal(action, held) and ((left >= 0) & (left <= 2)).all()  # 1..3 steps drawn, one spent
+    for _ in range(int(left.max())):  # each environment keeps its action until its steps run out
+        holding = left > 0
+        again, (held_next, left) = agent._hold(search, ~first, (held, left))
+        assert holding.any() and torch.equal(again[holding], held[holding])
+        held = held_next
+    _, (_, left) = agent._hold(search, first, (held, torch.full((4,), 5)))
+    assert (left <= 2).all()  # an episode start drops a hold that had steps left
+    off = load_config("muzero", TINY_MUZERO).agent.cfg
+    assert off.hold_probability == 0.0  # the preset's self-play is the paper's

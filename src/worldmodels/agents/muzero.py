@@ -3,7 +3,12 @@ and policy, and learn that model from replayed trajectories unrolled K steps.
 
 Acting: a batched search (`planners.mcts`) from s⁰ = h(o_t) for every environment at once; the action is
 sampled from visits^(1/T) with the temperature T on a schedule over updates; the search policy π_t and
-root value ν_t are stored in replay beside the action they chose.
+root value ν_t are stored in replay beside the action they chose. With `hold_probability` ε > 0 the
+self-play action is also explored in time (εz-greedy, Dabney et al. 2021): at each step not yet held, with
+probability ε a uniformly random action is held for n steps, P(n ≥ k) = k^−(μ−1) (μ = `hold_exponent`),
+instead of the search's action. Per-step noise (temperature, Dirichlet) cannot leave the start of a task
+whose rewards are the same for every action until a far goal (−1 per step: Acrobot, MountainCar); held
+actions travel.
 
 Learning, for a replayed window starting at o_t (Eq. 1 of the paper, with the Appendix G details):
 
@@ -64,6 +69,12 @@ class MuZeroAgent(Agent):
         """Self-play temperatures, in order; the i-th is used from update `temperature_updates[i-1]` on."""
         temperature_updates: list[int] = param([5000, 10000], lambda v: list(v) == sorted(v), "increasing integers")
         """Updates at which the self-play temperature moves to the next value in `temperatures`."""
+        hold_probability: float = unit(0.0)
+        """ε of εz-greedy self-play (module docstring); 0: the search's action at every step."""
+        hold_exponent: float = param(2.0, lambda v: v > 1, "a number > 1")
+        """μ of the held durations' tail P(n ≥ k) = k^−(μ−1) (εz-greedy: 2, a mean of ~ln of the cap)."""
+        hold_max: int = positive(100)
+        """The longest hold, in steps."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
@@ -113,7 +124,22 @@ class MuZeroAgent(Agent):
             "search_policy": out.policy.float().cpu().numpy(),
             "search_value": out.root_value.float().cpu().numpy(),
         }
-        return Acted(F.one_hot(out.action, self.num_actions).float(), None, records)
+        action, state = out.action, None
+        if explore and self.cfg.hold_probability > 0:
+            action, state = self._hold(action, is_first, state)
+        return Acted(F.one_hot(action, self.num_actions).float(), state, records)
+
+    def _hold(self, action: Tensor, is_first: Tensor, state: Any) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """εz-greedy: the held random action where one is held (or starts), else the search's `action` `[N]`;
+        the state is (held action, steps left) per environment, dropped at an episode's start."""
+        cfg, N = self.cfg, len(action)
+        held, left = state if state is not None else (torch.zeros_like(action), torch.zeros_like(action))
+        left = left.masked_fill(is_first.to(left.device).bool(), 0)
+        start = (left <= 0) & (torch.rand(N, device=action.device) < cfg.hold_probability)
+        steps = torch.rand(N, device=action.device).clamp(min=1e-6).pow(-1 / (cfg.hold_exponent - 1)).floor()
+        held = torch.where(start, torch.randint_like(action, self.num_actions), held)
+        left = torch.where(start, steps.long().clamp(1, cfg.hold_max), left)
+        return torch.where(left > 0, held, action), (held, left - 1)
 
     # ------------------------------------------------------------------ learning
 
