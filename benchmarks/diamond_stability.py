@@ -14,6 +14,9 @@ them copying the last real frame. The data is played without MinAtar's sticky ac
 model's drift alone.
 
     python benchmarks/diamond_stability.py --out result.json [--updates 12000] [--lr 1e-3] [--quick]
+        [--denoisers edm_unet,dit] [--dit LAYERS,DIM,PATCH]
+
+`--denoisers` studies only those networks; `--dit` sets the DiT's size (default 2,64,2).
 
 Writes the table to --out and, beside it, the curves (`diamond_stability.png`) and a strip of generated
 frames (`diamond_stability_frames.png`).
@@ -56,7 +59,7 @@ DENOISERS_STUDIED = [  # label, denoiser, its overrides of the preset's denoiser
     ("EDM U-Net", "edm_unet", {}, "euler"),
     ("DDPM U-Net (DDIM)", "ddpm_unet", {}, "ddim"),
     ("DDPM U-Net (ancestral)", "ddpm_unet", {}, "ancestral"),
-    ("DiT 2 x 64", "dit", {"layers": 2, "heads": 4, "dim": 64}, "euler"),
+    ("DiT", "dit", {}, "euler"),  # sized by --dit
 ]
 
 
@@ -189,7 +192,16 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=200)
     parser.add_argument("--lr", type=float, default=LR, help="every network's learning rate")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 50 updates, 8 starts")
+    parser.add_argument("--denoisers", default="edm_unet,ddpm_unet,dit", help="which networks to study")
+    parser.add_argument("--dit", default="2,64,2", help="the DiT's layers, width and patch side")
     args = parser.parse_args()
+    layers, dim, patch = (int(v) for v in args.dit.split(","))
+    dit = {"layers": layers, "heads": 4, "dim": dim, "patch": patch}
+    studied = [
+        (f"DiT {layers} x {dim}, patch {patch}", name, dit, sampler) if name == "dit" else (label, name, over, sampler)
+        for label, name, over, sampler in DENOISERS_STUDIED
+        if name in args.denoisers.split(",")
+    ]
     updates, starts = (50, 8) if args.quick else (args.updates, args.starts)
     torch.set_num_threads(1)
     begin = time.perf_counter()
@@ -203,7 +215,7 @@ def main() -> None:
     curves: dict[str, dict[int, np.ndarray]] = {}
     mse_curves: dict[str, dict[int, np.ndarray]] = {}
     dreams, rows, trained = {}, [], {}
-    for label, name, overrides, sampler in DENOISERS_STUDIED:
+    for label, name, overrides, sampler in studied:
         key = (name, json.dumps(overrides))
         if key not in trained:  # one training per network: the DDPM U-Net is sampled both ways
             torch.manual_seed(0)
