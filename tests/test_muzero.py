@@ -201,3 +201,12 @@ def test_held_exploration_holds_a_random_action_for_its_drawn_steps_and_drops_it
     assert (left <= 2).all()  # an episode start drops a hold that had steps left
     off = load_config("muzero", TINY_MUZERO).agent.cfg
     assert off.hold_probability == 0.0  # the preset's self-play is the paper's
+
+    # through `act`, as the collector calls it: the state it returns carries the holds to the next step
+    obs, state, taken = torch.zeros(4, 4), None, []
+    for t in range(30):
+        acted = agent.act(obs, torch.full((4,), t == 0), state, explore=True)
+        state = acted.state
+        taken.append(acted.action.argmax(-1))
+    changes = (torch.stack(taken).diff(dim=0) != 0).float().mean()
+    assert changes < 0.5  # holds of 1..3 steps with equal draws merging: one change in ~2.7 steps, not 2 in 3

@@ -124,10 +124,10 @@ class MuZeroAgent(Agent):
             "search_policy": out.policy.float().cpu().numpy(),
             "search_value": out.root_value.float().cpu().numpy(),
         }
-        action, state = out.action, None
+        action, held = out.action, None
         if explore and self.cfg.hold_probability > 0:
-            action, state = self._hold(action, is_first, state)
-        return Acted(F.one_hot(action, self.num_actions).float(), state, records)
+            action, held = self._hold(action, is_first, state)
+        return Acted(F.one_hot(action, self.num_actions).float(), held, records)
 
     def _hold(self, action: Tensor, is_first: Tensor, state: Any) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """εz-greedy: the held random action where one is held (or starts), else the search's `action` `[N]`;
