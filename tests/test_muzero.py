@@ -120,6 +120,8 @@ def test_clear_errors():
         AGENTS.build("muzero", {}, obs_spec=ObsSpec((3,), "float32"), act_spec=ActSpec(False, 1))
     with pytest.raises(ConfigError, match="one more entry"):
         _agent(temperatures=[1.0], temperature_updates=[10])
+    with pytest.raises(ConfigError, match="hold_probabilities needs one entry, or one per entry"):
+        _agent(hold_probabilities=[1.0, 0.5])
     agent = _agent()
     batch = {**_window([1, 0, 0], [0] * 3, [0, 1, 2], [0, 1, 2], [0, 1, 1]), "obs": torch.zeros(1, 3, 4)}
     batch["action"] = torch.zeros(1, 3, 2)
@@ -185,7 +187,7 @@ def test_smoke_run_trains_and_stores_its_search_policies(tmp_path):
 
 
 def test_held_exploration_holds_a_random_action_for_its_drawn_steps_and_drops_it_at_an_episode_start():
-    cfg = load_config("muzero", [*TINY_MUZERO, "agent.hold_probability=1.0", "agent.hold_max=3"]).agent.cfg
+    cfg = load_config("muzero", [*TINY_MUZERO, "agent.hold_probabilities=[1.0]", "agent.hold_max=3"]).agent.cfg
     agent = AGENTS.build("muzero", cfg, obs_spec=ObsSpec((4,), "float32"), act_spec=ActSpec(True, 5))
     search = torch.tensor([4, 4, 4, 4])  # the search's choice, never the random one while a hold lasts
     torch.manual_seed(0)
@@ -200,7 +202,7 @@ def test_held_exploration_holds_a_random_action_for_its_drawn_steps_and_drops_it
     _, (_, left) = agent._hold(search, first, (held, torch.full((4,), 5)))
     assert (left <= 2).all()  # an episode start drops a hold that had steps left
     off = load_config("muzero", TINY_MUZERO).agent.cfg
-    assert off.hold_probability == 0.0  # the preset's self-play is the paper's
+    assert off.hold_probabilities == [0.0]  # the paper's self-play is the default
 
     # through `act`, as the collector calls it: the state it returns carries the holds to the next step
     obs, state, taken = torch.zeros(4, 4), None, []

@@ -3,7 +3,7 @@ and policy, and learn that model from replayed trajectories unrolled K steps.
 
 Acting: a batched search (`planners.mcts`) from s⁰ = h(o_t) for every environment at once; the action is
 sampled from visits^(1/T) with the temperature T on a schedule over updates; the search policy π_t and
-root value ν_t are stored in replay beside the action they chose. With `hold_probability` ε > 0 the
+root value ν_t are stored in replay beside the action they chose. With `hold_probabilities` ε > 0 the
 self-play action is also explored in time (εz-greedy, Dabney et al. 2021): at each step not yet held, with
 probability ε a uniformly random action is held for n steps, P(n ≥ k) = k^−(μ−1) (μ = `hold_exponent`),
 instead of the search's action. Per-step noise (temperature, Dirichlet) cannot leave the start of a task
@@ -69,8 +69,11 @@ class MuZeroAgent(Agent):
         """Self-play temperatures, in order; the i-th is used from update `temperature_updates[i-1]` on."""
         temperature_updates: list[int] = param([5000, 10000], lambda v: list(v) == sorted(v), "increasing integers")
         """Updates at which the self-play temperature moves to the next value in `temperatures`."""
-        hold_probability: float = unit(0.0)
-        """ε of εz-greedy self-play (module docstring); 0: the search's action at every step."""
+        hold_probabilities: list[float] = param(
+            [0.0], lambda v: len(v) > 0 and all(0 <= p <= 1 for p in v), "probabilities in [0, 1]"
+        )
+        """ε of εz-greedy self-play (module docstring) in each stage of `temperatures`, or one for all; 0: the
+        search's action at every step."""
         hold_exponent: float = param(2.0, lambda v: v > 1, "a number > 1")
         """μ of the held durations' tail P(n ≥ k) = k^−(μ−1) (εz-greedy: 2, a mean of ~ln of the cap)."""
         hold_max: int = positive(100)
@@ -80,6 +83,11 @@ class MuZeroAgent(Agent):
         super().__init__(obs_spec, act_spec)
         if not act_spec.discrete:
             raise ConfigError("agent 'muzero' needs a discrete action space; this environment's actions are continuous")
+        if len(cfg.hold_probabilities) not in (1, len(cfg.temperatures)):
+            raise ConfigError(
+                "agent.hold_probabilities needs one entry, or one per entry of agent.temperatures "
+                f"(got {len(cfg.hold_probabilities)} and {len(cfg.temperatures)})"
+            )
         if len(cfg.temperatures) != len(cfg.temperature_updates) + 1:
             raise ConfigError(
                 "agent.temperatures needs exactly one more entry than agent.temperature_updates "
@@ -110,9 +118,18 @@ class MuZeroAgent(Agent):
 
     # ------------------------------------------------------------------ acting
 
+    def _stage(self) -> int:
+        """The self-play stage at the current number of updates (module docstring)."""
+        return int(np.searchsorted(self.cfg.temperature_updates, self.updates, "right"))
+
     def temperature(self) -> float:
         """The self-play temperature at the current number of updates."""
-        return self.cfg.temperatures[int(np.searchsorted(self.cfg.temperature_updates, self.updates, "right"))]
+        return self.cfg.temperatures[self._stage()]
+
+    def hold_probability(self) -> float:
+        """εz-greedy's ε at the current number of updates."""
+        holds = self.cfg.hold_probabilities
+        return holds[self._stage() if len(holds) > 1 else 0]
 
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"search_policy": ((self.num_actions,), "float32"), "search_value": ((), "float32")}
@@ -125,7 +142,7 @@ class MuZeroAgent(Agent):
             "search_value": out.root_value.float().cpu().numpy(),
         }
         action, held = out.action, None
-        if explore and self.cfg.hold_probability > 0:
+        if explore and self.hold_probability() > 0:
             action, held = self._hold(action, is_first, state)
         return Acted(F.one_hot(action, self.num_actions).float(), held, records)
 
@@ -135,7 +152,7 @@ class MuZeroAgent(Agent):
         cfg, N = self.cfg, len(action)
         held, left = state if state is not None else (torch.zeros_like(action), torch.zeros_like(action))
         left = left.masked_fill(is_first.to(left.device).bool(), 0)
-        start = (left <= 0) & (torch.rand(N, device=action.device) < cfg.hold_probability)
+        start = (left <= 0) & (torch.rand(N, device=action.device) < self.hold_probability())
         steps = torch.rand(N, device=action.device).clamp(min=1e-6).pow(-1 / (cfg.hold_exponent - 1)).floor()
         held = torch.where(start, torch.randint_like(action, self.num_actions), held)
         left = torch.where(start, steps.long().clamp(1, cfg.hold_max), left)
@@ -182,6 +199,7 @@ class MuZeroAgent(Agent):
         metrics["model/root_value"] = root_value.mean()
         metrics["model/value_target"] = targets["value"][:, 0].mean()
         metrics["self_play/temperature"] = self.temperature()
+        metrics["self_play/hold_probability"] = self.hold_probability()
         return metrics
 
     @torch.no_grad()
