@@ -387,7 +387,7 @@ COMMON = ["train.eval_every=0", "train.threads=1"]
         (  # with held exploratory actions: their state crosses the checkpoint
             "muzero",
             [*TINY_MUZERO, "train.prefill=40", "train.batch_size=4", "train.seq_len=7", "train.ratio=28"]
-            + ["agent.hold_probabilities=[0.3]"],
+            + ["agent.hold_probabilities=[0.3]", "agent.hold_entropy=0.0"],
         ),
     ],
     ids=["dreamerv1", "dreamerv2", "pets", "muzero"],

@@ -4,11 +4,14 @@ and policy, and learn that model from replayed trajectories unrolled K steps.
 Acting: a batched search (`planners.mcts`) from s⁰ = h(o_t) for every environment at once; the action is
 sampled from visits^(1/T) with the temperature T on a schedule over updates; the search policy π_t and
 root value ν_t are stored in replay beside the action they chose. With `hold_probabilities` ε > 0 the
-self-play action is also explored in time (εz-greedy, Dabney et al. 2021): at each step not yet held, with
+self-play action is also explored in time (εz-greedy, Dabney et al. 2021): at a step not yet held where the
+search cannot tell the actions apart (its policy's entropy at least `hold_entropy` of the uniform's), with
 probability ε a uniformly random action is held for n steps, P(n ≥ k) = k^−(μ−1) (μ = `hold_exponent`),
 instead of the search's action. Per-step noise (temperature, Dirichlet) cannot leave the start of a task
 whose rewards are the same for every action until a far goal (−1 per step: Acrobot, MountainCar); held
-actions travel.
+actions travel. Where the search has a preference, it is followed: holds there fill replay with another
+policy's returns, which the value targets then learn (CartPole with holds at every step for its first
+3,000 updates scored 124 at 25k env steps, against 464 without).
 
 Learning, for a replayed window starting at o_t (Eq. 1 of the paper, with the Appendix G details):
 
@@ -24,6 +27,7 @@ batch has its policy targets recomputed by a fresh search and its bootstrap valu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +78,8 @@ class MuZeroAgent(Agent):
         )
         """ε of εz-greedy self-play (module docstring) in each stage of `temperatures`, or one for all; 0: the
         search's action at every step."""
+        hold_entropy: float = unit(0.95)
+        """A hold may start only where the search policy's entropy is at least this share of ln A."""
         hold_exponent: float = param(2.0, lambda v: v > 1, "a number > 1")
         """μ of the held durations' tail P(n ≥ k) = k^−(μ−1) (εz-greedy: 2, a mean of ~ln of the cap)."""
         hold_max: int = positive(100)
@@ -143,16 +149,21 @@ class MuZeroAgent(Agent):
         }
         action, held = out.action, None
         if explore and self.hold_probability() > 0:
-            action, held = self._hold(action, is_first, state)
+            action, held = self._hold(action, out.policy, is_first, state)
         return Acted(F.one_hot(action, self.num_actions).float(), held, records)
 
-    def _hold(self, action: Tensor, is_first: Tensor, state: Any) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """εz-greedy: the held random action where one is held (or starts), else the search's `action` `[N]`;
-        the state is (held action, steps left) per environment, dropped at an episode's start."""
+    def _hold(
+        self, action: Tensor, policy: Tensor, is_first: Tensor, state: Any
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """εz-greedy: the held random action where one is held (or starts), else the search's `action` `[N]`
+        (chosen by its `policy` `[N, A]`); the state is (held action, steps left) per environment, dropped
+        at an episode's start."""
         cfg, N = self.cfg, len(action)
         held, left = state if state is not None else (torch.zeros_like(action), torch.zeros_like(action))
         left = left.masked_fill(is_first.to(left.device).bool(), 0)
-        start = (left <= 0) & (torch.rand(N, device=action.device) < self.hold_probability())
+        p = policy.float().clamp(min=1e-12)
+        undecided = -(p * p.log()).sum(-1) >= cfg.hold_entropy * math.log(self.num_actions)
+        start = (left <= 0) & undecided & (torch.rand(N, device=action.device) < self.hold_probability())
         steps = torch.rand(N, device=action.device).clamp(min=1e-6).pow(-1 / (cfg.hold_exponent - 1)).floor()
         held = torch.where(start, torch.randint_like(action, self.num_actions), held)
         left = torch.where(start, steps.long().clamp(1, cfg.hold_max), left)
