@@ -18,8 +18,8 @@ model's drift alone.
 
 `--denoisers` studies only those networks; `--dit` sets the DiT's size (default 2,64,2).
 
-Writes the table to --out and, beside it, the curves (`diamond_stability.png`) and a strip of generated
-frames (`diamond_stability_frames.png`).
+Writes the table to --out (`NAME.json`) and, beside it, the curves (`NAME.png`) and a strip of generated
+frames (`NAME_frames.png`).
 """
 
 from __future__ import annotations
@@ -246,8 +246,8 @@ def main() -> None:
         f"{100 * copy_last[0][49]:.2f}", f"{copy_last[0][49] / copy_last[0][9]:.2f}", f"{copy_last[1][9]:.4f}", "",
     ])  # fmt: skip
     out = Path(args.out)
-    plot(curves, copy_last[0], out.with_name("diamond_stability.png"))
-    strip(real[0], dreams, out.with_name("diamond_stability_frames.png"))
+    plot(curves, copy_last[0], out.with_suffix(".png"))
+    strip(real[0], dreams, out.with_name(f"{out.stem}_frames.png"))
     result = {
         "description": "DIAMOND's stability study at small scale: autoregressive rollouts per denoiser.",
         "columns": [
