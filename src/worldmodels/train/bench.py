@@ -82,8 +82,8 @@ def _seed_overrides(task: Task, seed: int, threads: int) -> list[str]:
 
 
 def _run_seed(name: str, task: Task, seed: int, overrides: list[str], out_root: Path) -> dict:
-    """One seed of a task; a run that an earlier run of code that still behaves the same left with a
-    checkpoint resumes from it (`train/probe.py`), so a long task spans sittings."""
+    """One seed of a task. It resumes from the checkpoint an interrupted earlier run left while the code
+    still behaves the same (their probe keys match, `train/probe.py`), so a long task spans sittings."""
     run_dir = out_root / name / f"seed{seed}"
     key = behaviour(task.preset, overrides)
     return {"seed": seed, **train_run(task.preset, overrides, run_dir, f"{name} seed {seed}", key)}
