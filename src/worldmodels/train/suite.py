@@ -104,6 +104,8 @@ class Cell:
     fingerprint: str
     path: Path
     seeds: list[int] = field(default_factory=list)
+    key: str | None = None
+    """Its probe hash once taken (`cell_behaviour`): a suite run probes a cell once."""
 
     @property
     def command(self) -> str:
@@ -242,10 +244,17 @@ def status(cell: Cell, probe: bool = False) -> str:
     stored = json.loads(cell.path.read_text())
     if stored.get("fingerprint") == cell.fingerprint:
         return "fresh"
-    if probe and stored.get("behaviour") and behaviour(cell.preset, cell.overrides, cell.seeds) == stored["behaviour"]:
+    if probe and stored.get("behaviour") and cell_behaviour(cell) == stored["behaviour"]:
         cell.path.write_text(json.dumps({**stored, "fingerprint": cell.fingerprint}, indent=1))
         return "fresh"
     return "stale"
+
+
+def cell_behaviour(cell: Cell) -> str:
+    """The `behaviour` of a cell's run, taken once."""
+    if cell.key is None:
+        cell.key = behaviour(cell.preset, cell.overrides, cell.seeds)
+    return cell.key
 
 
 def behaviour(preset: str, overrides: list[str], extra: Any = None) -> str:
@@ -349,7 +358,7 @@ def run_suite(
         runs, key = [], None
         if cell.row != RANDOM:
             try:
-                key = behaviour(cell.preset, cell.overrides, cell.seeds)  # before the run, of the code it runs
+                key = cell_behaviour(cell)  # before the run, of the code it runs (or taken by `status`)
             except TrainingError as err:
                 print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
                 return str(err)
