@@ -1,9 +1,15 @@
 """MCTS speed: simulations per second of `planners.mcts.search` for B = 1, 16, 256, 1024 trees at 50
-simulations, with a small MLP model (state 32, hidden 64, 4 actions), on CPU (and CUDA when present).
-Each batch runs the eager loop (`compile: false`) and, up to `compile_max_batch` trees, the compiled
-fixed-shape simulation (`compile: true`); model calls are part of every simulation timed.
+simulations, pUCT and Gumbel root selection, with the model of `../shared/peers/peer_mcts_mctx.py` (MLPs,
+state 32, hidden 64, 4 actions, tanh outputs) on CPU (and CUDA when present). Each batch runs the search
+as `compile: true` configures it: the compiled fixed-shape simulations up to `compile_max_batch` trees (and the
+eager loop beside them), the eager loop above; model calls are part of every simulation timed.
 
     python benchmarks/mcts_speed.py --out result.json [--batches 1 16 256 1024] [--repeats 20] [--threads 1]
+        [--peer PYTHON SCRIPT]
+
+`--peer` runs a peer's timing script (e.g. `--peer $VENV/bin/python ../shared/peers/peer_mcts_mctx.py`) on the
+same batches right after ours and adds its simulations/s and the ratio ours / peer. Both sides report the
+median of their searches (the peer script times 5, ours `--repeats`), after one warm-up search.
 
 One intra-op thread by default: every op here is small, and a second thread only adds synchronisation
 (on this 2-core machine, 2 threads measured 4x slower at B = 256 while other work shared the cores).
@@ -15,6 +21,8 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
 import time
 from dataclasses import replace
 
@@ -23,61 +31,67 @@ from torch import nn
 
 from worldmodels.planners.mcts import MCTSConfig, search
 
-STATE, HIDDEN, ACTIONS, OBS = 32, 64, 4, 8
+STATE, HIDDEN, ACTIONS = 32, 64, 4
+POLICIES = {"puct": "muzero", "gumbel": "gumbel_muzero"}  # ours → the peer script's name
 
 
 class SmallModel(nn.Module):
-    """h: obs → state, g: (state, action) → (state, reward), f: state → (logits, value); two-layer MLPs."""
+    """The peer scripts' model. h: obs → tanh(64) → tanh(state); g: [state, one-hot action] → relu(64) →
+    (tanh next state, tanh reward); f: state → relu(64) → (policy logits, tanh value)."""
 
     def __init__(self):
         super().__init__()
-
-        def mlp(i: int, o: int) -> nn.Sequential:
-            return nn.Sequential(nn.Linear(i, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, o))
-
-        self.h, self.g, self.f = mlp(OBS, STATE), mlp(STATE + ACTIONS, STATE + 1), mlp(STATE, ACTIONS + 1)
+        self.h = nn.Sequential(nn.Linear(STATE, HIDDEN), nn.Tanh(), nn.Linear(HIDDEN, STATE), nn.Tanh())
+        self.g = nn.Sequential(nn.Linear(STATE + ACTIONS, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, STATE + 1))
+        self.f = nn.Sequential(nn.Linear(STATE, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, ACTIONS + 1))
         self.eye = nn.Buffer(torch.eye(ACTIONS))
 
+    def predict(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.f(state)
+        return out[:, :ACTIONS], torch.tanh(out[:, ACTIONS])
+
     def root(self, obs: torch.Tensor):
-        s = self.h(obs)
-        out = self.f(s)
-        return s, out[:, :ACTIONS], out[:, ACTIONS]
+        state = self.h(obs)
+        return state, *self.predict(state)
 
     def recurrent(self, state: torch.Tensor, action: torch.Tensor):
-        out = self.g(torch.cat([state, self.eye[action]], 1))
-        s, reward = out[:, :STATE], out[:, STATE]
-        pred = self.f(s)
-        return s, reward, pred[:, :ACTIONS], pred[:, ACTIONS]
+        out = torch.tanh(self.g(torch.cat([state, self.eye[action]], 1)))
+        return out[:, :STATE], out[:, STATE], *self.predict(out[:, :STATE])
 
 
 def measure(model: SmallModel, B: int, device: torch.device, repeats: int, cfg: MCTSConfig) -> tuple[float, float]:
-    """Simulations/s (best of `repeats` searches) and the seconds of the first search (compiling, if any)."""
-    obs = torch.randn(B, OBS, device=device)
+    """Simulations/s (median of `repeats` searches) and the seconds of the first search (compiling, if any)."""
+    obs = torch.randn(B, STATE, device=device)
 
-    def once() -> None:
-        search(obs, model.root, model.recurrent, cfg, explore=True)
-
-    start = time.perf_counter()
-    once()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
+    def once() -> float:
         start = time.perf_counter()
-        once()
+        search(obs, model.root, model.recurrent, cfg, explore=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return B * cfg.num_simulations / min(times), first
+        return time.perf_counter() - start
+
+    first = once()  # warm-up (compiles)
+    return B * cfg.num_simulations / statistics.median(once() for _ in range(repeats)), first
 
 
 def same_search(model: SmallModel, B: int, device: torch.device, cfg: MCTSConfig) -> bool:
-    """Whether the compiled and the eager search build the same trees (deterministic search, same visits)."""
-    obs = torch.randn(B, OBS, device=device)
-    loop, fixed = (replace(cfg, compile=c) for c in (False, True))
-    runs = [search(obs, model.root, model.recurrent, c, explore=False) for c in (loop, fixed)]
+    """Whether `cfg` and the eager loop build the same trees (deterministic search, same visits)."""
+    obs = torch.randn(B, STATE, device=device)
+    runs = [search(obs, model.root, model.recurrent, c, explore=False) for c in (replace(cfg, compile=False), cfg)]
     return torch.equal(runs[0].visit_counts, runs[1].visit_counts)
+
+
+def peer_rates(python: str, script: str, batches: list[int], simulations: int) -> dict[tuple[str, int], float]:
+    """The peer's simulations/s per (policy, B), from the JSON lines its script prints."""
+    cmd = [python, script, "--sims", str(simulations), "--batches", ",".join(map(str, batches))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rates = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            row = json.loads(line)
+            ours = next(k for k, v in POLICIES.items() if v == row["policy"])
+            rates[ours, row["B"]] = row["sims_per_s"]
+    return rates
 
 
 def main() -> None:
@@ -87,41 +101,54 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--simulations", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (ops here are tiny)")
+    parser.add_argument("--peer", nargs=2, metavar=("PYTHON", "SCRIPT"), help="a peer's python and timing script")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = MCTSConfig(num_simulations=args.simulations)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows, same = [], []
     load = os.getloadavg()[0]
     for device in devices:
         model = SmallModel().to(device).eval()
-        for batch in args.batches:
-            for compiled in (False, True) if batch <= cfg.compile_max_batch else (False,):
-                with torch.inference_mode():
-                    rate, first = measure(model, batch, device, args.repeats, replace(cfg, compile=compiled))
-                    if compiled:
-                        same.append(same_search(model, batch, device, cfg))
-                path = "compiled graph" if compiled else "eager loop"
-                ms = round(batch / rate * args.simulations * 1e3, 2)
-                rows.append([device.type, batch, path, args.simulations, round(rate), ms, round(first, 1)])
-                print(f"{device.type:5s} B={batch:5d} {path:14s} {rate:12,.0f} simulations/s", flush=True)
+        for policy in POLICIES:
+            cfg = MCTSConfig(num_simulations=args.simulations, root_selection=policy, compile=True)
+            for batch in args.batches:
+                compiled = batch <= cfg.compile_max_batch  # above it, `compile: true` keeps the eager loop
+                for path_cfg in (cfg, replace(cfg, compile=False)) if compiled else (cfg,):
+                    with torch.inference_mode():
+                        rate, first = measure(model, batch, device, args.repeats, path_cfg)
+                        if path_cfg.compile and compiled:
+                            same.append(same_search(model, batch, device, path_cfg))
+                    path = "compiled graph" if path_cfg.compile and compiled else "eager loop"
+                    rows.append([device.type, policy, batch, path, round(rate), round(first, 1)])
+                    print(f"{device.type:5s} {policy:6s} B={batch:5d} {path:14s} {rate:12,.0f} sims/s", flush=True)
+    columns = ["device", "root", "trees B", "path", "simulations/s", "first search s"]
+    peer_note = ""
+    if args.peer:
+        rates = peer_rates(*args.peer, args.batches, args.simulations)
+        columns += ["peer simulations/s", "ours / peer"]
+        for row in rows:
+            peer = rates.get((row[1], row[2])) if row[0] == "cpu" else None
+            row += [round(peer), round(row[4] / peer, 2)] if peer else ["", ""]
+        peer_note = f" The peer ({os.path.basename(args.peer[1])}) ran right after ours, on the same machine."
     result = {
         "description": (
-            f"MCTS simulations/s, {args.simulations} simulations, MLP model (state {STATE}, hidden {HIDDEN}, "
-            f"{ACTIONS} actions), pUCT with Dirichlet noise; best of {args.repeats}"
+            f"MCTS simulations/s, {args.simulations} simulations, the peer scripts' MLP model (state {STATE}, "
+            f"hidden {HIDDEN}, {ACTIONS} actions), pUCT with Dirichlet noise or Gumbel root; median of {args.repeats}"
         ),
-        "columns": ["device", "trees B", "path", "simulations", "simulations/s", "ms per search", "first search s"],
+        "columns": columns,
         "rows": rows,
         "notes": (
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads available, "
             f"torch {torch.__version__} with {torch.get_num_threads()} intra-op threads. `compile: true` runs the "
-            f"compiled graph up to compile_max_batch = {cfg.compile_max_batch} trees and the eager loop above; "
-            f"the first search compiles (its seconds include the compiler's cache, warm or cold). Compiled and "
-            f"eager searches built the same trees: {all(same)}. 1-minute load average {load:.1f} before and "
-            f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPU threads"
+            f"compiled graph ({cfg.compile_unroll} simulations per call) up to compile_max_batch = "
+            f"{cfg.compile_max_batch} trees and the eager loop above; the first search compiles (its seconds "
+            f"include the compiler's cache, warm or cold). Compiled and eager searches built the same trees: "
+            f"{all(same)}. 1-minute load average {load:.1f} before and {os.getloadavg()[0]:.1f} after, on "
+            f"{os.cpu_count()} CPU threads"
             + (": other work shared the machine, so an idle one measures faster." if load > 1 else ".")
+            + peer_note
         ),
     }
     with open(args.out, "w") as f:

@@ -1,6 +1,7 @@
 """`wm bench`: every task file is valid, a tiny task runs end to end, and the report is rebuilt."""
 
 import json
+import sys
 
 import pytest
 import yaml
@@ -8,7 +9,7 @@ import yaml
 import worldmodels.train.bench as bench_module
 from tests.conftest import TINY
 from worldmodels.config import load_config
-from worldmodels.errors import TrainingError
+from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.train.bench import load_tasks, run_bench
 
 
@@ -76,3 +77,34 @@ def test_a_script_task_runs_its_script_with_the_task_s_args(tmp_path, monkeypatc
     run_bench(["echo_b"], seeds=None, jobs=1, out_root=tmp_path / "runs", report_only=False)
     result = json.loads((bench / "results" / "echo_b.json").read_text())
     assert result["rows"] == [["--env b"]] and result["command"] == "wm bench echo_b"
+
+
+def test_peer_venv_hands_a_speed_script_the_peer_s_python_and_script(tmp_path, monkeypatch):
+    """`wm bench TASK --peer-venv DIR` gives the script `--peer DIR/bin/python PEERS/SCRIPT` (the script runs
+    the peer itself, beside its own figures); a venv without a python, or a missing peer script, is a
+    ConfigError that says what to do, and tasks without a peer ignore the option."""
+    bench, peers, venv = tmp_path / "benchmarks", tmp_path / "peers", tmp_path / "venv"
+    bench.mkdir()
+    peers.mkdir()
+    (bench / "echo.py").write_text(
+        "import json, sys\n"
+        "out = sys.argv[sys.argv.index('--out') + 1]\n"
+        "json.dump({'description': 'echo', 'columns': ['args'], 'rows': [sys.argv[3:]], 'notes': ''}, open(out, 'w'))\n"
+    )
+    (bench / "fast.yaml").write_text(yaml.safe_dump({"script": "echo.py", "peer": "peer_fast.py"}))
+    (bench / "plain.yaml").write_text(yaml.safe_dump({"script": "echo.py"}))
+    monkeypatch.setenv("WM_BENCHMARKS", str(bench))
+    monkeypatch.setenv("WM_PEERS", str(peers))
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="no .*bin/python; make the venv as the header of peer_fast.py says"):
+        run_bench(["fast"], seeds=None, jobs=1, out_root=runs, report_only=False, peer_venv=venv)
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    with pytest.raises(ConfigError, match="peer script .*peer_fast.py is missing; set WM_PEERS"):
+        run_bench(["fast"], seeds=None, jobs=1, out_root=runs, report_only=False, peer_venv=venv)
+    (peers / "peer_fast.py").write_text("")
+    run_bench(["fast", "plain"], seeds=None, jobs=1, out_root=runs, report_only=False, peer_venv=venv)
+    fast = json.loads((bench / "results" / "fast.json").read_text())
+    assert fast["rows"] == [["--peer", str(venv / "bin" / "python"), str(peers / "peer_fast.py")]]
+    assert fast["command"] == "wm bench fast --peer-venv PEER_VENV"
+    assert json.loads((bench / "results" / "plain.json").read_text())["rows"] == [[]]

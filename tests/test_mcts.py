@@ -198,12 +198,12 @@ def test_the_accelerator_path_without_early_exit_gives_the_same_search(monkeypat
 def test_the_fixed_shape_simulation_gives_the_same_search_as_the_loop(monkeypatch, selection):
     """`compile: true` runs `select_everywhere` / `backup_everywhere`; here run eagerly (compiling takes tens of
     seconds), they must reproduce the depth loop's trees: same visits, values and actions, noise included."""
-    monkeypatch.setattr(mcts, "_compiled_simulation", lambda: mcts._simulate_fixed)
+    monkeypatch.setattr(mcts, "_compiled_simulation", mcts._simulations)
     model = RandomModel(A=5, seed=3)
     obs = torch.randn(7, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     invalid = torch.rand(7, 5, generator=torch.Generator().manual_seed(5)) < 0.4
     invalid[:, 2] = False
-    for explore, simulations in [(False, 1), (False, 30), (True, 30)]:
+    for explore, simulations in [(False, 1), (False, 30), (True, 30), (True, 70)]:  # 70: lineages of two words
         outs = []
         for compiled in (False, True):
             torch.manual_seed(6)
@@ -222,8 +222,8 @@ def test_the_fixed_shape_simulation_gives_the_same_search_as_the_loop(monkeypatc
 
 
 def test_the_compiled_simulation_compiles_once_and_builds_the_loop_s_trees():
-    """The real `torch.compile`d graph (the test above runs its function eagerly): one graph, compiled once,
-    serves all 12 simulations of the search (~25 s on a CPU), and the trees equal the eager loop's."""
+    """The real `torch.compile`d graph (the test above runs its function eagerly): one graph of 4 simulations,
+    compiled once, serves all 12 of the search (~25 s on a CPU), and the trees equal the eager loop's."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
@@ -240,11 +240,12 @@ def test_the_compiled_simulation_compiles_once_and_builds_the_loop_s_trees():
     assert torch.equal(outs[0].visit_counts, outs[1].visit_counts) and torch.equal(outs[0].action, outs[1].action)
 
 
-def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch):
+@pytest.mark.parametrize("S", [5, 70])
+def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch, S):
     """The chain of `test_backup_on_a_chain...` (depth grows by one every simulation) through the fixed-shape
-    simulation, against the same hand-computed returns."""
-    monkeypatch.setattr(mcts, "_compiled_simulation", lambda: mcts._simulate_fixed)
-    gamma, S = 0.9, 5
+    simulation, against the same hand-computed returns; at 70 simulations the lineages span two words."""
+    monkeypatch.setattr(mcts, "_compiled_simulation", mcts._simulations)
+    gamma = 0.9
 
     def root(obs):
         return torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, 1), torch.tensor([0.5], dtype=torch.float64)
@@ -262,13 +263,16 @@ def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch):
 def test_batches_above_compile_max_batch_keep_the_eager_loop(monkeypatch):
     calls = []
 
-    def fixed(tree, recurrent_fn):
-        calls.append(tree.B)
-        mcts._simulate_fixed(tree, recurrent_fn)
+    def fixed(unroll):
+        def simulate(tree, recurrent_fn):
+            calls.append(tree.B)
+            mcts._simulations(unroll)(tree, recurrent_fn)
 
-    monkeypatch.setattr(mcts, "_compiled_simulation", lambda: fixed)
+        return simulate
+
+    monkeypatch.setattr(mcts, "_compiled_simulation", fixed)
     model = RandomModel()
     cfg = _cfg(num_simulations=4, compile=True, compile_max_batch=2)
     for B in (2, 3):
         search(torch.randn(B, 3, dtype=torch.float64), model.root, model.recurrent, cfg, explore=False)
-    assert calls == [2] * 4
+    assert calls == [2]  # the 4 simulations of B = 2 in one unrolled call; B = 3 keeps the loop

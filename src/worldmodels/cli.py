@@ -214,7 +214,14 @@ def _bench(args: argparse.Namespace) -> None:
     elif args.agents or args.list:
         raise ConfigError("--agents and --list choose a suite's cells: use them with --suite NAME")
     else:
-        run_bench(args.tasks, seeds=args.seeds, jobs=args.jobs, out_root=Path(args.out), report_only=args.report)
+        run_bench(
+            args.tasks,
+            seeds=args.seeds,
+            jobs=args.jobs,
+            out_root=Path(args.out),
+            report_only=args.report,
+            peer_venv=Path(args.peer_venv) if args.peer_venv else None,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each gets cores/jobs threads)")
     p.add_argument("--out", default="bench_runs", help="folder for the benchmark runs")
     p.add_argument("--report", action="store_true", help="only regenerate BENCHMARKS.md from stored results")
+    p.add_argument("--peer-venv", help="a peer's venv: speed tasks that name a peer script time it beside ours")
     p.set_defaults(func=_bench)
     return parser
 

@@ -18,8 +18,8 @@ The model enters only through two callbacks:
 Every step is a tensor op over the batch; the only Python loops run over simulations and tree depth. That
 loop costs ~100 small ops per simulation, which at B = 1 is nearly all of the time. With `compile: true`,
 small batches instead run a fixed-shape simulation compiled once with `torch.compile` (selection, model call,
-expansion and backup in one graph): selection scores the edges of every node at once and finds the path by
-pointer doubling (`select_everywhere`), backup updates every node under a path mask (`backup_everywhere`).
+expansion and backup in one graph): selection scores the edges of every node at once and finds the path
+from each node's lineage (`select_everywhere`), backup updates every node under a path mask (`backup_everywhere`).
 Its work grows with the tree's size rather than its depth, so large batches keep the loop.
 """
 
@@ -69,9 +69,13 @@ class MCTSConfig:
     """Run each simulation (selection, the model call, backup) as one `torch.compile`d graph of fixed shape,
     for batches of at most `compile_max_batch` trees: a few fused calls instead of ~100 small ops, which is
     what small batches need. The first search of each shape compiles (tens of seconds on a CPU)."""
-    compile_max_batch: int = positive(64)
+    compile_unroll: int = positive(5)
+    """Simulations per call of the compiled graph (unrolled in it): the largest divisor of `num_simulations` up
+    to this. Each call costs about 10 µs of dispatch on a CPU, as much as a simulation's work at small batches;
+    a longer graph compiles for longer (about 5 s more per simulation, once per batch size)."""
+    compile_max_batch: int = positive(256)
     """Larger batches keep the eager loop, whose work grows with the tree's depth rather than its size
-    (see `select_everywhere`); on a CPU it overtakes the compiled graph between 64 and 256 trees."""
+    (see `select_everywhere`); on a CPU it overtakes the compiled graph between 256 and 1024 trees."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,22 @@ def considered_visits(num_considered: int, num_simulations: int) -> list[int]:
     return schedule[:num_simulations]
 
 
+@functools.cache
+def _bits(N: int, device: torch.device) -> Tensor:
+    """Each of N slots' own bit in a lineage bit set `[N, W]`: slot i is bit i % 62 of word i // 62."""
+    slot = torch.arange(N, device=device)
+    bits = torch.zeros(N, -(-N // _BITS), dtype=torch.int64, device=device)
+    bits[slot, slot // _BITS] = 2 ** (slot % _BITS)
+    return bits
+
+
+@functools.cache
+def _schedules(A: int, num_simulations: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """`considered_visits(m, num_simulations)` for every m in 0..A, `[A + 1, S]`."""
+    table = [considered_visits(m, num_simulations) for m in range(A + 1)]
+    return torch.tensor(table, device=device, dtype=dtype)
+
+
 def search(
     obs: Any,
     root_fn: RootFn,
@@ -135,8 +155,9 @@ def search(
             raise ValueError("a root has every action marked invalid; at least one action must be valid")
         tree = _Tree.new(cfg, state, logits, value, invalid, explore)
         if cfg.compile and len(logits) <= cfg.compile_max_batch:
-            simulate = _compiled_simulation()
-            for _ in range(cfg.num_simulations):
+            unroll = max(k for k in range(1, cfg.compile_unroll + 1) if cfg.num_simulations % k == 0)
+            simulate = _compiled_simulation(unroll)
+            for _ in range(cfg.num_simulations // unroll):
                 simulate(tree, recurrent_fn)
         else:
             for sim in range(cfg.num_simulations):
@@ -148,6 +169,7 @@ def search(
 
 
 VISITS, VALUE, REWARD, Q = range(4)  # columns of the per-node statistics
+_BITS = 62  # slots per int64 word of a lineage bit set (sums of distinct powers of two below 2^62 stay exact)
 
 
 def _puct(n: Tensor, q: Tensor, bonus: Tensor, lo: Tensor, scale: Tensor) -> Tensor:
@@ -180,13 +202,23 @@ class _Tree:
         self.offset = torch.arange(B, device=dev) * N  # each tree's root
         self.dummy_flat = self.offset + self.dummy
         self.children = self.dummy_flat[:, None, None].expand(B, N, A).clone()  # flat index of each child
+        # N(s, a) and Q(s, a) of every edge, mirrored from the children's `stats` so that scoring a node's edges
+        # reads one row instead of gathering A children; `edge_of` is each slot's incoming edge (flat), and the
+        # dummy's first edge is the sink of the slots that have none (the root, unexpanded slots, the dummy)
+        self.edges = torch.zeros(B, N, A, 2, dtype=dtype, device=dev)
+        self.edge_of = (self.dummy_flat * A)[:, None].expand(B, N).clone()
         self.nodes = self.offset[:, None] + torch.arange(N, device=dev)  # flat index of each slot
         self.parent = self.dummy_flat[:, None].expand(B, N).clone()
         self.parent[:, 0] = self.offset
         self.discount = torch.full((B, N), 1 / cfg.discount, dtype=dtype, device=dev)
         self.prefix = torch.zeros(B, N, dtype=dtype, device=dev)
         self.count = torch.tensor(1, device=dev)
-        self.hops = (N - 1).bit_length()  # 2^hops > the deepest possible path
+        # the lineage of each slot, the slots on the path from the root to it (both included), as a bit set:
+        # slot i is bit i % 62 of word i // 62 of `lineage` [B, N, W]; `bits` [N, W] is each slot's own bit.
+        # A slot not yet expanded has only the dummy's bit, and the dummy is never on a path.
+        self.bits = _bits(N, dev)
+        self.lineage = self.bits[self.dummy].expand(B, N, self.bits.shape[1]).clone()
+        self.lineage[:, 0] = self.bits[0]
         self.qmin = torch.full((B,), math.inf, dtype=dtype, device=dev)
         self.qmax = torch.full((B,), -math.inf, dtype=dtype, device=dev)
         # Q̄ = (Q − lo) · scale: min-max normalised once the tree has seen two different Q values
@@ -199,6 +231,7 @@ class _Tree:
         self._stats = self.stats.view(B * N, 4)
         self._prior = self.prior.view(B * N, A)
         self._children = self.children.view(B * N, A)
+        self._edges = self.edges.view(B * N, A, 2)
 
     @classmethod
     def new(cls, cfg: MCTSConfig, state: Tensor, logits: Tensor, value: Tensor, invalid: Tensor, explore: bool):
@@ -216,11 +249,9 @@ class _Tree:
             tree.gumbel = g
             valid = (~invalid).sum(-1)
             m = valid.clamp(max=cfg.max_considered_actions)
-            table = [considered_visits(i, cfg.num_simulations) for i in range(A + 1)]
-            tree.schedule = torch.tensor(table, device=state.device, dtype=dtype)[m]  # [B, S]
+            tree.schedule = _schedules(A, cfg.num_simulations, state.device, dtype)[m]  # [B, S]
         elif explore and cfg.exploration_fraction > 0:
-            alpha = torch.full_like(prior, cfg.dirichlet_alpha)
-            noise = torch.distributions.Gamma(alpha, torch.ones_like(alpha)).sample().masked_fill(invalid, 0.0)
+            noise = torch._standard_gamma(torch.full_like(prior, cfg.dirichlet_alpha)).masked_fill(invalid, 0.0)
             noise = noise / noise.sum(-1, keepdim=True).clamp(min=1e-12)
             prior = (1 - cfg.exploration_fraction) * prior + cfg.exploration_fraction * noise
         tree.prior[:, 0] = prior
@@ -240,9 +271,8 @@ class _Tree:
 
     def _children_of(self, node: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """For nodes `[B]` (flat): their children `[B, A]` (flat, int64), N(s, a) and Q(s, a) `[B, A]`."""
-        child = self._children.index_select(0, node)
-        stats = self._stats.index_select(0, child.view(-1)).view(self.B, self.A, 4)
-        return child, stats[..., VISITS], stats[..., Q]
+        edges = self._edges.index_select(0, node)
+        return self._children.index_select(0, node), edges[..., 0], edges[..., 1]
 
     def _puct_at(self, flat: Tensor, n: Tensor, q: Tensor) -> Tensor:
         """pUCT scores `[B, A]` at nodes `flat` `[B]`."""
@@ -309,12 +339,10 @@ class _Tree:
         """`select` with a fixed number of ops whatever the depth, for a compiled graph that serves every
         simulation: parent `[B]` and action `[B]` as there, and the path `[B, N]` (bool) of the nodes from the
         root to the parent. It scores the edges of every node at once, which gives each node its greedy child;
-        a node is on the path iff the chain of greedy edges above it reaches the root, which pointer doubling
-        finds in log2(N) gathers. The work grows with the tree (N · A per tree and simulation, against `select`'s
-        depth · A), so this pays only where the count of ops dominates: small batches."""
-        B, N, A = self.B, self.N, self.A
-        stats = self.stats.view(B * N, 4).index_select(0, self.children.view(-1)).view(B, N, A, 4)
-        n, q = stats[..., VISITS], stats[..., Q]
+        a node is on the path iff every node of its lineage is the root or its parent's greedy child. The work
+        grows with the tree (N · (A + N) per tree and simulation, against `select`'s depth · A), so this pays
+        only where the count of ops dominates: small batches."""
+        n, q = self.edges[..., 0], self.edges[..., 1]
         score = _puct(n, q, self.explore[..., None] * self.prior, self.lo[..., None], self.scale[..., None])
         if self.gumbel is not None:
             root = self._gumbel_score(n[:, 0], q[:, 0], self.schedule.index_select(1, (self.count - 1).view(1)))
@@ -322,11 +350,10 @@ class _Tree:
             root = score[:, 0].masked_fill(self.invalid, -math.inf)
         best = torch.cat([root[:, None], score[:, 1:]], 1).argmax(-1)  # [B, N]
         greedy = self.children.gather(2, best[..., None]).squeeze(2)  # each node's greedy child (flat)
-        link = torch.where(greedy.view(-1).take(self.parent) == self.nodes, self.parent, self.dummy_flat[:, None])
-        link[:, 0] = self.offset
-        for _ in range(self.hops):
-            link = link.view(-1).take(link)
-        path = link == self.offset[:, None]
+        slot = torch.arange(self.N, device=best.device)
+        chosen = (greedy.view(-1).take(self.parent) == self.nodes) & (slot != self.dummy) | (slot == 0)
+        rejected = (~chosen[..., None] * self.bits).sum(1)  # [B, W]: the bits of the slots not chosen
+        path = ((self.lineage & rejected[:, None]) == 0).all(-1)
         parent = (path * self.nodes).amax(1)  # the path's deepest node: slots grow with depth along a path
         return parent, best.view(-1).take(parent), path
 
@@ -344,7 +371,9 @@ class _Tree:
         self.states[:, at] = state.unsqueeze(1)
         self.stats[:, at, REWARD] = reward.to(self.stats.dtype)[:, None]
         self.prior[:, at] = torch.softmax(logits.to(self.prior.dtype), -1)[:, None]
-        self.children.view(-1)[parent * self.A + action] = self.offset + k
+        edge = parent * self.A + action
+        self.children.view(-1)[edge] = self.offset + k
+        self.edge_of[:, at] = edge[:, None]
 
     def backup(self, path: Tensor, leaf_value: Tensor) -> None:
         """Add the discounted return G_d to every node d on `path` `[B, D]`, all depths in one pass:
@@ -366,7 +395,12 @@ class _Tree:
         q = r + gamma * stats[..., VALUE] / n.clamp(min=1)
         self._stats.view(-1).put_(flat * 4 + Q, q.view(-1))
         self.explore.view(-1).put_(flat, self._bonus(n).view(-1))
+        self._mirror(self.edge_of.view(-1).take(flat), n, q)
         self._widen_q_bounds(q[:, 1:], on_path[:, 1:] > 0)  # over the edges on the path (not the root)
+
+    def _mirror(self, edge: Tensor, n: Tensor, q: Tensor) -> None:
+        """Copy nodes' N and Q (any shape) into their incoming edges `edge` (flat, same shape)."""
+        self.edges.view(-1, 2).index_put_((edge.reshape(-1),), torch.stack([n, q], -1).view(-1, 2))
 
     def _widen_q_bounds(self, q: Tensor, edge: Tensor) -> None:
         """Widen the tree's Q bounds by the values `q` `[B, M]` where `edge`, and refresh the min-max
@@ -379,12 +413,14 @@ class _Tree:
 
     def place(self, parent: Tensor) -> None:
         """Record where the node just expanded into slot `count` sits, for `select_everywhere` and
-        `backup_everywhere`: its parent, γ^(depth − 1), and its prefix Σ_{j≤depth} γ^{j-1} r_j."""
+        `backup_everywhere`: its parent, its lineage, γ^(depth − 1), and its prefix Σ_{j≤depth} γ^{j-1} r_j."""
         k = self.count.view(1)
         discount = self.discount.view(-1).take(parent) * self.cfg.discount
         self.parent[:, k] = parent[:, None]
         self.discount[:, k] = discount[:, None]
         self.prefix[:, k] = self.prefix.view(-1).take(parent)[:, None] + discount[:, None] * self.stats[:, k, REWARD]
+        own = self.bits.index_select(0, self.count.view(1))
+        self.lineage[:, k] = (self.lineage.view(self.B * self.N, -1).index_select(0, parent) | own)[:, None]
 
     def backup_everywhere(self, path: Tensor, leaf_value: Tensor) -> None:
         """`backup` with a fixed number of ops, for the nodes of `path` `[B, N]` (bool) and the new node in slot
@@ -401,6 +437,7 @@ class _Tree:
         q = self.stats[..., REWARD] + gamma * self.stats[..., VALUE] / n.clamp(min=1)
         self.stats[..., Q] = q
         self.explore.copy_(self._bonus(n))
+        self._mirror(self.edge_of, n, q)
         self._widen_q_bounds(q, path & (self.nodes != self.offset[:, None]))
 
     # ------------------------------------------------------------------ result
@@ -433,11 +470,22 @@ def _simulate_fixed(tree: _Tree, recurrent_fn: RecurrentFn) -> None:
     tree.count += 1
 
 
+def _simulations(unroll: int) -> Callable[[_Tree, RecurrentFn], None]:
+    """`unroll` fixed-shape simulations in a row."""
+
+    def simulate(tree: _Tree, recurrent_fn: RecurrentFn) -> None:
+        for _ in range(unroll):
+            _simulate_fixed(tree, recurrent_fn)
+
+    return simulate
+
+
 @functools.cache
-def _compiled_simulation() -> Callable[[_Tree, RecurrentFn], None]:
+def _compiled_simulation(unroll: int) -> Callable[[_Tree, RecurrentFn], None]:
+    """`_simulations(unroll)` as one compiled graph."""
     # the C++ wrapper and no size asserts: at small batches the Python around the kernels is most of the cost
     options = {"cpp_wrapper": True, "size_asserts": False, "alignment_asserts": False}
-    return torch.compile(_simulate_fixed, options=options)
+    return torch.compile(_simulations(unroll), options=options)
 
 
 @SEARCHES.register("mcts")

@@ -55,10 +55,29 @@ class Task:
     """A measuring script in `benchmarks/` instead of a training run."""
     args: list[str] = field(default_factory=list)
     """Arguments the script is run with after `--out RESULT.json` (one script, several tasks)."""
+    peer: str | None = None
+    """A peer's timing script (in `peers_dir()`) that the script runs beside its own figures when
+    `wm bench --peer-venv DIR` names the venv it runs in: `--peer DIR/bin/python PEERS/peer`."""
 
 
 def bench_dir() -> Path:
     return Path(os.environ.get("WM_BENCHMARKS", Path(__file__).resolve().parents[3] / "benchmarks"))
+
+
+def peers_dir() -> Path:
+    """Where the peers' timing scripts live: `WM_PEERS`, or `../shared/peers` beside the repository."""
+    return Path(os.environ.get("WM_PEERS", bench_dir().parent.parent / "shared" / "peers"))
+
+
+def _peer_args(name: str, task: Task, venv: Path | None) -> list[str]:
+    if venv is None or task.peer is None:
+        return []
+    python, script = venv / "bin" / "python", peers_dir() / task.peer
+    if not python.exists():
+        raise ConfigError(f"--peer-venv {venv}: no {python}; make the venv as the header of {task.peer} says")
+    if not script.exists():
+        raise ConfigError(f"benchmark {name}: its peer script {script} is missing; set WM_PEERS to its folder")
+    return ["--peer", str(python), str(script)]
 
 
 def load_tasks(names: list[str]) -> dict[str, Task]:
@@ -89,7 +108,14 @@ def _run_seed(name: str, task: Task, seed: int, overrides: list[str], out_root: 
     return {"seed": seed, **train_run(task.preset, overrides, run_dir, f"{name} seed {seed}", key)}
 
 
-def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Path, report_only: bool) -> None:
+def run_bench(
+    names: list[str],
+    seeds: list[int] | None,
+    jobs: int,
+    out_root: Path,
+    report_only: bool,
+    peer_venv: Path | None = None,
+) -> None:
     tasks = load_tasks(names)
     results_dir = bench_dir() / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +123,7 @@ def run_bench(names: list[str], seeds: list[int] | None, jobs: int, out_root: Pa
         threads = max(1, (os.cpu_count() or 1) // jobs)
         for name, task in tasks.items():
             if task.script:
-                _run_script(name, task, results_dir / f"{name}.json")
+                _run_script(name, task, results_dir / f"{name}.json", _peer_args(name, task, peer_venv))
                 continue
             task_seeds = seeds or task.seeds
             print(f"[bench] {name}: {len(task_seeds)} seed(s) x {task.steps} steps, {jobs} at a time", flush=True)
@@ -168,9 +194,9 @@ def cpu_settings(preset: str, agent: str) -> str | None:
     )
 
 
-def _run_script(name: str, task: Task, out: Path) -> None:
+def _run_script(name: str, task: Task, out: Path, extra: list[str]) -> None:
     print(f"[bench] {name}: {task.script}", flush=True)
-    cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out), *task.args]
+    cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out), *task.args, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise TrainingError(f"benchmark {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -179,7 +205,7 @@ def _run_script(name: str, task: Task, out: Path) -> None:
         task=name,
         kind="table",
         description=task.description or result.get("description", ""),
-        command=f"wm bench {name}",
+        command=f"wm bench {name}" + (" --peer-venv PEER_VENV" if extra else ""),
         date=time.strftime("%Y-%m-%d"),
         machine=machine(),
     )
