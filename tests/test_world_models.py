@@ -227,6 +227,20 @@ def test_pipeline_end_to_end_then_dream_and_eval(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["episodes"] == 2
 
 
+def test_random_rollouts_leave_a_share_of_the_budget_and_the_run_ends_evaluated(tmp_path):
+    """Rollouts stop at `collect.max_share` of `train.steps` (here after the first chunk of 4 of the 6), and a
+    controller stopped by the budget before its first evaluation still ends with one (a suite cell needs it)."""
+    run = tmp_path / "run"
+    assert main(["train", "world_models", *TINY, "train.steps=40", "--run-dir", str(run)]) == 0
+    rows = _rows(run)
+    assert max(r["collect/rollouts"] for r in rows if "collect/rollouts" in r) == 4
+    assert (
+        len(list((run / "rollouts").glob("episode_*.npz"))) == 4
+        and len(json.loads((run / "rollouts" / "dataset.json").read_text())["lengths"]) == 4
+    )
+    assert len([r for r in rows if "eval/return" in r]) == 1
+
+
 def test_phases_resume_and_run_alone(tmp_path, capsys):
     run = tmp_path / "run"
     cfg = load_config("world_models", [*TINY, "train.phase=collect"])

@@ -322,6 +322,8 @@ def train_run(
         raise TrainingError(f"benchmark {what} failed: {proc.stderr.strip().splitlines()[-1:]}")
     rows = read_metrics(run_dir)
     curve = [[r["step"], r["eval/return"]] for r in rows if "eval/return" in r]
+    if not curve:
+        raise TrainingError(f"benchmark {what}: the run in '{run_dir}' ended without an evaluation")
     perf = [r["perf/updates_per_s"] for r in rows if r.get("perf/updates_per_s")]
     return {
         "steps": curve[-1][0],

@@ -42,6 +42,10 @@ class CollectConfig:
     a_{t+1} = a_t + √dt·N(0, 1) with dt = 1/50, which drives further than jitter."""
     max_steps: int | None = None
     """Cut each random rollout after this many steps (None: the environment's time limit)."""
+    max_share: float = param(0.5, lambda v: 0 < v <= 1, "a number in (0, 1]")
+    """Share of `train.steps` the random rollouts may use: collection ends after the chunk that reaches it,
+    with fewer than `rollouts` episodes, so that long episodes (200 steps of MountainCar) leave real steps
+    to the controller (1: collect every rollout, whatever it costs)."""
     workers: int = positive(2)
     """Processes collecting rollouts in parallel."""
 

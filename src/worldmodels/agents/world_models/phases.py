@@ -17,7 +17,8 @@ figures and checkpoints.
 Every chunk ends with a checkpoint. The CMA-ES search is kept as the fitness values it was told and
 rebuilt by replaying them. `step` in metrics.jsonl counts real environment steps (collection and
 controller rollouts, not evaluations); TensorBoard plots each phase's scalars against its own counter
-(rollouts, V epochs, M updates, generations). `train.steps` caps the real steps the controller spends.
+(rollouts, V epochs, M updates, generations). `train.steps` caps the real steps the controller spends, and
+`collect.max_share` of it those of the random rollouts.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class Collect(_Staged):
         self.lengths += [n for _, n in results]
         self.trainer.step += sum(n for _, n in results) * self.cfg.env.action_repeat
         count, mean = len(self.lengths), float(np.mean(self.returns))
-        if count == c.rollouts:
+        if count == c.rollouts or self.trainer.step >= c.max_share * self.cfg.train.steps:
             self.done = True
             every = list(zip(self.returns, self.lengths))
             if self.trainer.rank == 0:
@@ -283,6 +284,7 @@ class Evolve(_Staged):
     """CMA-ES over the controller's parameters; a generation per chunk."""
 
     unit = "generation"
+    final_eval = True  # a search stopped by train.steps between its evaluations still ends with one
 
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
