@@ -7,7 +7,7 @@ import yaml
 
 from tests.conftest import TINY
 from worldmodels.config import set_dotted
-from worldmodels.errors import ConfigError
+from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.train.bench import bench_dir, write_report
 from worldmodels.train.suite import code_modules, load_suite, plan_cells, run_suite, status
 
@@ -102,3 +102,23 @@ def test_unknown_rows_and_suites_are_named(tiny_suite, tmp_path):
         run_suite("tiny", tiny_suite, tmp_path, 1, ["tiny2"], [], list_only=True)
     with pytest.raises(ConfigError, match="unknown benchmark suite 'tinny'"):
         run_suite("tinny", tiny_suite, tmp_path, 1, [], [], list_only=True)
+
+
+def test_a_cell_that_breaks_is_reported_and_the_cells_after_it_still_run(tiny_suite, tmp_path, monkeypatch):
+    """An unattended suite: an unexpected error in one cell (here the first one run) is that cell's failure,
+    named at the end, not the end of the suite."""
+    import worldmodels.train.suite as suite_module
+
+    real, calls = suite_module.train_run, []
+
+    def breaks_first(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 1:
+            raise IndexError("list index out of range")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suite_module, "train_run", breaks_first)
+    with pytest.raises(TrainingError, match=r"1 suite cell\(s\) failed: tiny × CartPole-v1: IndexError"):
+        run_suite("tiny", tiny_suite, tmp_path / "runs", 1, ["tiny"], [], list_only=False)
+    stored = sorted(p.name for p in (tiny_suite / "results" / "suites" / "tiny").glob("*.json"))
+    assert calls == ["tiny--CartPole-v1", "tiny--Pendulum-v1"] and stored == ["tiny--Pendulum-v1.json"]

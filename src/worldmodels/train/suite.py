@@ -395,8 +395,17 @@ def run_suite(
         print(f"[suite] {cell.row} × {cell.task}: {result['final']:.1f} ({result['wall_s'] / 60:.0f} min)", flush=True)
         return None
 
+    def guarded(cell: Cell) -> str | None:
+        """`run`, with any other error of a cell reported as its failure: the suite runs unattended, and
+        one cell's failure must not stop the cells after it."""
+        try:
+            return run(cell)
+        except Exception as err:
+            print(f"[suite] {cell.row} × {cell.task}: {type(err).__name__}: {err}", flush=True)
+            return f"{cell.row} × {cell.task}: {type(err).__name__}: {err}"
+
     with ThreadPoolExecutor(jobs) as pool:
-        errors = list(pool.map(run, todo))
+        errors = list(pool.map(guarded, todo))
     failed = [e for e in errors if e]
     # re-planned here, on one thread (`ast.parse` is not thread-safe on Python 3.11): a cell whose source changed
     # while it ran is stored under the fingerprints of the code it started with, which its run had imported
