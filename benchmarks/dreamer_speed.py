@@ -1,14 +1,19 @@
 """Seconds per DreamerV3 update (world model + actor + critic) at batch 16×64, for the official size1m
 and size12m models, on vector (CartPole-like, 4 dims) and 64×64×3 pixel inputs, and for size1m with
 the RSSM's steps compiled (`agent.compile=true`; the compile itself happens in the warm-up) or with
-imagined rollouts from 256 of the 1,024 posterior states (`agent.imagination_starts=256`).
-Run with `wm bench dreamer_speed` or `python benchmarks/dreamer_speed.py --out result.json`.
+imagined rollouts from 256 of the 1,024 posterior states (`agent.imagination_starts=256`), or with the pixel
+encoder's and decoder's convolutions in bfloat16 (`precision: bfloat16`, float32 weights and outputs).
+Run with `wm bench dreamer_speed` or `python benchmarks/dreamer_speed.py --out result.json`; with
+`--peer PYTHON SCRIPT` (`wm bench dreamer_speed --peer-venv DIR`), SheepRL's update of the same sizes
+(`../shared/peers/peer_sheeprl_dv3.py`, its `size1m_like` configurations) is timed right after ours, and each
+size1m row gets its seconds and the speed ratio peer / ours (higher is better for ours).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +30,7 @@ CASES = [  # preset, inputs, overrides
     ("dreamerv3", "pixels", ()),
     ("dreamerv3", "pixels", ("agent.compile=true",)),
     ("dreamerv3", "pixels", ("agent.imagination_starts=256",)),
+    ("dreamerv3", "pixels", ("agent.encoder.image.precision=bfloat16", "agent.decoder.image.precision=bfloat16")),
     ("dreamerv3_size12m", "vector", ()),
     ("dreamerv3_size12m", "pixels", ()),
 ]
@@ -65,23 +71,43 @@ def measure(preset: str, inputs: str, overrides: tuple[str, ...], repeats: int, 
     return sorted(times)[len(times) // 2]
 
 
+def peer_seconds(python: str, script: str, threads: int) -> dict[str, float]:
+    """SheepRL's median seconds per update of its size1m-like model, per input kind."""
+    cmd = [python, script, "--only", "size1m_like", "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {row["obs"]: row["s_per_update_median"] for row in rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the peer's too)")
+    parser.add_argument("--peer", nargs=2, metavar=("PYTHON", "SCRIPT"), help="a peer's python and timing script")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rows = []
     for preset, inputs, overrides in CASES:
         seconds = measure(preset, inputs, overrides, args.repeats, args.device)
         rows.append([preset, inputs, " ".join(overrides) or "–", args.device, f"{seconds:.2f}"])
         print(rows[-1], flush=True)
+    columns = ["preset", "inputs", "overrides", "device", "seconds per update"]
+    notes = f"torch {torch.__version__}, {torch.get_num_threads()} threads."
+    if args.peer:
+        peer = peer_seconds(*args.peer, args.threads)
+        columns += ["SheepRL seconds", "SheepRL / ours"]
+        for row, (preset, inputs, _) in zip(rows, CASES):
+            theirs = peer.get(inputs) if preset == "dreamerv3" and args.device == "cpu" else None
+            row += [f"{theirs:.2f}", f"{theirs / float(row[4]):.2f}"] if theirs else ["", ""]
+        notes += " SheepRL 0.8.4 (`peer_sheeprl_dv3.py`, size1m_like, float32) ran right after ours, same threads."
     result = {
         "description": "Median seconds per DreamerV3 update (world model + actor + critic), batch 16×64, "
         "imagination horizon 15 from all 1024 posterior states.",
-        "columns": ["preset", "inputs", "overrides", "device", "seconds per update"],
+        "columns": columns,
         "rows": rows,
-        "notes": f"torch {torch.__version__}, {torch.get_num_threads()} threads.",
+        "notes": notes,
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
 

@@ -66,3 +66,28 @@ def test_each_image_encoder_is_the_image_part_of_multi_in_an_agent(preset, tiny,
     assert {"impala": "ImpalaEncoder", "vit": "ViTEncoder"}[name] in built and "CNNEncoder" not in built
     assert trainer.run()["updates"] > 0
     trainer.close()
+
+
+def test_bfloat16_conv_stacks_keep_float32_weights_outputs_and_gradients():
+    """`precision: bfloat16` on the cnn encoder and decoder: the convolutions run under autocast, while the
+    weights (the master copy), their gradients and the outputs stay float32 and near the float32 stack's."""
+    from worldmodels.registry import DECODERS
+
+    spec = ObsSpec((64, 64, 3), "uint8")
+    frames = torch.randint(0, 256, (2, 3, *spec.shape), dtype=torch.uint8)
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        enc = ENCODERS.build("cnn", {"depth": 8, "precision": precision}, obs_spec=spec)
+        dec = DECODERS.build("cnn", {"depth": 8, "precision": precision}, in_dim=enc.out_dim, obs_spec=spec)
+        features = enc(frames)
+        loss = dec(features).loss(frames).mean()
+        loss.backward()
+        params = [*enc.parameters(), *dec.parameters()]
+        assert features.dtype == torch.float32 and dec(features).mean.dtype == torch.float32
+        assert all(p.dtype == p.grad.dtype == torch.float32 and p.grad.abs().sum() > 0 for p in params)
+        out[precision] = features, loss
+    torch.testing.assert_close(out["bfloat16"][0], out["float32"][0], rtol=0.05, atol=0.05)
+    torch.testing.assert_close(out["bfloat16"][1], out["float32"][1], rtol=0.02, atol=0.0)
+    with pytest.raises(ConfigError, match="precision"):
+        ENCODERS.build("cnn", {"precision": "float16"}, obs_spec=spec)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from worldmodels.decoders.prediction import ImagePrediction
-from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages
+from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages, precision
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
 from worldmodels.registry import DECODERS
@@ -42,9 +42,12 @@ class CNNDecoder(nn.Module):
                 layers += [activation(cfg.act)]
             dim = out
         self.net = nn.Sequential(*layers)
+        self.precision = cfg.precision
 
     def forward(self, x: torch.Tensor) -> ImagePrediction:
         batch = x.shape[:-1]
         h = self.proj(x.reshape(-1, x.shape[-1])).reshape(-1, *self.start)
-        frames = self.net(h).permute(0, 2, 3, 1)  # [N, H, W, C]
+        with precision(self.precision, h):
+            frames = self.net(h)
+        frames = frames.float().permute(0, 2, 3, 1)  # [N, H, W, C]
         return ImagePrediction(frames.reshape(*batch, *frames.shape[1:]))

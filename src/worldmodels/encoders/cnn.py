@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -59,6 +61,16 @@ class ConvConfig:
     act: Activation = "silu"
     norm: bool = True
     """LayerNorm over channels before each activation."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Arithmetic of the convolutions: `bfloat16` runs them under autocast (the weights, their gradients
+    and the output stay float32); on a CPU with AVX-512 BF16 it roughly halves their time."""
+
+
+def precision(name: str, x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """The autocast context a conv stack of `precision` name runs `x` in."""
+    if name == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, torch.bfloat16)
 
 
 @ENCODERS.register("cnn")
@@ -80,9 +92,12 @@ class CNNEncoder(nn.Module):
             layers += [activation(cfg.act)]
             channels = out
         self.net = nn.Sequential(*layers, nn.Flatten())
+        self.precision = cfg.precision
         with torch.no_grad():
             self.out_dim = self.net(torch.zeros(1, obs_spec.shape[2], height, width)).shape[-1]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch, x = to_images(obs)
-        return self.net(x).reshape(*batch, -1)
+        with precision(self.precision, x):
+            out = self.net(x)
+        return out.float().reshape(*batch, -1)

@@ -8,7 +8,7 @@ pixel error plus KL(q ‖ N(0, I)), where KL below `kl_tolerance` nats per dimen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import distributions as D
@@ -42,7 +42,7 @@ class ConvVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.latent_dim = cfg.latent_dim
-        conv = {"depth": cfg.depth, "min_res": cfg.min_res, "act": cfg.act, "norm": cfg.norm}
+        conv = {f.name: getattr(cfg, f.name) for f in fields(ConvConfig)}  # the stack's shape and precision
         self.encoder = CNNEncoder(CNNEncoder.Config(**conv), obs_spec)
         self.stats = nn.Linear(self.encoder.out_dim, 2 * cfg.latent_dim)
         self.decoder = CNNDecoder(CNNDecoder.Config(**conv), cfg.latent_dim, obs_spec)
