@@ -6,7 +6,9 @@ encoder's and decoder's convolutions in bfloat16 (`precision: bfloat16`, float32
 Run with `wm bench dreamer_speed` or `python benchmarks/dreamer_speed.py --out result.json`; with
 `--peer PYTHON SCRIPT` (`wm bench dreamer_speed --peer-venv DIR`), SheepRL's update of the same sizes
 (`../shared/peers/peer_sheeprl_dv3.py`, its `size1m_like` configurations) is timed right after ours, and each
-size1m row gets its seconds and the speed ratio peer / ours (higher is better for ours).
+row of the same work gets its seconds and the speed ratio peer / ours (higher is better for ours): the size1m
+vector update, and on pixels the conv stacks of depth 4 (4, 8, 16, 32 channels, the official size1m's depth;
+the `dreamerv3` preset's image depth is 16, four times the channels).
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ from worldmodels.config import load_config
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train.loop import build_agent
 
-CASES = [  # preset, inputs, overrides
-    ("dreamerv3", "vector", ()),
-    ("dreamerv3", "vector", ("agent.compile=true",)),
-    ("dreamerv3", "vector", ("agent.imagination_starts=256",)),
-    ("dreamerv3", "pixels", ()),
-    ("dreamerv3", "pixels", ("agent.compile=true",)),
-    ("dreamerv3", "pixels", ("agent.imagination_starts=256",)),
-    ("dreamerv3", "pixels", ("agent.encoder.image.precision=bfloat16", "agent.decoder.image.precision=bfloat16")),
-    ("dreamerv3_size12m", "vector", ()),
-    ("dreamerv3_size12m", "pixels", ()),
+BF16 = ("agent.encoder.image.precision=bfloat16", "agent.decoder.image.precision=bfloat16")
+DEPTH4 = ("agent.encoder.image.depth=4", "agent.decoder.image.depth=4")  # 4, 8, 16, 32 channels, as the peer's
+CASES = [  # preset, inputs, overrides, whether the peer's size1m-like update does the same work
+    ("dreamerv3", "vector", (), True),
+    ("dreamerv3", "vector", ("agent.compile=true",), True),
+    ("dreamerv3", "vector", ("agent.imagination_starts=256",), False),
+    ("dreamerv3", "pixels", (), False),
+    ("dreamerv3", "pixels", ("agent.compile=true",), False),
+    ("dreamerv3", "pixels", ("agent.imagination_starts=256",), False),
+    ("dreamerv3", "pixels", BF16, False),
+    ("dreamerv3", "pixels", DEPTH4, True),
+    ("dreamerv3", "pixels", (*DEPTH4, *BF16), True),
+    ("dreamerv3_size12m", "vector", (), False),
+    ("dreamerv3_size12m", "pixels", (), False),
 ]
 
 
@@ -89,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for preset, inputs, overrides in CASES:
+    for preset, inputs, overrides, _ in CASES:
         seconds = measure(preset, inputs, overrides, args.repeats, args.device)
         rows.append([preset, inputs, " ".join(overrides) or "–", args.device, f"{seconds:.2f}"])
         print(rows[-1], flush=True)
@@ -98,8 +104,8 @@ def main() -> None:
     if args.peer:
         peer = peer_seconds(*args.peer, args.threads)
         columns += ["SheepRL seconds", "SheepRL / ours"]
-        for row, (preset, inputs, _) in zip(rows, CASES):
-            theirs = peer.get(inputs) if preset == "dreamerv3" and args.device == "cpu" else None
+        for row, (_, inputs, _, same_work) in zip(rows, CASES):
+            theirs = peer.get(inputs) if same_work and args.device == "cpu" else None
             row += [f"{theirs:.2f}", f"{theirs / float(row[4]):.2f}"] if theirs else ["", ""]
         notes += " SheepRL 0.8.4 (`peer_sheeprl_dv3.py`, size1m_like, float32) ran right after ours, same threads."
     result = {
