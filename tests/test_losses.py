@@ -98,3 +98,22 @@ def test_two_hot_symlog_prediction_round_trips_and_learns():
         loss.backward()
         opt.step()
     assert torch.allclose(symlog(TwoHotSymlog(logits, bins).mean), symlog(targets), atol=0.05)
+
+
+def test_sample_index_draws_what_multinomial_draws():
+    """`sample_index` is `torch.multinomial(p, 1)` without its checks: the same indices from the same
+    generator, leaving it in the same state, for unnormalised weights with zeros and for views."""
+    from worldmodels.nn.dists import sample_index
+
+    for seed, shape in enumerate([(1, 4), (16, 3), (5, 2, 18), (256, 2), (3, 7, 5)]):
+        weights = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) ** 3
+        if seed == 4:
+            weights = weights.transpose(0, 1)  # a view, not contiguous
+            shape = weights.shape
+        weights[..., 1:] *= torch.rand(shape[:-1] + (shape[-1] - 1,)) > 0.2  # some zeros, never a whole row
+        weights[..., 0] += 1e-3
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        drawn = sample_index(weights, ours)
+        expected = torch.multinomial(weights.reshape(-1, shape[-1]), 1, generator=theirs).reshape(shape[:-1])
+        assert torch.equal(drawn, expected) and torch.equal(ours.get_state(), theirs.get_state())
+        assert weights.gather(-1, drawn[..., None]).gt(0).all()

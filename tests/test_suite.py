@@ -122,3 +122,18 @@ def test_a_cell_that_breaks_is_reported_and_the_cells_after_it_still_run(tiny_su
         run_suite("tiny", tiny_suite, tmp_path / "runs", 1, ["tiny"], [], list_only=False)
     stored = sorted(p.name for p in (tiny_suite / "results" / "suites" / "tiny").glob("*.json"))
     assert calls == ["tiny--CartPole-v1", "tiny--Pendulum-v1"] and stored == ["tiny--Pendulum-v1.json"]
+
+
+def test_a_stored_probe_key_survives_new_options_but_not_changed_values():
+    """A cell keeps its probe key as the state hash and the config key by key: an option added since (a key
+    it never stored) does not make it stale while the state hash holds; a changed value, a removed key or
+    another state does. A key of the older format (one hash) is compared with the legacy hash."""
+    from worldmodels.train.suite import same_behaviour, stored_behaviour
+
+    stored = {"state": "s1", "config": {"agent.search.discount": 0.997, "train.steps": 50000}}
+    now = {"state": "s1", "config": {**stored["config"], "agent.encoder.image.precision": "float32"}, "legacy": "l"}
+    assert same_behaviour(stored, now) and stored_behaviour(now) == {"state": "s1", "config": now["config"]}
+    assert not same_behaviour(stored, {**now, "state": "s2"})
+    assert not same_behaviour(stored, {**now, "config": {**now["config"], "train.steps": 40000}})
+    assert not same_behaviour(stored, {**now, "config": {"train.steps": 50000}})  # a key it ran with is gone
+    assert same_behaviour("l", now) and not same_behaviour("another", now) and not same_behaviour(None, now)

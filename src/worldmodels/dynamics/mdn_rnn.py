@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.losses import gmm_nll
+from worldmodels.nn.dists import sample_index
 from worldmodels.registry import MEMORIES
 from worldmodels.schema import non_negative, positive
 
@@ -38,8 +39,7 @@ class MDNOutput:
         """A next latent `[..., Z]` drawn at temperature τ: component k ~ softmax(logits / τ), then
         z ~ N(μ_k, σ_k √τ)."""
         probs = F.softmax(self.logits / temperature, -1)
-        k = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-        k = k.reshape(*probs.shape[:-1], 1)
+        k = sample_index(probs, generator)[..., None]
         mean = self.mean.gather(-1, k).squeeze(-1)
         std = self.log_std.gather(-1, k).squeeze(-1).exp() * math.sqrt(temperature)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from worldmodels.nn.dists import sample_index
 from worldmodels.registry import SEARCHES
 from worldmodels.schema import non_negative, param, positive, unit
 
@@ -453,7 +454,7 @@ class _Tree:
             if explore and temperature > 0:
                 # visits^(1/T), in log space so that small temperatures do not overflow
                 logits = torch.log(n.clamp(min=1e-30)) / temperature
-                action = torch.multinomial(torch.softmax(logits.masked_fill(n == 0, -math.inf), -1), 1).squeeze(1)
+                action = sample_index(torch.softmax(logits.masked_fill(n == 0, -math.inf), -1))
             else:
                 action = n.argmax(-1)
         root_value = self.stats[:, 0, VALUE] / self.stats[:, 0, VISITS]

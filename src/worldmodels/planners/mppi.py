@@ -25,6 +25,7 @@ from typing import Literal
 
 import torch
 
+from worldmodels.nn.dists import sample_index
 from worldmodels.planners.protocol import (
     Objective,
     Plan,
@@ -83,7 +84,7 @@ class MPPI(Planner):
             centre = m * centre + (1 - m) * new
             expected = (weight * returns).sum(1)
         if cfg.select == "sample":
-            drawn = torch.multinomial(weight, 1)  # [B, 1]
+            drawn = sample_index(weight)[:, None]  # [B, 1]
             actions = torch.gather(candidates, 1, drawn[:, :, None, None].expand(-1, -1, *candidates.shape[2:]))[:, 0]
             return Plan(actions, centre, returns.gather(1, drawn)[:, 0], std=None if self.discrete else std)
         actions = discrete_plan(centre) if self.discrete else centre

@@ -3,11 +3,13 @@
 A stored result (a suite cell, a benchmark seed left to resume) stays valid while the code it ran still
 behaves the same on its config. The probe checks that with a short run of that config on one torch thread
 and a fixed seed (`PROBE`, and the agent's own `probe_overrides` that shrink its planner or stages): its
-hash covers the resolved config of the real run, every tensor of the agent's state at the end of the probe
-and the return of the evaluation that ends it. A change anywhere in the code (agent, trainer, environment
-wrappers, replay) that alters what the probe learns or how it acts changes the hash; a change it never
-reaches (another agent, a new kind in the registry, a report) leaves it. The same code gives the same hash
-bit for bit. What the probe cannot see is code that only a long run reaches (a schedule's later part).
+hash covers every tensor of the agent's state at the end of the probe and the return of the evaluation that
+ends it, and beside it the resolved config of the real run is kept key by key. A change anywhere in the code
+(agent, trainer, environment wrappers, replay) that alters what the probe learns or how it acts changes the
+hash; a change it never reaches (another agent, a new kind in the registry, a report) leaves it. A config
+value that changed (a default of a schedule's later part, which the probe never reaches) tells the run apart
+too; a key that is new (an option added since, at its default) does not, as long as the state hash holds.
+The same code gives the same hash bit for bit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,8 +42,10 @@ PROBE = [
 """A probe run: a hundred env steps of learning after a hundred of prefill, then one evaluation episode."""
 
 
-def probe(preset: str, overrides: list[str]) -> str:
-    """The hash of the code of a run of `preset` with `overrides` (module docstring)."""
+def probe(preset: str, overrides: list[str]) -> dict[str, Any]:
+    """What a run of `preset` with `overrides` does (module docstring): `state`, the hash of the agent's
+    state and the evaluation after the probe; `config`, the real run's resolved config as dotted keys; and
+    `legacy`, the hash of both together that results stored before 2026-12-05 carry."""
     torch.set_num_threads(1)
     config = load_config(preset, overrides)
     shorter = AGENTS.get(config.agent.name).probe_overrides
@@ -50,12 +55,27 @@ def probe(preset: str, overrides: list[str]) -> str:
             summary = trainer.run()
         finally:
             trainer.close()
-    digest = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True, default=str).encode())
+    state = hashlib.sha256()
+    legacy = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True, default=str).encode())
     for name, tensor in trainer.agent.state_dict().items():  # in the order the modules were built
-        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(repr((summary["step"], summary["updates"], summary.get("eval/return"))).encode())
-    return digest.hexdigest()[:16]
+        for digest in (state, legacy):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    for digest in (state, legacy):
+        digest.update(repr((summary["step"], summary["updates"], summary.get("eval/return"))).encode())
+    flat = json.loads(json.dumps(dotted(to_dict(config)), default=str))
+    return {"state": state.hexdigest()[:16], "config": flat, "legacy": legacy.hexdigest()[:16]}
+
+
+def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as `{"agent.search.discount": 0.997, ...}`."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 if __name__ == "__main__":
-    print(probe(sys.argv[1], sys.argv[2:]))
+    print(json.dumps(probe(sys.argv[1], sys.argv[2:]), sort_keys=True))

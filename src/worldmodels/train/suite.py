@@ -104,8 +104,8 @@ class Cell:
     fingerprint: str
     path: Path
     seeds: list[int] = field(default_factory=list)
-    key: str | None = None
-    """Its probe hash once taken (`cell_behaviour`): a suite run probes a cell once."""
+    key: dict[str, Any] | None = None
+    """Its probe key once taken (`cell_behaviour`): a suite run probes a cell once."""
 
     @property
     def command(self) -> str:
@@ -244,29 +244,55 @@ def status(cell: Cell, probe: bool = False) -> str:
     stored = json.loads(cell.path.read_text())
     if stored.get("fingerprint") == cell.fingerprint:
         return "fresh"
-    if probe and stored.get("behaviour") and cell_behaviour(cell) == stored["behaviour"]:
-        cell.path.write_text(json.dumps({**stored, "fingerprint": cell.fingerprint}, indent=1))
+    if probe and stored.get("behaviour") and same_behaviour(stored["behaviour"], cell_behaviour(cell)):
+        kept = {**stored, "fingerprint": cell.fingerprint, "behaviour": stored_behaviour(cell_behaviour(cell))}
+        cell.path.write_text(json.dumps(kept, indent=1))
         return "fresh"
     return "stale"
 
 
-def cell_behaviour(cell: Cell) -> str:
+def cell_behaviour(cell: Cell) -> dict[str, Any]:
     """The `behaviour` of a cell's run, taken once."""
     if cell.key is None:
         cell.key = behaviour(cell.preset, cell.overrides, cell.seeds)
     return cell.key
 
 
-def behaviour(preset: str, overrides: list[str], extra: Any = None) -> str:
-    """What the code of a run of `preset` with `overrides` does (`train/probe.py`), hashed with `extra`
-    (such as the seeds). The probe runs in a process of its own, so that probes in parallel threads share
-    no torch state."""
+def behaviour(preset: str, overrides: list[str], extra: Any = None) -> dict[str, Any]:
+    """What the code of a run of `preset` with `overrides` does (`train/probe.py`), its hashes taken with
+    `extra` (such as the seeds). The probe runs in a process of its own, so that probes in parallel threads
+    share no torch state."""
     cmd = [sys.executable, "-m", "worldmodels.train.probe", preset, *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise TrainingError(f"the probe run of {preset} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    what = json.dumps({"probe": proc.stdout.split()[-1], "extra": extra}, sort_keys=True, default=str)
-    return hashlib.sha256(what.encode()).hexdigest()[:16]
+    probed = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def keyed(probe_hash: str) -> str:
+        what = json.dumps({"probe": probe_hash, "extra": extra}, sort_keys=True, default=str)
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+    return {"state": keyed(probed["state"]), "config": probed["config"], "legacy": keyed(probed["legacy"])}
+
+
+def stored_behaviour(key: dict[str, Any]) -> dict[str, Any]:
+    """The part of a probe key a result keeps (not the legacy hash)."""
+    return {"state": key["state"], "config": key["config"]}
+
+
+_ABSENT = object()
+
+
+def same_behaviour(stored: Any, now: dict[str, Any]) -> bool:
+    """Whether a stored probe key still describes the code: the same state hash, and every config key it
+    kept at the value it kept (keys added since are options at their defaults, and the state hash tells
+    whether they changed what the probe did). A key of the format before 2026-12-05 (one hash over config
+    and state) must equal the legacy hash."""
+    if isinstance(stored, str):
+        return stored == now["legacy"]
+    if not isinstance(stored, dict) or stored.get("state") != now["state"]:
+        return False
+    return all(now["config"].get(k, _ABSENT) == v for k, v in stored.get("config", {}).items())
 
 
 def random_score(task: str, episodes: int) -> dict[str, Any]:
@@ -291,8 +317,18 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+def _read_mark(mark: Path) -> Any:
+    """A run folder's probe key: JSON, or the one hash that folders written before 2026-12-05 hold."""
+    text = mark.read_text().strip()
+    try:
+        key = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return key if isinstance(key, dict) else text
+
+
 def train_run(
-    preset: str, overrides: list[str], run_dir: Path, what: str, fingerprint: str | None = None
+    preset: str, overrides: list[str], run_dir: Path, what: str, fingerprint: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """`wm train PRESET OVERRIDES` in its own process, in a fresh `run_dir`: the last evaluation, the
     curve of evaluations, wall-clock seconds and the median update rate. With a `fingerprint` of the code
@@ -303,7 +339,7 @@ def train_run(
     resume = (
         fingerprint is not None
         and mark.exists()
-        and mark.read_text() == fingerprint
+        and same_behaviour(_read_mark(mark), fingerprint)
         and latest_checkpoint(run_dir / "checkpoints") is not None
     )
     if resume:
@@ -313,7 +349,7 @@ def train_run(
             shutil.rmtree(run_dir)
         if fingerprint is not None:
             run_dir.mkdir(parents=True)
-            mark.write_text(fingerprint)
+            mark.write_text(json.dumps(stored_behaviour(fingerprint)))
         cmd = [sys.executable, "-m", "worldmodels.cli", "train", preset, *overrides, "--run-dir", str(run_dir)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -386,7 +422,7 @@ def run_suite(
             "command": f"wm bench --suite {name} --agents {cell.row} {cell.task}",
             "train_command": cell.command if cell.row != RANDOM else "",
             "fingerprint": cell.fingerprint,
-            "behaviour": key,
+            "behaviour": stored_behaviour(key) if key else None,
             "wall_s": round(time.perf_counter() - start, 1),
             "date": time.strftime("%Y-%m-%d"),
             "machine": machine(),
