@@ -5,7 +5,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from worldmodels.config import EnvConfig
+from worldmodels.config import EnvConfig, load_config
 from worldmodels.envs import EnvPool, make_env
 from worldmodels.errors import ConfigError
 
@@ -159,3 +159,16 @@ def test_minatar_sticky_actions_follow_the_config():
         return int(np.argwhere(obs[..., 0])[0, 1] - start)
 
     assert paddle_moves(0.0) == 5 and paddle_moves(1.0) == 0
+
+
+def test_an_action_repeat_per_suite_is_resolved_by_the_env_id():
+    """`env.action_repeat: {dmc: 8}` repeats 8 times on dm_control and once elsewhere: the resolved config
+    holds the count (so results and probe keys see a number), and an unknown suite is a ConfigError."""
+    assert EnvConfig(id="dmc:cartpole-swingup", action_repeat={"dmc": 8}).action_repeat == 8
+    assert EnvConfig(id="CartPole-v1", action_repeat={"dmc": 8, "gym": 2}).action_repeat == 2
+    assert EnvConfig(id="minatar:Breakout", action_repeat={"dmc": 8}).action_repeat == 1
+    assert load_config("planet", ["env.id=CartPole-v1"]).env.action_repeat == 1
+    assert load_config("planet", []).env.action_repeat == 8  # its own dm_control task
+    assert load_config("tdmpc2", ["env.id=Pendulum-v1", "env.action_repeat=3"]).env.action_repeat == 3
+    with pytest.raises(ConfigError, match="mapping of suites"):
+        load_config("planet", ["env.action_repeat={dcm: 8}"])

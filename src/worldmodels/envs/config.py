@@ -7,6 +7,19 @@ from typing import Literal
 
 from worldmodels.schema import non_negative, param, positive
 
+SUITES = ("dmc", "atari", "minatar", "maze", "gym")
+_REPEATS = "a positive integer, or a mapping of suites (dmc, atari, minatar, maze, gym) to positive integers"
+
+
+def _repeats_valid(value: int | dict[str, int]) -> bool:
+    counts = value.values() if isinstance(value, dict) else [value]
+    return all(n >= 1 for n in counts) and (not isinstance(value, dict) or set(value) <= set(SUITES))
+
+
+def suite_of(env_id: str) -> str:
+    """The suite an id names by its prefix (`dmc:walker-walk` → `dmc`), `gym` for a plain Gymnasium id."""
+    return env_id.split(":", 1)[0] if ":" in env_id else "gym"
+
 
 @dataclass
 class EnvConfig:
@@ -22,8 +35,11 @@ class EnvConfig:
     """Frame size (height, width) for pixels."""
     grayscale: bool = False
     """One channel instead of RGB for pixels."""
-    action_repeat: int = positive(1)
-    """Each agent action is applied this many times; rewards are summed (Atari: the frame skip)."""
+    action_repeat: int | dict[str, int] = param(1, lambda v: _repeats_valid(v), _REPEATS)
+    """Each agent action is applied this many times; rewards are summed (Atari: the frame skip). A mapping
+    from suites to counts picks it by `id`'s suite (`dmc`, `atari`, `minatar`, `maze`; `gym` for a plain
+    Gymnasium id), 1 for a suite it does not name: PlaNet repeats 8 times on dm_control, where a step is a
+    few milliseconds of physics, and once on classic control."""
     max_episode_steps: int | None = None
     """Override of the environment's time limit, in agent steps."""
     camera: int | None = None
@@ -35,3 +51,7 @@ class EnvConfig:
     the suite's own, Atari 0.25 and MinAtar 0.1; 0 makes the game deterministic given the actions)."""
     noop_max: int = non_negative(30)
     """Atari: at most this many no-op actions at the start of an episode."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.action_repeat, dict):  # resolved once the id is known: the config holds the count
+            self.action_repeat = self.action_repeat.get(suite_of(self.id), 1)
