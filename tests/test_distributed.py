@@ -30,6 +30,7 @@ from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.data import Replay
 from worldmodels.errors import ConfigError, TrainingError
+from worldmodels.nn import dists
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -70,14 +71,15 @@ def _deterministic() -> Iterator[None]:
     """Inside: the random draws of an update are functions of each sample alone (categorical samples are
     their mode, Gaussian noise is zero), so that one rank on the global batch and 2 ranks on its halves
     draw the same, and what is left to differ is how the ranks combine gradients and batch statistics."""
-    saved = torch.multinomial, torch.randn_like, torch.distributions.Normal.rsample
+    saved = torch.multinomial, dists.sample_index, torch.randn_like, torch.distributions.Normal.rsample
     torch.multinomial = lambda probs, n, *args, **kwargs: probs.argmax(-1, keepdim=True)
+    dists.sample_index = lambda probs, *args, **kwargs: probs.argmax(-1)
     torch.randn_like = lambda x, *args, **kwargs: torch.zeros_like(x)
     torch.distributions.Normal.rsample = lambda self, shape=(): self.loc.expand(self._extended_shape(shape)).clone()
     try:
         yield
     finally:
-        torch.multinomial, torch.randn_like, torch.distributions.Normal.rsample = saved
+        torch.multinomial, dists.sample_index, torch.randn_like, torch.distributions.Normal.rsample = saved
 
 
 def _batch(act_spec: ActSpec, obs_dim: int, seq: int) -> dict[str, torch.Tensor]:
