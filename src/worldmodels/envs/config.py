@@ -35,7 +35,7 @@ class EnvConfig:
     """Frame size (height, width) for pixels."""
     grayscale: bool = False
     """One channel instead of RGB for pixels."""
-    action_repeat: int | dict[str, int] = param(1, lambda v: _repeats_valid(v), _REPEATS)
+    action_repeat: int | dict[str, int] = param(1, _repeats_valid, _REPEATS)
     """Each agent action is applied this many times; rewards are summed (Atari: the frame skip). A mapping
     from suites to counts picks it by `id`'s suite (`dmc`, `atari`, `minatar`, `maze`; `gym` for a plain
     Gymnasium id), 1 for a suite it does not name: PlaNet repeats 8 times on dm_control, where a step is a
