@@ -169,7 +169,7 @@ def search(
         return tree.output(explore, temperature)
 
 
-VISITS, VALUE, REWARD, Q = range(4)  # columns of the per-node statistics
+VISITS, VALUE, REWARD = range(3)  # columns of the per-node statistics
 _BITS = 62  # slots per int64 word of a lineage bit set (sums of distinct powers of two below 2^62 stay exact)
 
 
@@ -182,9 +182,9 @@ def _puct(n: Tensor, q: Tensor, bonus: Tensor, lo: Tensor, scale: Tensor) -> Ten
 class _Tree:
     """The arrays of B search trees with N node slots; see the module docstring.
 
-    Per node, packed so that one gather reads every child of a node: `stats` `[B, N, 4]` holds N(s),
-    W(s) (the sum of returns backed up through s), r (the reward on arriving in s) and Q = r + γ W / N
-    (the value of the edge into s); `explore` `[B, N]` caches c(s) · √N(s) of the pUCT bonus. The fixed-shape
+    Per node, `stats` `[B, N, 3]` holds N(s), W(s) (the sum of returns backed up through s) and r (the reward
+    on arriving in s); its N and Q = r + γ W / N (the value of the edge into s) are mirrored into `edges`, so
+    that one row reads every child of a node; `explore` `[B, N]` caches c(s) · √N(s) of the pUCT bonus. The fixed-shape
     simulation also keeps, per node `[B, N]`, its `parent`, `discount` γ^(depth − 1) and `prefix` return
     Σ_{j≤depth} γ^{j-1} r_j, and `count`, the slot it fills next (a 0-dim tensor, so that one compiled graph
     serves every simulation).
@@ -195,7 +195,7 @@ class _Tree:
         self.N = N = cfg.num_simulations + 2
         self.dummy = N - 1
         dev = state.device
-        self.stats = torch.zeros(B, N, 4, dtype=dtype, device=dev)
+        self.stats = torch.zeros(B, N, 3, dtype=dtype, device=dev)
         self.explore = torch.zeros(B, N, dtype=dtype, device=dev)
         self.prior = torch.zeros(B, N, A, dtype=dtype, device=dev)  # P(s, ·)
         self.states = state.new_zeros((B, N, *state.shape[1:]))
@@ -229,7 +229,7 @@ class _Tree:
         self.power = cfg.discount ** (torch.arange(N, device=dev, dtype=dtype) - 1)
         self.inverse_power = 1 / (self.power * cfg.discount)
         self.check_done = dev.type == "cpu"  # on an accelerator, never sync inside the loop
-        self._stats = self.stats.view(B * N, 4)
+        self._stats = self.stats.view(B * N, 3)
         self._prior = self.prior.view(B * N, A)
         self._children = self.children.view(B * N, A)
         self._edges = self.edges.view(B * N, A, 2)
@@ -383,18 +383,17 @@ class _Tree:
         B, D = path.shape
         on_path = (path != self.dummy_flat[:, None]).to(self.stats.dtype)
         flat = path.view(-1)
-        r = self._stats.index_select(0, flat).view(B, D, 4)[..., REWARD]  # 0 at the root
+        r = self._stats.index_select(0, flat).view(B, D, 3)[..., REWARD]  # 0 at the root
         weighted = r * self.power[:D]
         after = weighted.sum(1, keepdim=True) - weighted.cumsum(1)  # Σ_{j>d} γ^{j-1} r_j
         tail = leaf_value[:, None] * self.power.take(on_path.sum(1, keepdim=True).long() - 1) * gamma
         g = (after + tail) * self.inverse_power[:D]
-        update = torch.stack([on_path, g * on_path, torch.zeros_like(g), torch.zeros_like(g)], -1)
-        self._stats.index_add_(0, flat, update.view(-1, 4))
-        # refresh Q = r + γ W / N and the pUCT bonus of the nodes just updated (the dummy stays all zero)
-        stats = self._stats.index_select(0, flat).view(B, D, 4)
+        update = torch.stack([on_path, g * on_path, torch.zeros_like(g)], -1)
+        self._stats.index_add_(0, flat, update.view(-1, 3))
+        # Q = r + γ W / N into the edges, and the pUCT bonus, of the nodes just updated (the dummy stays zero)
+        stats = self._stats.index_select(0, flat).view(B, D, 3)
         n = stats[..., VISITS]
         q = r + gamma * stats[..., VALUE] / n.clamp(min=1)
-        self._stats.view(-1).put_(flat * 4 + Q, q.view(-1))
         self.explore.view(-1).put_(flat, self._bonus(n).view(-1))
         self._mirror(self.edge_of.view(-1).take(flat), n, q)
         self._widen_q_bounds(q[:, 1:], on_path[:, 1:] > 0)  # over the edges on the path (not the root)
@@ -436,7 +435,6 @@ class _Tree:
         self.stats[..., VALUE] += torch.where(path, g, 0.0)
         n = self.stats[..., VISITS]
         q = self.stats[..., REWARD] + gamma * self.stats[..., VALUE] / n.clamp(min=1)
-        self.stats[..., Q] = q
         self.explore.copy_(self._bonus(n))
         self._mirror(self.edge_of, n, q)
         self._widen_q_bounds(q, path & (self.nodes != self.offset[:, None]))
