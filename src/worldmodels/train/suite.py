@@ -390,28 +390,19 @@ def run_suite(
     if list_only:
         return
 
-    def run(cell: Cell) -> str | None:
-        """Runs `cell` and stores its result; returns why it failed, if it did."""
+    def run(cell: Cell) -> None:
+        """Runs `cell` and stores its result."""
         start = time.perf_counter()
         runs, key = [], None
         if cell.row != RANDOM:
-            try:
-                key = cell_behaviour(cell)  # before the run, of the code it runs (or taken by `status`)
-            except TrainingError as err:
-                print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
-                return str(err)
+            key = cell_behaviour(cell)  # before the run, of the code it runs (or taken by `status`)
         for seed in suite.seeds if cell.row != RANDOM else [0]:
             if cell.row == RANDOM:
                 runs.append({"seed": seed, **random_score(cell.task, suite.random_episodes)})
                 continue
             run_dir = out_root / "suites" / name / cell.path.stem / f"seed{seed}"
-            try:
-                overrides = [*cell.overrides, f"train.seed={seed}"]
-                trained = train_run(cell.preset, overrides, run_dir, cell.path.stem, key)
-            except TrainingError as err:
-                print(f"[suite] {cell.row} × {cell.task}: {err}", flush=True)
-                return str(err)
-            runs.append({"seed": seed, **trained})
+            overrides = [*cell.overrides, f"train.seed={seed}"]
+            runs.append({"seed": seed, **train_run(cell.preset, overrides, run_dir, cell.path.stem, key)})
         result = {
             "suite": name,
             "row": cell.row,
@@ -429,16 +420,17 @@ def run_suite(
         }
         cell.path.write_text(json.dumps(result, indent=1))
         print(f"[suite] {cell.row} × {cell.task}: {result['final']:.1f} ({result['wall_s'] / 60:.0f} min)", flush=True)
-        return None
 
     def guarded(cell: Cell) -> str | None:
-        """`run`, with any other error of a cell reported as its failure: the suite runs unattended, and
-        one cell's failure must not stop the cells after it."""
+        """`run`; any error of a cell is its failure, returned: the suite runs unattended, and one cell's
+        failure must not stop the cells after it (an unexpected one is named by its type)."""
         try:
-            return run(cell)
+            run(cell)
         except Exception as err:
-            print(f"[suite] {cell.row} × {cell.task}: {type(err).__name__}: {err}", flush=True)
-            return f"{cell.row} × {cell.task}: {type(err).__name__}: {err}"
+            why = str(err) if isinstance(err, TrainingError) else f"{type(err).__name__}: {err}"
+            print(f"[suite] {cell.row} × {cell.task}: {why}", flush=True)
+            return f"{cell.row} × {cell.task}: {why}"
+        return None
 
     with ThreadPoolExecutor(jobs) as pool:
         errors = list(pool.map(guarded, todo))
