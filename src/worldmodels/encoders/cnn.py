@@ -63,7 +63,8 @@ class ConvConfig:
     """LayerNorm over channels before each activation."""
     precision: Literal["float32", "bfloat16"] = "float32"
     """Arithmetic of the convolutions: `bfloat16` runs them under autocast (the weights, their gradients
-    and the output stay float32); on a CPU with AVX-512 BF16 it roughly halves their time."""
+    and the output stay float32). It pays on wide stacks only: `wm bench dreamer_speed` measured a DreamerV3
+    pixel update at depth 16 from 1.22 to 1.01 s on a CPU with AVX-512 BF16, and slower at depth 4."""
 
 
 def precision(name: str, x: torch.Tensor) -> contextlib.AbstractContextManager:
