@@ -83,6 +83,19 @@ def test_bandit_picks_the_best_arm_and_visits_sum_to_the_budget(selection):
 
 
 @pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_the_prior_is_the_network_s_policy_before_the_root_noise(selection):
+    model = RandomModel(A=4)
+    obs = torch.randn(6, 3, dtype=torch.float64)
+    invalid = torch.zeros(6, 4, dtype=torch.bool)
+    invalid[:, 2] = True
+    cfg = _cfg(root_selection=selection, exploration_fraction=0.25, dirichlet_alpha=0.3)
+    out = search(obs, model.root, model.recurrent, cfg, invalid=invalid, explore=True)
+    logits = model.root(obs)[1].masked_fill(invalid, -float("inf"))
+    assert torch.allclose(out.prior, torch.softmax(logits, -1))
+    assert (out.prior[:, 2] == 0).all() and not torch.allclose(out.prior, out.policy)
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
 def test_trap_tree_finds_the_delayed_reward(selection):
     root, recurrent = trap(2)
     out = search(None, root, recurrent, _cfg(num_simulations=40, discount=0.9, root_selection=selection), explore=False)

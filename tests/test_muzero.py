@@ -204,12 +204,14 @@ def test_held_exploration_holds_a_random_action_for_its_drawn_steps_and_drops_it
     assert (left <= 2).all()  # an episode start drops a hold that had steps left
     decided = torch.tensor([[0.0, 0.0, 0.0, 0.2, 0.8]]).expand(4, 5)
     action, (_, left) = agent._hold(search, decided, first, None)
-    assert torch.equal(action, search) and (left < 0).all()  # where the search prefers an action, no hold starts
+    assert torch.equal(action, search) and (left < 0).all()  # where the network prefers an action, no hold starts
+    _, (_, left) = agent._hold(search, decided, ~first, (held, torch.full((4,), 3)))
+    assert (left < 0).all()  # and a hold under way ends there
     off = load_config("muzero", TINY_MUZERO).agent.cfg
     assert off.hold_probabilities == [0.0]  # the paper's self-play is the default
 
-    # through `act`, as the collector calls it: the state it returns carries the holds to the next step
-    agent.cfg.hold_entropy = 0.0  # 4 simulations cannot spread evenly over 5 actions
+    # through `act`, as the collector calls it: the state it returns carries the holds to the next step (the
+    # gate is open: an untrained network's prior is near uniform, whatever the visits of its search)
     obs, state, taken = torch.zeros(4, 4), None, []
     for t in range(30):
         acted = agent.act(obs, torch.full((4,), t == 0), state, explore=True)

@@ -92,6 +92,8 @@ class SearchOutput:
     """Search value of each root `[B]`: the mean of every return backed up through it."""
     q_values: Tensor
     """Q(root, a) = r + γ V(child) `[B, A]`; 0 for unvisited actions."""
+    prior: Tensor
+    """The network's policy at the root `[B, A]`, before any exploration noise."""
 
 
 def considered_visits(num_considered: int, num_simulations: int) -> list[int]:
@@ -456,7 +458,7 @@ class _Tree:
             else:
                 action = n.argmax(-1)
         root_value = self.stats[:, 0, VALUE] / self.stats[:, 0, VISITS]
-        return SearchOutput(action, n, policy, root_value, q)
+        return SearchOutput(action, n, policy, root_value, q, torch.softmax(self.root_logits, -1))
 
 
 def _simulate_fixed(tree: _Tree, recurrent_fn: RecurrentFn) -> None:
