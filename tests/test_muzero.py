@@ -104,7 +104,7 @@ def test_targets_by_hand():
         _window([1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 1, 7, 7, 7], [0, 10, 0, 7, 7], [0, 1, 0, 1, 1]), obs
     )
     assert _close(t["value"], [[1.0, 0.0]]) and t["reward"].tolist() == [[0.0, 1.0]]
-    assert t["policy_mask"].tolist() == [[1, 0]]
+    assert t["policy_mask"].tolist() == [[1, 0]] and t["observed"].tolist() == [[1, 1]]  # o_1 is the last one
     # time limit after row 1 (row 2 starts a new episode, no terminal): step 0 bootstraps from the
     # network's value of row 1 (0 untrained); step 1 (row 1, still in the episode) bootstraps from itself
     t = agent._targets(_window([1, 0, 1, 0, 0], [0] * 5, [0, 1, 7, 7, 7], [0, 10, 0, 7, 7], [0, 1, 0, 1, 1]), obs)
@@ -113,6 +113,28 @@ def test_targets_by_hand():
     # a window starting in the last row of an episode cut by the time limit: nothing after it is trained
     t = agent._targets(_window([0, 1, 0, 0, 0], [0] * 5, [0, 1, 1, 1, 1], [0, 0, 5, 5, 5], [0, 0, 1, 1, 1]), obs)
     assert t["mask"].tolist() == [[1, 0]] and t["policy_mask"].tolist() == [[0, 0]]
+    assert t["observed"].tolist() == [[1, 0]]  # row 1 is another episode's first observation
+
+
+def test_consistency_teaches_the_state_where_rewards_and_policies_are_the_same_everywhere():
+    """EfficientZero's consistency: off by default (no extra parameters, so same-seed runs are unchanged);
+    on, it is the only loss with a gradient to give when rewards are constant and the visits uniform, and
+    the unrolled states learn to match the states of the observations they stand for."""
+    assert _agent().projection is None
+    torch.manual_seed(0)
+    agent = _agent(unroll_steps=3, td_steps=1, consistency_weight=2.0, consistency_dim=32)
+    T = 6
+    gen = torch.Generator().manual_seed(1)
+    batch = {
+        **_window([1] + [0] * (T - 1), [0] * T, [-1.0] * T, [-5.0] * T, [0] + [1] * (T - 1)),
+        "obs": torch.randn(8, T, 4, generator=gen).cumsum(1),  # a drift the action does not tell
+        "action": torch.nn.functional.one_hot(torch.randint(0, 2, (8, T), generator=gen), 2).float(),
+    }
+    batch = {k: v.expand(8, *v.shape[1:]) if len(v) == 1 else v for k, v in batch.items()}
+    batch["search_policy"] = torch.full_like(batch["search_policy"], 0.5)
+    losses = [agent.update(batch)["model/consistency"].item() for _ in range(150)]
+    assert min(losses) >= -1.0 and max(losses) <= 1.0
+    assert losses[-1] < losses[0] - 0.2, losses[::30]
 
 
 def test_clear_errors():

@@ -27,6 +27,12 @@ Learning, for a replayed window starting at o_t (Eq. 1 of the paper, with the Ap
 After a terminal state the model is trained towards an absorbing state (reward 0, value 0, no policy
 target); after a time-limit cut the steps are not trained. With `reanalyse` > 0, that fraction of each
 batch has its policy targets recomputed by a fresh search and its bootstrap values by the current network.
+
+With `consistency_weight` > 0, EfficientZero's self-supervised consistency (Ye et al. 2021) is added: each
+unrolled state sᵏ (k ≥ 1), through a projection and a predictor, is drawn towards the projection of the
+state of the observation it stands for, h(o_{t+k}), held fixed (SimSiam's negative cosine similarity),
+weighted as the other unrolled terms. Rewards, values and search policies are the model's only teachers
+otherwise; where they are the same everywhere (−1 per step, uniform visits) the state learns nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
 from worldmodels.dynamics.muzero import scale_gradient
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import support_loss, support_to_scalar
+from worldmodels.nn import MLP
 from worldmodels.planners.mcts import SearchOutput
 from worldmodels.registry import AGENTS, NETWORKS, SEARCHES, component
 from worldmodels.schema import Spec, non_negative, param, positive, unit
@@ -73,6 +80,10 @@ class MuZeroAgent(Agent):
         """β of the importance weights."""
         reanalyse: float = unit(0.0)
         """Fraction of each batch whose targets are recomputed with the current network (MuZero Reanalyse)."""
+        consistency_weight: float = non_negative(0.0)
+        """Weight of EfficientZero's self-supervised consistency (module docstring; its paper's 2); 0: off."""
+        consistency_dim: int = positive(256)
+        """Width of the consistency's projection and predictor."""
         temperatures: list[float] = param([1.0, 0.5, 0.25], lambda v: len(v) > 0 and min(v) >= 0, "numbers >= 0")
         """Self-play temperatures, in order; the i-th is used from update `temperature_updates[i-1]` on."""
         temperature_updates: list[int] = param([5000, 10000], lambda v: list(v) == sorted(v), "increasing integers")
@@ -108,7 +119,14 @@ class MuZeroAgent(Agent):
         self.net = NETWORKS.build(cfg.network.name, cfg.network.cfg, obs_shape=obs_spec.shape, action_dim=A)
         self.search = SEARCHES.build(cfg.search.name, cfg.search.cfg)
         self.discount = self.search.cfg.discount
-        self.optimizers = {"model": adam(self.net.parameters(), cfg.lr, cfg.adam_eps)}
+        self.projection = self.predictor = None
+        if cfg.consistency_weight > 0:
+            with torch.no_grad():
+                flat = self.net.represent(torch.zeros(1, *obs_spec.shape, dtype=getattr(torch, obs_spec.dtype))).numel()
+            D = cfg.consistency_dim
+            self.projection = MLP(flat, D, hidden=D, layers=1, act="relu")
+            self.predictor = MLP(D, D, hidden=D, layers=1, act="relu")
+        self.optimizers = {"model": adam(self.parameters(), cfg.lr, cfg.adam_eps)}
         self.priority = (cfg.priority_alpha, cfg.priority_beta) if cfg.priority_alpha > 0 else None
 
     # ------------------------------------------------------------------ the model as search callbacks
@@ -190,11 +208,21 @@ class MuZeroAgent(Agent):
 
         state = self.net.represent(obs[:, 0])
         losses = {"reward": 0.0, "value": 0.0, "policy": 0.0}
+        if self.projection is not None:
+            losses["consistency"] = 0.0
+            with torch.no_grad():  # the targets: projections of h(o_{t+k}), k = 1 … K, without gradient
+                seen = self.projection(self.net.represent(obs[:, 1 : K + 1].flatten(0, 1)).flatten(1))
+                seen = seen.view(len(obs), K, -1)
         per_sample = 0.0
         for k in range(K + 1):
             if k > 0:
                 state, reward_logits = self.net.dynamics(scale_gradient(state, 0.5), action[:, k])
                 reward = support_loss(reward_logits, targets["reward"][:, k]) * targets["mask"][:, k]
+                if self.projection is not None:
+                    guess = self.predictor(self.projection(state.flatten(1)))
+                    consistency = -F.cosine_similarity(guess, seen[:, k - 1], dim=-1) * targets["observed"][:, k]
+                    per_sample = per_sample + cfg.consistency_weight / K * consistency
+                    losses["consistency"] = losses["consistency"] + consistency.mean().detach() / K
             else:
                 reward = torch.zeros_like(targets["value"][:, 0])
             policy_logits, value_logits = self.net.predict(state)
@@ -267,6 +295,7 @@ class MuZeroAgent(Agent):
             "reward": torch.where(ahead(in_episode, 0), ahead(reward, 0), 0.0),
             "value": value,
             "mask": ahead(in_episode | absorbing, 0).float(),
+            "observed": ahead(in_episode, 0).float(),
             "policy": policy,
             "policy_mask": policy_mask.float(),
         }
