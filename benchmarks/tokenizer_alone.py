@@ -80,8 +80,13 @@ def main() -> None:
     tok = load_config(PRESET).agent.cfg.tokenizer.cfg
     result = {
         "description": "IRIS's tokenizer alone: held-out MinAtar Breakout frames, cell by cell, L1 vs MSE.",
-        "columns": ["reconstruction loss", "updates", "% cells wrong", *(f"% {c} cells missed" for c in CHANNELS),
-                    f"perplexity (of {tok.vocab})"],  # fmt: skip
+        "columns": [
+            "reconstruction loss",
+            "updates",
+            "% cells wrong",
+            *(f"% {c} cells missed" for c in CHANNELS),
+            f"perplexity (of {tok.vocab})",
+        ],  # fmt: skip
         "rows": rows,
         "curves": curves,
         "notes": (

@@ -26,7 +26,7 @@ from torch import distributions as D
 from torch import nn
 
 from worldmodels.dynamics.backbones import pick, reset
-from worldmodels.nn import Activation, activation
+from worldmodels.nn import Activation, OneHotDist, activation
 from worldmodels.registry import BACKBONES, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 
@@ -99,12 +99,16 @@ class RSSM(nn.Module):
     def dist(self, state: State) -> D.Distribution:
         """The distribution a state's `stoch` was drawn from, with event shape `[S, C]` or `[S]`."""
         if self.discrete:
-            return D.Independent(D.OneHotCategoricalStraightThrough(logits=state["logits"]), 1)
-        return D.Independent(D.Normal(state["mean"], state["std"]), 1)
+            return D.Independent(D.OneHotCategoricalStraightThrough(logits=state["logits"], validate_args=False), 1)
+        return D.Independent(D.Normal(state["mean"], state["std"], validate_args=False), 1)
 
     def _sample(self, stats: dict[str, torch.Tensor]) -> torch.Tensor:
-        sample = self.dist(stats).rsample()
-        return sample.flatten(-2) if self.discrete else sample
+        """z with straight-through (categorical) or reparameterised (Gaussian) gradients. The categoricals are
+        drawn by `OneHotDist`, not by `dist`'s `torch.distributions` object, whose multinomial checks the
+        whole tensor on every draw: an eager DreamerV3 update (size1m, vector, one thread) took 8–10 % longer."""
+        if self.discrete:
+            return _one_hot_sample(stats["logits"]).flatten(-2)
+        return self.dist(stats).rsample()
 
     # ------------------------------------------------------------------ steps
 
@@ -204,6 +208,14 @@ def _obs_step(rssm: RSSM, state: State, action: torch.Tensor, embed: torch.Tenso
     stats = rssm._stats(rssm.post_net(seen))
     carry = {k: v for k, v in prior.items() if k not in _OWN}
     return {**carry, "stoch": rssm._sample(stats), **stats}, prior
+
+
+@torch.compiler.disable
+def _one_hot_sample(logits: torch.Tensor) -> torch.Tensor:
+    """One-hot draws `[..., S, C]` with straight-through gradients, exactly one-hot in value. Eager even in a
+    compiled step: drawn inside the compiled graph, a compiled DreamerV3 update took 0.99 s instead of 0.86."""
+    dist = OneHotDist(logits)
+    return dist.sample() + (dist.probs - dist.probs.detach())
 
 
 _OWN = ("stoch", "logits", "mean", "std")
