@@ -9,7 +9,9 @@ DDPM (DDIM and ancestral), and a DiT of the same conditioning (2 layers x 64, pa
 100 warm-up updates). Then from 200 starts in held-out episodes, 4 real frames and the real actions, each
 generates 50 frames, each from the 4 before it, its own included. Errors per generated step: the share of
 cells with a channel wrong (MinAtar's channels are 0 or 255), and the mean squared error in [0, 1]; beside
-them copying the last real frame. The data is played without MinAtar's sticky actions
+them copying the last real frame. And how the rollouts go wrong: the share of frames a one-step prediction from
+real frames gets wrong, the share of starts whose rollout has a wrong frame by step 10 and by step 50, and how
+many of those are right again at step 50. The data is played without MinAtar's sticky actions
 (`env.sticky_actions=0`), so the real frames follow the recorded actions and a rollout's error is the
 model's drift alone.
 
@@ -134,6 +136,35 @@ def rollout(denoiser, frames: torch.Tensor, actions: torch.Tensor, steps: int, s
     return dreamed[:, K:]
 
 
+@torch.no_grad()
+def one_step(denoiser, frames: torch.Tensor, actions: torch.Tensor, steps: int, sampler: str) -> torch.Tensor:
+    """Each of the `HORIZON` frames after the first K generated from the K real frames before it (teacher
+    forcing): what the model gets wrong in one step, with no error of its own fed back."""
+    K = denoiser.context
+    return torch.stack(
+        [denoiser.sample(frames[:, h : h + K], actions[:, h : h + K], steps, sampler) for h in range(HORIZON)], 1
+    )
+
+
+def wrong_frames(real: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+    """`[N, T]` bool: the generated frames with at least one cell wrong."""
+    return ((to_pixels(real).float() - to_pixels(guess).float()).abs() > 127.5).flatten(2).any(-1)
+
+
+def divergence(real: torch.Tensor, dreamed: torch.Tensor, forced: torch.Tensor) -> dict[str, float]:
+    """How rollouts go wrong: the share of frames a one-step prediction from real frames gets wrong (a
+    hazard per step), the share of starts whose rollout has a wrong frame by step 10 and by step 50, and of
+    the rollouts wrong at some step, the share right again at step 50 (an error that heals)."""
+    rollout_wrong = wrong_frames(real, dreamed)
+    ever = rollout_wrong.any(1)
+    return {
+        "one_step": wrong_frames(real, forced).float().mean().item(),
+        "by_10": rollout_wrong[:, :10].any(1).float().mean().item(),
+        "by_50": ever.float().mean().item(),
+        "healed": (ever & ~rollout_wrong[:, -1]).float().sum().item() / max(1, int(ever.sum())),
+    }
+
+
 def errors(real: torch.Tensor, guess: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per step: the share of cells with a channel wrong, and the squared error in [0, 1] (frames in [−1, 1])."""
     real_px, guess_px = to_pixels(real).float(), to_pixels(guess).float()
@@ -211,7 +242,8 @@ def main() -> None:
     chosen = np.random.default_rng(1).choice(len(picks), size=min(starts, len(picks)), replace=False)
     real_frames, real_actions = batch_at(held_out, [picks[i] for i in sorted(chosen)], K, HORIZON)
     real = real_frames[:, K:]
-    copy_last = errors(real, real_frames[:, K - 1 : K].expand_as(real))
+    copied = real_frames[:, K - 1 : K].expand_as(real)
+    copy_last = errors(real, copied)
     curves: dict[str, dict[int, np.ndarray]] = {}
     mse_curves: dict[str, dict[int, np.ndarray]] = {}
     dreams, rows, trained = {}, [], {}
@@ -236,14 +268,21 @@ def main() -> None:
             if steps in (1, 3):
                 dreams[f"{label}, {steps} step{'s' if steps > 1 else ''}"] = dreamed[0]
             wrong = curves[label][steps]
+            torch.manual_seed(1)
+            went = divergence(real, dreamed, one_step(denoiser, real_frames, real_actions, steps, sampler))
             rows.append([
                 label, sampler, steps, f"{100 * wrong[0]:.2f}", f"{100 * wrong[9]:.2f}", f"{100 * wrong[49]:.2f}",
-                f"{wrong[49] / max(wrong[9], 1e-9):.2f}", f"{mse_curves[label][steps][9]:.4f}", f"{train_s:.0f}",
+                f"{wrong[49] / max(wrong[9], 1e-9):.2f}", f"{mse_curves[label][steps][9]:.4f}",
+                f"{100 * went['one_step']:.2f}", f"{100 * went['by_10']:.0f}", f"{100 * went['by_50']:.0f}",
+                f"{100 * went['healed']:.0f}", f"{train_s:.0f}",
             ])  # fmt: skip
             print(f"[stability] {rows[-1]}", flush=True)
+    went = divergence(real, copied, real_frames[:, K - 1 : -1])
     rows.append([
         "copy last real frame", "", "", f"{100 * copy_last[0][0]:.2f}", f"{100 * copy_last[0][9]:.2f}",
-        f"{100 * copy_last[0][49]:.2f}", f"{copy_last[0][49] / copy_last[0][9]:.2f}", f"{copy_last[1][9]:.4f}", "",
+        f"{100 * copy_last[0][49]:.2f}", f"{copy_last[0][49] / copy_last[0][9]:.2f}", f"{copy_last[1][9]:.4f}",
+        f"{100 * went['one_step']:.2f}", f"{100 * went['by_10']:.0f}", f"{100 * went['by_50']:.0f}",
+        f"{100 * went['healed']:.0f}", "",
     ])  # fmt: skip
     out = Path(args.out)
     plot(curves, copy_last[0], out.with_suffix(".png"))
@@ -259,6 +298,10 @@ def main() -> None:
             "step 50",
             "step 50 / step 10",
             "MSE step 10",
+            "% frames wrong, one step from real frames",
+            "% starts wrong by step 10",
+            "by step 50",
+            "% of those right at step 50",
             "training s",
         ],  # fmt: skip
         "rows": rows,
