@@ -91,3 +91,22 @@ def test_bfloat16_conv_stacks_keep_float32_weights_outputs_and_gradients():
     torch.testing.assert_close(out["bfloat16"][1], out["float32"][1], rtol=0.02, atol=0.0)
     with pytest.raises(ConfigError, match="precision"):
         ENCODERS.build("cnn", {"precision": "float16"}, obs_spec=spec)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_on_a_cpu_without_it_warns_with_the_fix(monkeypatch, native):
+    """Where the CPU has no native bfloat16 its kernels run far slower than float32: `precision` warns, naming
+    the setting to change, and still returns bfloat16 autocast (the numbers are right, only slow)."""
+    import warnings
+
+    from worldmodels.nn import precision as module
+
+    monkeypatch.setattr(module, "_cpu_has_bfloat16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with module.precision("bfloat16", "cpu"):
+            assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+        with module.precision("float32", "cpu"):
+            assert not torch.is_autocast_enabled("cpu")
+    said = [str(w.message) for w in caught]
+    assert said == ([] if native else [said[0]]) and all("float32" in s for s in said)

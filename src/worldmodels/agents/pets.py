@@ -19,7 +19,6 @@ on those the agent logs the one-step and the multi-step (open-loop over the wind
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -31,6 +30,7 @@ from worldmodels.agents.base import Acted, Agent, Dream, Metrics, step
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
+from worldmodels.nn.precision import Precision, precision
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, CONTINUES, DYNAMICS, PLANNERS, REWARDS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
@@ -82,7 +82,7 @@ class PETSAgent(Agent):
         grad_clip: float = positive(100.0)
         holdout: float = unit(0.1)
         """Fraction of episodes kept out of training to measure prediction error on."""
-        precision: Literal["float32", "bfloat16"] = "float32"
+        precision: Precision = "float32"
         """Arithmetic of the model while planning (bfloat16 by autocast; training stays float32)."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
@@ -114,12 +114,11 @@ class PETSAgent(Agent):
         """The planner's view of the learned model: state = particles `[N, K, S]`, rewards and continue
         probabilities per particle `[N, K]`."""
         mode = self.cfg.propagation
-        bf16 = self.cfg.precision == "bfloat16"
         reward_fn, done_fn = self.known or (None, None)
 
         def step_fn(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # only the network runs in bfloat16; its outputs, the rewards and the planner stay float32
-            with torch.autocast(obs.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext():
+            with precision(self.cfg.precision, obs.device):
                 nxt = self.dynamics.propagate(obs, action, mode)  # [N, K, S]
             a = action[:, None].expand(-1, obs.shape[1], -1)
             if reward_fn is not None:

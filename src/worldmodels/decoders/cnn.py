@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from worldmodels.decoders.prediction import ImagePrediction
-from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages, precision
+from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
+from worldmodels.nn.precision import precision
 from worldmodels.registry import DECODERS
 from worldmodels.spaces import ObsSpec
 
@@ -47,7 +48,7 @@ class CNNDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> ImagePrediction:
         batch = x.shape[:-1]
         h = self.proj(x.reshape(-1, x.shape[-1])).reshape(-1, *self.start)
-        with precision(self.precision, h):
+        with precision(self.precision, h.device):
             frames = self.net(h)
         frames = frames.float().permute(0, 2, 3, 1)  # [N, H, W, C]
         return ImagePrediction(frames.reshape(*batch, *frames.shape[1:]))
