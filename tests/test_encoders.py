@@ -110,3 +110,20 @@ def test_bfloat16_on_a_cpu_without_it_warns_with_the_fix(monkeypatch, native):
             assert not torch.is_autocast_enabled("cpu")
     said = [str(w.message) for w in caught]
     assert said == ([] if native else [said[0]]) and all("float32" in s for s in said)
+
+
+def test_image_loss_is_the_summed_squared_error_and_leaves_the_target_alone():
+    """`ImagePrediction.loss` (a fused kernel, the target scaled in place on a copy) gives exactly the
+    squared error of the frame as pixels / 255 − 0.5, with the same gradients, for uint8 and float targets."""
+    from worldmodels.decoders.prediction import ImagePrediction
+
+    raw = torch.randn(6, 3, 8, 8, requires_grad=True)
+    pred = raw.permute(0, 2, 3, 1).reshape(2, 3, 8, 8, 3)  # as the cnn decoder hands it over: not contiguous
+    frames = torch.randint(0, 256, (2, 3, 8, 8, 3), dtype=torch.uint8)
+    for target in (frames, frames.float()):
+        kept = target.clone()
+        loss = ImagePrediction(pred).loss(target)
+        reference = ((pred - (frames.float() / 255.0 - 0.5)) ** 2).sum((-3, -2, -1))
+        assert loss.shape == (2, 3) and torch.equal(loss, reference) and torch.equal(target, kept)
+        grad, ref_grad = (torch.autograd.grad(x.sum(), raw)[0] for x in (loss, reference))
+        assert torch.equal(grad, ref_grad)
