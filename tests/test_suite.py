@@ -45,7 +45,10 @@ def tiny_suite(tmp_path, monkeypatch):
         "eval_episodes": 2,
         "random_episodes": 3,
         "tasks": {"CartPole-v1": {"reference": {"score": 475, "source": "a test"}}, "Pendulum-v1": {}},
-        "agents": {"tiny": str(tmp_path / "tiny.yaml"), "muzero": {"preset": "muzero", "steps": 100}},
+        "agents": {
+            "tiny": str(tmp_path / "tiny.yaml"),
+            "muzero": {"preset": "muzero", "steps": 100, "evaluations": 1, "eval_episodes": 1},
+        },
     }
     (bench / "suites" / "tiny.yaml").write_text(yaml.safe_dump(suite))
     monkeypatch.setenv("WM_BENCHMARKS", str(bench))
@@ -73,6 +76,9 @@ def test_a_suite_fills_its_cells_once_and_reruns_only_stale_ones(tiny_suite, tmp
     state = {(c.row, c.task): status(c) for c in cells}
     assert state[("tiny", "CartPole-v1")] == "fresh" and state[("tiny", "Pendulum-v1")] == "missing"
     assert ("muzero", "Pendulum-v1") not in state and any("muzero × Pendulum-v1" in s for s in skipped)
+    by_cell = {(c.row, c.task): c.overrides for c in cells}  # a row's own budget and evaluations, else the suite's
+    assert {"train.steps=100", "train.eval_every=100", "train.eval_episodes=1"} <= set(by_cell["muzero", "CartPole-v1"])
+    assert {"train.steps=200", "train.eval_every=100", "train.eval_episodes=2"} <= set(by_cell["tiny", "CartPole-v1"])
 
     # a cell whose source changed is kept while its probe run still ends the same, and stale once it does not
     stored = bench / "results" / "suites" / "tiny" / "tiny--CartPole-v1.json"
@@ -137,3 +143,40 @@ def test_a_stored_probe_key_survives_new_options_but_not_changed_values():
     assert not same_behaviour(stored, {**now, "config": {**now["config"], "train.steps": 40000}})
     assert not same_behaviour(stored, {**now, "config": {"train.steps": 50000}})  # a key it ran with is gone
     assert same_behaviour("l", now) and not same_behaviour("another", now) and not same_behaviour(None, now)
+
+
+def test_a_probe_moved_by_the_environment_keeps_the_cell_a_probe_moved_by_the_code_does_not(tmp_path, monkeypatch):
+    """When a cell's probe no longer gives its stored key, the code of the commit that stored the key is
+    probed in this environment: giving today's probe, the code behaves as it did and the cell is kept with
+    the new key; giving the old one (or no commit found), the code changed it and the cell is stale."""
+    import subprocess
+
+    import worldmodels.train.suite as suite_module
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    path = repo / "row--Task.json"
+    result = {"final": 1.0, "fingerprint": "old", "behaviour": {"state": "s-old", "config": {"a": 1}}}
+    path.write_text(json.dumps(result))
+    git("add", ".")
+    git("commit", "-qm", "stores s-old")
+    first = git("rev-parse", "HEAD").stdout.decode().strip()
+    path.write_text(json.dumps({**result, "final": 2.0}))
+    git("commit", "-qam", "another result, the same key")
+    assert suite_module.storing_commit(path, "s-old") == first
+    assert suite_module.storing_commit(path, "s-never") is None
+
+    now = {"state": "s-new", "config": {"a": 1}, "legacy": "x"}
+    cell = suite_module.Cell("row", "Task", "preset", [], "new", path, [0], key=now)
+    for storing_code_gives, expected in (("s-new", "fresh"), ("s-old", "stale")):
+        path.write_text(json.dumps(result))
+        then = {"state": storing_code_gives, "config": {"a": 1}, "legacy": "x"}
+        monkeypatch.setattr(suite_module, "probe_of_storing_code", lambda c, s, then=then: then)
+        assert suite_module.status(cell, probe=True) == expected
+        kept = json.loads(path.read_text())
+        assert kept["behaviour"]["state"] == ("s-new" if expected == "fresh" else "s-old")
+        assert kept["fingerprint"] == ("new" if expected == "fresh" else "old") and kept["final"] == 1.0

@@ -11,7 +11,7 @@ A suite is a YAML file in `benchmarks/suites/`:
       CartPole-v1: {reference: {score: 475, source: "..."}}
     agents:                      # row name: the preset it runs (its default, or its documented domain preset)
       latent_mlp: latent_mlp
-      pets: {preset: pets, steps: 5000}
+      pets: {preset: pets, steps: 5000, evaluations: 2, eval_episodes: 5}
 
 A cell runs `wm train PRESET env.id=TASK` with nothing else changed but the budget, the evaluation cadence,
 the seed and one torch thread (the preset's own early stop is switched off, so that every cell runs its whole
@@ -38,6 +38,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ class SuiteAgent:
     preset: str = "latent_mlp"
     steps: int | None = None
     """A budget below the tasks' for an agent whose env steps cost more (PETS plans every action)."""
+    evaluations: int | None = None
+    """Fewer evaluations than the suite's for such an agent (default: the suite's)."""
+    eval_episodes: int | None = None
+    """Fewer episodes per evaluation than the suite's for such an agent (default: the suite's)."""
 
 
 @dataclass
@@ -198,8 +203,8 @@ def plan_cells(
             overrides = [
                 f"env.id={task}",
                 f"train.steps={budget}",
-                f"train.eval_every={max(1, budget // suite.evaluations)}",
-                f"train.eval_episodes={suite.eval_episodes}",
+                f"train.eval_every={max(1, budget // (agent_spec.evaluations or suite.evaluations))}",
+                f"train.eval_episodes={agent_spec.eval_episodes or suite.eval_episodes}",
                 "train.stop_return=null",
                 "train.threads=1",
             ]
@@ -237,18 +242,57 @@ def run_fingerprint(preset: str, overrides: list[str], extra: Any = None) -> str
 
 def status(cell: Cell, probe: bool = False) -> str:
     """`fresh`, `stale` (its code changed since it ran) or `missing`. With `probe`, a cell whose source has
-    changed is fresh again when its probe run still gives the hash stored with it (which is then stored
-    with the new source fingerprint, so the next check is quick); without, it counts as stale."""
+    changed is fresh again when its probe run still gives the hash stored with it, or when the code of the
+    commit that stored that hash gives today's probe here (the environment moved, not the code); its new
+    fingerprints are then stored, so the next check is quick. Without `probe`, it counts as stale."""
     if not cell.path.exists():
         return "missing"
     stored = json.loads(cell.path.read_text())
     if stored.get("fingerprint") == cell.fingerprint:
         return "fresh"
-    if probe and stored.get("behaviour") and same_behaviour(stored["behaviour"], cell_behaviour(cell)):
-        kept = {**stored, "fingerprint": cell.fingerprint, "behaviour": stored_behaviour(cell_behaviour(cell))}
-        cell.path.write_text(json.dumps(kept, indent=1))
-        return "fresh"
-    return "stale"
+    if not (probe and stored.get("behaviour")):
+        return "stale"
+    now = cell_behaviour(cell)
+    if not same_behaviour(stored["behaviour"], now):
+        then = probe_of_storing_code(cell, stored["behaviour"])
+        if then is None or not same_behaviour(stored_behaviour(then), now):
+            return "stale"
+        print(
+            f"[suite] {cell.row} × {cell.task}: kept: its probe changed with the environment, not the code "
+            "(the code that stored it gives today's probe here)",
+            flush=True,
+        )
+    kept = {**stored, "fingerprint": cell.fingerprint, "behaviour": stored_behaviour(now)}
+    cell.path.write_text(json.dumps(kept, indent=1))
+    return "fresh"
+
+
+def storing_commit(path: Path, state: str) -> str | None:
+    """The commit that first stored probe state `state` in result `path` (git's pickaxe: the oldest commit
+    that adds the string), or None where there is none (no git checkout, a result not committed yet)."""
+    cmd = ["git", "log", "--format=%H", "-S", state, "--", path.name]
+    proc = subprocess.run(cmd, cwd=path.parent, capture_output=True, text=True)
+    commits = proc.stdout.split()
+    return commits[-1] if proc.returncode == 0 and commits else None
+
+
+def probe_of_storing_code(cell: Cell, stored: Any) -> dict[str, Any] | None:
+    """The probe key of `cell` run with the code of the commit that stored its key, in this environment (a
+    temporary git worktree), or None where that commit is unknown. Equal to today's probe, it shows that the
+    code behaves as it did and what moved is the environment (a package's new version): the result stands."""
+    commit = storing_commit(cell.path, stored["state"]) if isinstance(stored, dict) else None
+    if commit is None:
+        return None
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cell.path.parent, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / "code"
+        add = ["git", "worktree", "add", "--detach", "--quiet", str(code), commit]
+        if subprocess.run(add, cwd=top.stdout.strip(), capture_output=True).returncode != 0:
+            return None
+        try:
+            return behaviour(cell.preset, cell.overrides, cell.seeds, source=code / "src")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(code)], cwd=top.stdout.strip())
 
 
 def cell_behaviour(cell: Cell) -> dict[str, Any]:
@@ -258,12 +302,13 @@ def cell_behaviour(cell: Cell) -> dict[str, Any]:
     return cell.key
 
 
-def behaviour(preset: str, overrides: list[str], extra: Any = None) -> dict[str, Any]:
+def behaviour(preset: str, overrides: list[str], extra: Any = None, source: Path | None = None) -> dict[str, Any]:
     """What the code of a run of `preset` with `overrides` does (`train/probe.py`), its hashes taken with
-    `extra` (such as the seeds). The probe runs in a process of its own, so that probes in parallel threads
-    share no torch state."""
+    `extra` (such as the seeds); the code in `source` (a `src` folder) instead of this one's when given. The
+    probe runs in a process of its own, so that probes in parallel threads share no torch state."""
     cmd = [sys.executable, "-m", "worldmodels.train.probe", preset, *overrides]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(source or ""), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env if source else None)
     if proc.returncode != 0:
         raise TrainingError(f"the probe run of {preset} failed: {proc.stderr.strip().splitlines()[-1:]}")
     probed = json.loads(proc.stdout.strip().splitlines()[-1])
