@@ -104,7 +104,9 @@ def main() -> None:
         rows.append([preset, inputs, " ".join(overrides) or "–", args.device, seconds])
         print(rows[-1], flush=True)
     columns = ["preset", "inputs", "overrides", "device", "seconds per update"]
-    notes = f"torch {torch.__version__}, {torch.get_num_threads()} threads."
+    native_bf16 = "with" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "without"
+    cpu = f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {native_bf16} native bfloat16"
+    notes = f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}."
     if args.peer:
         peer = peer_seconds(*args.peer, args.threads)
         columns += ["SheepRL seconds", "SheepRL / ours"]
