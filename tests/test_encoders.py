@@ -101,7 +101,7 @@ def test_bfloat16_on_a_cpu_without_it_warns_with_the_fix(monkeypatch, native):
 
     from worldmodels.nn import precision as module
 
-    monkeypatch.setattr(module, "_cpu_has_bfloat16", lambda: native)
+    monkeypatch.setattr(module, "cpu_has_bfloat16", lambda: native)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with module.precision("bfloat16", "cpu"):

@@ -14,7 +14,8 @@ Precision = Literal["float32", "bfloat16"]
 
 
 @functools.cache
-def _cpu_has_bfloat16() -> bool:
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU runs bfloat16 matmuls and convolutions natively (AVX-512 BF16 or AMX)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -27,7 +28,7 @@ def precision(name: Precision, device: torch.device | str) -> contextlib.Abstrac
     if name == "float32":
         return contextlib.nullcontext()
     kind = torch.device(device).type
-    if kind == "cpu" and not _cpu_has_bfloat16():
+    if kind == "cpu" and not cpu_has_bfloat16():
         warnings.warn(
             "precision=bfloat16 on a CPU without native bfloat16 (AVX-512 BF16 or AMX) runs its matmuls and "
             "convolutions about 60x slower than float32; set the option's precision to float32",
