@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
+from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.config import load_all
 from worldmodels.schema import parse
 from worldmodels.spaces import ActSpec
@@ -43,3 +43,51 @@ def test_reinforce_actor_loss_and_critic_loss_match_the_hand_computed_ones(entro
     assert metrics["loss/actor"] == pytest.approx(math.log(2) * (1.9 + 2.0) / 2 - entropy * math.log(2), rel=1e-5)
     assert metrics["loss/critic"] == pytest.approx((1.9**2 + 2.0**2) / 2, rel=1e-5)
     assert metrics["behaviour/return"] == pytest.approx((1.9 + 2.0) / 2, rel=1e-6)
+
+
+def test_replay_critic_regresses_lambda_returns_of_the_replayed_window_by_hand():
+    """One window of 4 steps: rewards on arriving (0, 1, 1, 5), the third state terminal, a new episode at
+    the fourth; γ = 0.5, λ = 1, a critic (and bootstrap) predicting 0:
+        R_0 = r_1 + γ R_1 = 1 + 0.5 · 1 = 1.5,   R_1 = r_2 = 1 (the state it reaches is terminal)
+        state 2 is terminal and state 3 is the window's last: no targets.  loss = (1.5² + 1²) / 2"""
+    cfg = parse(
+        BehaviourConfig,
+        {"gamma": 0.5, "lambda_return": 1.0, "use_ema_critic": False, "critic": {"name": "mlp", "use_symlog": False}},
+    )
+    behaviour = ActorCritic(cfg, feat_dim=3, act_spec=ActSpec(True, 2))
+    replayed = Replayed(
+        features=torch.randn(1, 4, 3),
+        reward=torch.tensor([[0.0, 1.0, 1.0, 5.0]]),
+        terminal=torch.tensor([[False, False, True, False]]),
+        first=torch.tensor([[True, False, False, True]]),
+    )
+    loss = behaviour.replay_loss(replayed, behaviour.critic)
+    assert loss.item() == pytest.approx((1.5**2 + 1.0**2) / 2, rel=1e-5)
+
+
+def test_replay_critic_alone_teaches_values_that_fall_towards_a_termination():
+    """Episodes of 8 steps, reward 1 per step, each ending in a termination, laid end to end in windows that
+    cross episodes; a state's features say how many steps are left. Trained by the replay loss alone, the
+    two-hot critic's value falls with the steps left: the termination reached it from real data."""
+    cfg = parse(BehaviourConfig, {"gamma": 0.9, "lambda_return": 0.95, "critic": {"name": "twohot", "hidden": 32}})
+    torch.manual_seed(0)
+    behaviour = ActorCritic(cfg, feat_dim=8, act_spec=ActSpec(True, 2))
+    optim = torch.optim.Adam(behaviour.critic.parameters(), 3e-3)
+    steps = torch.arange(64) % 8  # 8 episodes per window
+    for _ in range(300):
+        shift = torch.randint(0, 8, (16, 1))
+        t = (steps[None] + shift) % 8  # [B, T] step within its episode
+        replayed = Replayed(
+            features=torch.nn.functional.one_hot(7 - t, 8).float(),
+            reward=(t > 0).float(),
+            terminal=t == 7,
+            first=t == 0,
+        )
+        loss = behaviour.replay_loss(replayed, behaviour.critic)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    values = behaviour.critic(torch.eye(8)).mean  # by steps left, 0..7
+    truth = torch.tensor([(1 - 0.9**k) / (1 - 0.9) for k in range(8)])
+    assert (values[2:].diff() > 0).all(), values  # more steps left, more value
+    assert torch.allclose(values[1:], truth[1:], atol=0.3), (values, truth)

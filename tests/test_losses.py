@@ -29,6 +29,20 @@ def test_lambda_return_limits():
     assert torch.allclose(lambda_return(reward, discount, value, 1.0)[0, 0], torch.tensor(2.75))
 
 
+def test_lambda_return_cut_at_a_new_episode():
+    # the step out of state 1 starts a new episode: R_1 = v_1, and R_0 bootstraps from it
+    reward = torch.tensor([[1.0, 100.0, 1.0]])
+    discount = torch.full((1, 3), 0.5)
+    value = torch.tensor([[0.0, 4.0, 6.0, 8.0]])
+    cut = torch.tensor([[False, True, False]])
+    out = lambda_return(reward, discount, value, 1.0, cut)
+    assert torch.allclose(out, torch.tensor([[1.0 + 0.5 * 4.0, 4.0, 1.0 + 0.5 * 8.0]]))
+    # without cuts it is the plain λ-return
+    assert torch.equal(
+        lambda_return(reward, discount, value, 0.7, torch.zeros_like(cut)), lambda_return(reward, discount, value, 0.7)
+    )
+
+
 def test_symlog_symexp():
     x = torch.tensor([-100.0, -1.0, 0.0, 0.5, 1000.0])
     assert torch.allclose(symlog(x), torch.sign(x) * torch.log(torch.abs(x) + 1))

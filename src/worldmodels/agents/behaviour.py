@@ -7,7 +7,11 @@ rollouts of its world model (the latent MLP model, DreamerV1/V2/V3).
 A_t = R_t − v(s_t); ρ = 1 is REINFORCE (V2/V3 discrete), ρ = 0 backpropagates the return through the
 dynamics (V1, V3 continuous), in between is V2's mix. S is the EMA of the 5th–95th percentile return
 range floored at 1 (V3) or 1; v̄ is a slow EMA copy of the critic that supplies bootstrap values and
-regularises the critic; w_t is the product of predicted continues before step t.
+regularises the critic; w_t is the product of predicted continues before step t. With `replay_critic`
+the critic also regresses λ-returns along the replayed windows themselves, from their real rewards and
+terminations (DreamerV3's 2024 revision adds such a replay loss): there a termination the continue
+head has not learnt yet still reaches the critic, and a return runs back over the window's 64 steps
+rather than the 15 of an imagined rollout.
 """
 
 from __future__ import annotations
@@ -73,6 +77,20 @@ class BehaviourConfig:
     forever, e.g. never moving the paddle)."""
     actor_updates_per_batch: int = positive(1)
     critic_updates_per_batch: int = positive(1)
+    replay_critic: float = non_negative(0.0)
+    """Weight of the critic's loss on λ-returns along the replayed windows (real rewards and terminations,
+    bootstrapped by the slow critic); 0: the critic learns from imagination alone."""
+
+
+@dataclass
+class Replayed:
+    """The replayed windows imagination starts from, `[B, T, ...]`: posterior features and what really
+    happened on arriving at each step."""
+
+    features: torch.Tensor
+    reward: torch.Tensor
+    terminal: torch.Tensor
+    first: torch.Tensor
 
 
 class ActorCritic(nn.Module):
@@ -111,11 +129,13 @@ class ActorCritic(nn.Module):
         imagine: Imagine,
         reward_cont: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
         start_cont: torch.Tensor,
+        replayed: Replayed | None = None,
     ) -> Metrics:
         """Actor and critic updates on fresh imagined rollouts. The caller freezes the world model.
 
         `reward_cont(features [H, N, F])` → predicted rewards and continue probabilities `[H, N]`;
-        `start_cont` `[N]`: whether each start state is itself non-terminal.
+        `start_cont` `[N]`: whether each start state is itself non-terminal; `replayed`: the windows the
+        starts came from, for `replay_critic`.
         """
         cfg = self.cfg
         metrics: Metrics = {}
@@ -144,7 +164,12 @@ class ActorCritic(nn.Module):
                 critic_loss = critic.loss(returns.detach())
                 if cfg.use_ema_critic:  # `value` came from the slow critic
                     critic_loss = critic_loss + cfg.critic_ema_reg * critic.loss(value[:-1].detach())
-                metrics.update(step(self.optimizers["critic"], (weight * critic_loss).mean(), cfg.grad_clip, "critic"))
+                critic_loss = (weight * critic_loss).mean()
+                if cfg.replay_critic > 0 and replayed is not None:
+                    replay_loss = self.replay_loss(replayed, bootstrap)
+                    critic_loss = critic_loss + cfg.replay_critic * replay_loss
+                    metrics["loss/critic_replay"] = replay_loss.detach()
+                metrics.update(step(self.optimizers["critic"], critic_loss, cfg.grad_clip, "critic"))
                 ema_update(self.slow_critic, self.critic, 1 - cfg.critic_ema)
         metrics.update(
             {
@@ -155,3 +180,16 @@ class ActorCritic(nn.Module):
             }
         )
         return metrics
+
+    def replay_loss(self, replayed: Replayed, bootstrap: nn.Module) -> torch.Tensor:
+        """The critic's loss on λ-returns along replayed windows: real rewards and terminations, `bootstrap`
+        values; the last state of each window and of each episode in it gives no target."""
+        feats, terminal = replayed.features.detach(), replayed.terminal.bool()
+        cut = replayed.first[:, 1:].bool()  # the step out of state t starts a new episode
+        with torch.no_grad():
+            value = bootstrap(feats).mean  # [B, T]
+        discount = self.cfg.gamma * (1.0 - terminal[:, 1:].float())
+        returns = lambda_return(replayed.reward[:, 1:], discount, value, self.cfg.lambda_return, cut)
+        valid = ~(cut | terminal[:, :-1])
+        loss = self.critic(feats[:, :-1]).loss(returns)
+        return (loss * valid).sum() / valid.sum().clamp(min=1)

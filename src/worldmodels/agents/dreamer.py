@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from worldmodels.agents.base import Acted, Metrics, frozen
-from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
+from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
 from worldmodels.phases import Stream
 from worldmodels.registry import AGENTS
@@ -60,9 +60,15 @@ class DreamerAgent(RSSMAgent):
         pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)  # by default every state
         start = self.rssm.starts(self.posterior, pick)
         start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
+        replayed = None
+        if self.cfg.replay_critic > 0:
+            with torch.no_grad():
+                feats = self.rssm.features(self.posterior)
+            replayed = Replayed(feats, batch["reward"], batch["is_terminal"], batch["is_first"])
         with frozen(*self.world_model):
             return self.behaviour.learn(
                 lambda actor, rsample: self.rssm.imagine(start, actor, self.cfg.imagination_horizon, rsample),
                 self._reward_cont,
                 start_cont,
+                replayed,
             )

@@ -8,13 +8,17 @@ from torch import nn
 from worldmodels import distributed
 
 
-def lambda_return(reward: torch.Tensor, discount: torch.Tensor, value: torch.Tensor, lam: float) -> torch.Tensor:
-    """TD(λ) targets over an imagined trajectory, computed backwards from a bootstrap value.
+def lambda_return(
+    reward: torch.Tensor, discount: torch.Tensor, value: torch.Tensor, lam: float, cut: torch.Tensor | None = None
+) -> torch.Tensor:
+    """TD(λ) targets over a trajectory, computed backwards from a bootstrap value.
 
     R_t = r_t + d_t · ((1 − λ) · v_{t+1} + λ · R_{t+1}),   R_H = v_H     (DreamerV1 eq. 6)
 
     reward `[..., H]`: reward on the step out of state t; discount `[..., H]`: γ · P(continue) of
     that step; value `[..., H + 1]`: critic value of states 0..H. Returns `[..., H]`.
+    `cut` `[..., H]` (bool), for replayed windows that run from one episode into the next: where the step
+    out of state t starts a new episode, R_t = v_t, and the states before bootstrap from it.
     """
     if value.shape[-1] != reward.shape[-1] + 1:
         raise ValueError(f"value needs one more step than reward: {tuple(value.shape)} vs {tuple(reward.shape)}")
@@ -22,6 +26,8 @@ def lambda_return(reward: torch.Tensor, discount: torch.Tensor, value: torch.Ten
     last = value[..., -1]
     for t in reversed(range(reward.shape[-1])):
         last = reward[..., t] + discount[..., t] * ((1 - lam) * value[..., t + 1] + lam * last)
+        if cut is not None:
+            last = torch.where(cut[..., t], value[..., t], last)
         returns.append(last)
     return torch.stack(returns[::-1], -1)
 
