@@ -16,9 +16,11 @@ many of those are right again at step 50. The data is played without MinAtar's s
 model's drift alone.
 
     python benchmarks/diamond_stability.py --out result.json [--updates 12000] [--lr 1e-3] [--quick]
-        [--denoisers edm_unet,dit] [--dit LAYERS,DIM,PATCH]
+        [--denoisers edm_unet,dit] [--dit LAYERS,DIM,PATCH] [--seed N]
 
-`--denoisers` studies only those networks; `--dit` sets the DiT's size (default 2,64,2).
+`--denoisers` studies only those networks; `--dit` sets the DiT's size (default 2,64,2); `--seed` the
+networks' initialisation and batch order (default 0: the data and the held-out starts never change), so a
+comparison between networks can be repeated over training seeds.
 
 Writes the table to --out (`NAME.json`) and, beside it, the curves (`NAME.png`) and a strip of generated
 frames (`NAME_frames.png`).
@@ -225,6 +227,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 50 updates, 8 starts")
     parser.add_argument("--denoisers", default="edm_unet,ddpm_unet,dit", help="which networks to study")
     parser.add_argument("--dit", default="2,64,2", help="the DiT's layers, width and patch side")
+    parser.add_argument("--seed", type=int, default=0, help="the networks' initialisation and batch order")
     args = parser.parse_args()
     layers, dim, patch = (int(v) for v in args.dit.split(","))
     dit = {"layers": layers, "heads": 4, "dim": dim, "patch": patch}
@@ -250,12 +253,12 @@ def main() -> None:
     for label, name, overrides, sampler in studied:
         key = (name, json.dumps(overrides))
         if key not in trained:  # one training per network: the DDPM U-Net is sampled both ways
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             denoiser = DENOISERS.build(
                 name, denoiser_config(PRESET, name, overrides), obs_spec=FRAMES, action_dim=ACTIONS
             )
             start = time.perf_counter()
-            losses = train(denoiser, train_episodes, updates, args.lr, seed=0)
+            losses = train(denoiser, train_episodes, updates, args.lr, seed=args.seed)
             trained[key] = (denoiser.eval(), losses, time.perf_counter() - start)
             took = trained[key][2]
             print(f"[stability] {name}: {updates} updates in {took:.0f} s, loss {losses[-1]:.4f}", flush=True)
@@ -308,7 +311,7 @@ def main() -> None:
         "curves": {label: {s: [round(float(v), 5) for v in c] for s, c in by.items()} for label, by in curves.items()},
         "copy_last": [round(float(v), 5) for v in copy_last[0]],
         "notes": (
-            f"{updates} updates of 32 windows per network at lr {args.lr:g}, on "
+            f"{updates} updates of 32 windows per network at lr {args.lr:g} (training seed {args.seed}), on "
             f"{sum(len(f) for f, _ in train_episodes)} training frames ({len(train_episodes)} episodes); "
             f"{len(real)} starts in {len(held_out)} held-out episodes; "
             f"torch {torch.__version__}, 1 thread; {(time.perf_counter() - begin) / 60:.0f} min in all; "
