@@ -243,7 +243,7 @@ def test_imagination_starts_a_random_subset_of_the_posterior_states():
     assert pick.shape == (5,) and len(set(pick.tolist())) == 5 and pick.max() < 16
     assert torch.equal(agent.behaviour.starts(4, torch.device("cpu")), torch.arange(4))  # never more than there are
     seen = []
-    agent.behaviour.learn = lambda imagine, reward_cont, start_cont: seen.append(start_cont.shape) or {}
+    agent.behaviour.learn = lambda imagine, reward_cont, start_cont, replayed: seen.append(start_cont.shape) or {}
     agent.update(_batch())
     assert seen == [(5,)]
 
