@@ -96,7 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    slow_bf16 = args.device == "cpu" and not cpu_has_bfloat16()
+    native_bf16 = cpu_has_bfloat16()
+    slow_bf16 = args.device == "cpu" and not native_bf16
     for preset, inputs, overrides, _ in CASES:
         if slow_bf16 and set(BF16) <= set(overrides):  # fallback kernels, tens of times slower: not timed
             seconds = "not run: this CPU has no native bfloat16"
@@ -105,8 +106,8 @@ def main() -> None:
         rows.append([preset, inputs, " ".join(overrides) or "–", args.device, seconds])
         print(rows[-1], flush=True)
     columns = ["preset", "inputs", "overrides", "device", "seconds per update"]
-    native_bf16 = "with" if cpu_has_bfloat16() else "without"
-    cpu = f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {native_bf16} native bfloat16"
+    bf16 = "with" if native_bf16 else "without"
+    cpu = f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {bf16} native bfloat16"
     notes = f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}."
     if args.peer:
         peer = peer_seconds(*args.peer, args.threads)
