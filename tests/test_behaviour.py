@@ -1,14 +1,19 @@
-"""The actor and critic losses of `ActorCritic.learn` against values computed by hand on a 2-step dream."""
+"""The actor and critic losses of `ActorCritic.learn` against values computed by hand on a 2-step dream; the
+critic's replay loss by hand, alone, and in every agent that learns behaviour in imagination."""
 
+import json
 import math
 
 import pytest
 import torch
 
+from tests.conftest import TINY
+from tests.test_dreamer import TINY_DREAMER
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
-from worldmodels.config import load_all
+from worldmodels.config import load_all, load_config
 from worldmodels.schema import parse
 from worldmodels.spaces import ActSpec
+from worldmodels.train import Trainer
 
 load_all()
 
@@ -91,3 +96,17 @@ def test_replay_critic_alone_teaches_values_that_fall_towards_a_termination():
     truth = torch.tensor([(1 - 0.9**k) / (1 - 0.9) for k in range(8)])
     assert (values[2:].diff() > 0).all(), values  # more steps left, more value
     assert torch.allclose(values[1:], truth[1:], atol=0.3), (values, truth)
+
+
+@pytest.mark.parametrize("preset, tiny", [("dreamerv3", TINY_DREAMER), ("latent_mlp", TINY)])
+def test_replay_critic_trains_the_critic_on_the_replayed_windows(tmp_path, preset, tiny):
+    """Every agent that learns behaviour in imagination honours `agent.replay_critic`: the behaviour update
+    logs the critic's replay loss, finite, whenever it logs the critic's."""
+    overrides = [*tiny, "agent.replay_critic=0.3", "env.id=CartPole-v1", "env.max_episode_steps=40"]
+    overrides += ["train.steps=120", "train.prefill=40", "train.batch_size=2", "train.seq_len=8", "train.ratio=16"]
+    trainer = Trainer(load_config(preset, [*overrides, "train.eval_every=0", "train.threads=1"]), tmp_path)
+    trainer.run()
+    trainer.close()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [m["loss/critic_replay"] for m in lines if "loss/critic" in m]
+    assert logged and all(math.isfinite(v) and v > 0 for v in logged)

@@ -92,6 +92,11 @@ class Replayed:
     terminal: torch.Tensor
     first: torch.Tensor
 
+    @classmethod
+    def of(cls, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> Replayed:
+        """The windows of a replayed `batch` with their posterior `features` `[B, T, F]`."""
+        return cls(features.detach(), batch["reward"], batch["is_terminal"], batch["is_first"])
+
 
 class ActorCritic(nn.Module):
     """Actor, critic, slow critic and return scale, with their own optimisers."""
@@ -184,7 +189,7 @@ class ActorCritic(nn.Module):
     def replay_loss(self, replayed: Replayed, bootstrap: nn.Module) -> torch.Tensor:
         """The critic's loss on λ-returns along replayed windows: real rewards and terminations, `bootstrap`
         values; the last state of each window and of each episode in it gives no target."""
-        feats, terminal = replayed.features.detach(), replayed.terminal.bool()
+        feats, terminal = replayed.features, replayed.terminal.bool()
         cut = replayed.first[:, 1:].bool()  # the step out of state t starts a new episode
         with torch.no_grad():
             value = bootstrap(feats).mean  # [B, T]

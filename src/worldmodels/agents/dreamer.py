@@ -60,11 +60,7 @@ class DreamerAgent(RSSMAgent):
         pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)  # by default every state
         start = self.rssm.starts(self.posterior, pick)
         start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
-        replayed = None
-        if self.cfg.replay_critic > 0:
-            with torch.no_grad():
-                feats = self.rssm.features(self.posterior)
-            replayed = Replayed(feats, batch["reward"], batch["is_terminal"], batch["is_first"])
+        replayed = Replayed.of(self.rssm.features(self.posterior), batch) if self.cfg.replay_critic else None
         with frozen(*self.world_model):
             return self.behaviour.learn(
                 lambda actor, rsample: self.rssm.imagine(start, actor, self.cfg.imagination_horizon, rsample),

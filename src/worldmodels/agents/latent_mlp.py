@@ -20,7 +20,7 @@ from torch import distributions as D
 from torch import nn
 
 from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, frozen, step
-from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig
+from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.losses import kl_split
 from worldmodels.registry import AGENTS, CONTINUES, DECODERS, DYNAMICS, ENCODERS, REPRESENTATIONS, REWARDS, component
 from worldmodels.schema import Spec, non_negative, positive
@@ -95,12 +95,16 @@ class LatentMLPAgent(Agent):
 
     def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         start, start_cont, metrics = self._world_model_step(batch)
+        replayed = Replayed.of(start.view(*batch["reward"].shape, -1), batch) if self.cfg.replay_critic else None
         pick = self.behaviour.starts(len(start), start.device)
         start, start_cont = start[pick], start_cont[pick]
         with frozen(*self.world_model):
             metrics.update(
                 self.behaviour.learn(
-                    lambda actor, rsample: self._imagine(start, actor, rsample), self._reward_cont, start_cont
+                    lambda actor, rsample: self._imagine(start, actor, rsample),
+                    self._reward_cont,
+                    start_cont,
+                    replayed,
                 )
             )
         return metrics
