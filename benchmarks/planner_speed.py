@@ -1,7 +1,7 @@
 """PETS planning speed at the reference settings, and the iCEM population that matches CEM on Pendulum.
 
 Speed: one action of PETS (CEM population 500, 5 iterations, horizon 15, ensemble of 5 × (3 × 200),
-20 particles, TS1, Pendulum's state and known reward) evaluates 500·5·15·20 = 750k model rows. The script
+20 particles, TS∞, Pendulum's state and known reward) evaluates 500·5·15·20 = 750k model rows. The script
 times the planner (median seconds per action) and, in the same run, torch's own batched matmuls
 (`bmm`, no bias or activation) at exactly the model's shapes; planner GFLOP/s = model FLOP / planner time, so the ratio
 says how much of the time goes to anything but the matrix multiplies. Float32 and bfloat16 (autocast).
@@ -33,7 +33,7 @@ REFERENCE = [
     "agent.planner={name: cem, population: 500, elites: 50, iterations: 5, horizon: 15}",
     "agent.dynamics={name: ensemble, members: 5, hidden: 200, layers: 3}",
     "agent.particles=20",
-    "agent.propagation=ts1",
+    "agent.propagation=tsinf",
     "agent.known_task=pendulum",
 ]
 S, A = 3, 1  # Pendulum: (cos θ, sin θ, θ̇), torque

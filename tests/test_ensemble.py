@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import worldmodels.dynamics  # noqa: F401
+from worldmodels.dynamics.ensemble import by_member
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward
 from worldmodels.registry import DYNAMICS
@@ -46,20 +47,52 @@ def test_propagation_shapes(mode):
         assert torch.allclose(same, same[:, :1].expand_as(same))
 
 
-def test_ts1_keeps_particles_on_their_member():
-    """With variance switched off, ts1 gives particle k exactly member (k mod E)'s mean."""
+def members_of(model, state, action, nxt):
+    """Which member gave each particle its next state `[N, K]` (variance off: the members' means)."""
+    N, K, _ = state.shape
+    s, a = state.reshape(1, N * K, S).expand(E, -1, -1), action[:, None].expand(N, K, A).reshape(1, N * K, A)
+    mean, _ = model.members_next(s, a.expand(E, -1, -1))  # [E, N·K, S]
+    hit = (mean - nxt.reshape(1, N * K, S)).abs().amax(-1) < 1e-5  # [E, N·K]
+    assert (hit.sum(0) == 1).all()  # exactly one member fits each particle
+    return hit.float().argmax(0).view(N, K)
+
+
+def test_tsinf_keeps_particles_on_their_member():
+    """TS∞: particle k follows member k mod E, at every step."""
     model = ensemble(probabilistic=False)
     state, action = torch.randn(2, 2 * E, S), torch.randn(2, A)
-    nxt = model.propagate(state, action, "ts1")
-    for k in range(2 * E):
-        s = state[:, k][None].expand(E, -1, -1)
-        mean, _ = model.members_next(s, action[None].expand(E, -1, -1))
-        assert torch.allclose(nxt[:, k], mean[k % E], atol=1e-5)
+    for _ in range(2):
+        nxt = model.propagate(state, action, "tsinf")
+        assert (members_of(model, state, action, nxt) == torch.arange(2 * E) % E).all()
+
+
+def test_ts1_deals_each_rows_particles_afresh_every_step():
+    """TS1: every step each row's particles are dealt to the members again, K/E to each."""
+    torch.manual_seed(0)
+    model = ensemble(probabilistic=False)
+    state, action = torch.randn(3, 2 * E, S), torch.randn(3, A)
+    deals = [members_of(model, state, action, model.propagate(state, action, "ts1")) for _ in range(3)]
+    for members in deals:
+        assert (torch.stack([(members == e).sum(1) for e in range(E)]) == 2).all()  # balanced in every row
+    assert not torch.equal(deals[0], deals[1]) or not torch.equal(deals[1], deals[2])
+
+
+def test_by_member_puts_outputs_back_in_particle_order():
+    """A per-member function on an assignment gives each particle the output of its own member."""
+    model = ensemble()
+    order = model.assignment(3, 2 * E, "ts1", torch.device("cpu"))
+    x = torch.randn(3, 2 * E, 5)
+    out = by_member(lambda x: x.sum(-1) * torch.arange(1.0, E + 1)[:, None], order, x)  # [E, M] → [3, 2E]
+    member = torch.empty(3 * 2 * E, dtype=torch.long)
+    member[order.reshape(-1)] = torch.arange(E).repeat_interleave(order.shape[1])
+    assert torch.allclose(out, x.sum(-1) * (member.view(3, 2 * E) + 1))
 
 
 def test_particles_must_split_over_members():
     with pytest.raises(ConfigError, match="divisible"):
         ensemble().propagate(torch.randn(2, E + 1, S), torch.randn(2, A), "ts1")
+    with pytest.raises(ConfigError, match="unknown propagation"):
+        ensemble().propagate(torch.randn(2, E, S), torch.randn(2, A), "ts2")
 
 
 def test_bootstrapped_members_learn_and_differ():

@@ -103,6 +103,19 @@ def test_continue_head_learns_the_terminations_and_the_planner_sees_it():
     assert agent("agent.known_task=pendulum").model().cont is None  # a known task that never ends
 
 
+def test_each_particle_plans_with_its_own_members_reward():
+    """TS∞ with a learned reward: particle k's planned reward is member (k mod E)'s reward of its own
+    transition, as its next state is member (k mod E)'s, not the mean of every member."""
+    torch.manual_seed(0)
+    pets = agent("agent.dynamics.probabilistic=false")
+    obs, action = torch.randn(3, 4, 3), torch.rand(3, 1) * 2 - 1  # N = 3 rows, K = 4 particles, E = 2
+    nxt, reward = pets.model().step(obs, action)
+    x = torch.cat([obs, action[:, None].expand(-1, 4, -1), nxt], -1)  # [N, K, 2S + A]
+    every = pets.reward.members(x.reshape(1, 12, -1).expand(2, -1, -1)).view(2, 3, 4)  # [E, N, K]
+    own = torch.stack([every[k % 2, :, k] for k in range(4)], 1)
+    assert torch.allclose(reward, own, atol=1e-5) and not torch.allclose(reward, every.mean(0), atol=1e-3)
+
+
 @pytest.mark.parametrize("planner", ["{name: cem, elites: 4}", "{name: mppi}"])
 def test_discrete_actions_are_one_hot(planner):
     spec = planner[:-1] + ", population: 16, iterations: 2, horizon: 5}"

@@ -74,10 +74,13 @@ class Dynamics(Protocol):
 
 
 class EnsembleDynamics(Dynamics, Protocol):
-    """An ensemble that plans with particles (PETS): its own loss and normalisers, and `propagate`
-    (particles `[N, K, S]`, actions `[N, K, A]`, mode TS1 / TS∞ / expectation) → next particles."""
+    """An ensemble that plans with particles (PETS): its own loss and normalisers, `propagate` (particles
+    `[N, K, S]`, actions `[N, A]`, mode TS1 / TS∞ / expectation, optionally this step's assignment of
+    particles to members) → next particles, and `assignment(N, K, mode)` → `[E, N·K/E]` flat indices."""
 
-    def propagate(self, state: Tensor, action: Tensor, mode: str) -> Tensor: ...
+    def assignment(self, N: int, K: int, mode: str, device: Any) -> Tensor: ...
+
+    def propagate(self, state: Tensor, action: Tensor, mode: str, order: Tensor | None = None) -> Tensor: ...
 
     def loss(self, state: Tensor, action: Tensor, next_state: Tensor) -> Any: ...
 

@@ -27,6 +27,7 @@ import torch
 
 from worldmodels import contracts, distributed
 from worldmodels.agents.base import Acted, Agent, Dream, Metrics, step
+from worldmodels.dynamics.ensemble import by_member
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
@@ -71,8 +72,9 @@ class PETSAgent(Agent):
         planner: Spec = component("planner", "cem")
         known_task: Literal["none", "pendulum", "cartpole_balance"] = "none"
         """Plan with this task's known reward (and termination) instead of a learned reward."""
-        propagation: Literal["ts1", "tsinf", "expectation"] = "ts1"
-        """How particles move through the ensemble (see `dynamics/ensemble.py`)."""
+        propagation: Literal["ts1", "tsinf", "expectation"] = "tsinf"
+        """How particles move through the ensemble (see `dynamics/ensemble.py`); TS∞ is the PETS code's
+        default (and mbrl-lib's `fixed_model`)."""
         particles: int = positive(20)
         """Particles K per candidate sequence (a multiple of the ensemble size for ts1/tsinf)."""
         discount: float = unit(1.0)
@@ -117,13 +119,20 @@ class PETSAgent(Agent):
         reward_fn, done_fn = self.known or (None, None)
 
         def step_fn(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            N, K = obs.shape[:2]
+            order = None if mode == "expectation" else self.dynamics.assignment(N, K, mode, obs.device)
             # only the network runs in bfloat16; its outputs, the rewards and the planner stay float32
             with precision(self.cfg.precision, obs.device):
-                nxt = self.dynamics.propagate(obs, action, mode)  # [N, K, S]
-            a = action[:, None].expand(-1, obs.shape[1], -1)
+                nxt = self.dynamics.propagate(obs, action, mode, order)  # [N, K, S]
+            a = action[:, None].expand(-1, K, -1)
             if reward_fn is not None:
                 return nxt, reward_fn(obs, a, nxt).float()
-            return nxt, self.reward(torch.cat([obs, a, nxt], -1).flatten(0, 1)).mean.reshape(nxt.shape[:2]).float()
+            x = torch.cat([obs, a, nxt], -1)
+            if order is None:  # one particle per row: the members' mean
+                return nxt, self.reward(x.flatten(0, 1)).mean.reshape(N, K).float()
+            # each particle's reward from the member that moved it: a trajectory sample of one bootstrapped
+            # model, as the dynamics; 1/E of the work of every member on every particle
+            return nxt, by_member(self.reward.members, order, x).float()
 
         def cont(obs: torch.Tensor) -> torch.Tensor:
             return (~done_fn(obs)).float() if done_fn is not None else self.cont(obs).mean

@@ -10,13 +10,19 @@ state, Δs = s' − s, from normalised (s, a):
 Each member trains on its own bootstrap resample of the batch. Propagation of K particles per row
 (`propagate`, state `[N, K, S]` → `[N, K, S]`):
 
-    ts1          particle k follows member k mod E for the whole horizon; next state sampled from it
-    tsinf        every step each particle is handed to a uniformly random member (a random balanced split)
+    ts1          every step, each row's particles are dealt to the members afresh (a random balanced split)
+    tsinf        particle k follows member k mod E for the whole horizon (TS∞)
     expectation  every particle moves to the mean of the members' means (no sampling; one particle suffices)
+
+(the names of Chua et al.: TS1 re-samples a particle's bootstrap every step, TS∞ never does). In the
+sampling modes each member moves its share of the particles, `assignment` of them; the next state is
+drawn from its Gaussian. `by_member` runs any per-member function (PETS's reward ensemble) on the same
+assignment, so a particle's reward comes from the member that moved it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -185,30 +191,47 @@ class ProbabilisticEnsemble(nn.Module):
             D.Normal(mean.mean(0).reshape(*lead, -1), var.sqrt().clamp(min=1e-6).reshape(*lead, -1)), 1
         )
 
-    def propagate(self, state: torch.Tensor, action: torch.Tensor, mode: Propagation) -> torch.Tensor:
-        """Move K particles per row one step: state `[N, K, S]`, action `[N, A]` → next state `[N, K, S]`."""
-        N, K, S = state.shape
+    def assignment(self, N: int, K: int, mode: Propagation, device: torch.device) -> torch.Tensor:
+        """Which of the N·K particles (flat, row-major `[N, K]`) each member moves this step, `[E, N·K/E]`:
+        every row gives each member K/E of its particles."""
         E = self.members
-        action = action[:, None].expand(N, K, -1)
-        if mode == "expectation":
-            s = state.reshape(1, N * K, S).expand(E, -1, -1)
-            a = action.reshape(1, N * K, -1).expand(E, -1, -1)
-            mean, _ = self.members_next(s, a)
-            return mean.mean(0).reshape(N, K, S)
         if K % E:
             raise ConfigError(f"{mode} propagation needs particles divisible by the ensemble size {E}, got {K}")
-        if mode == "ts1":  # particle k → member k mod E: a fixed, balanced assignment
-            s = state.reshape(N, K // E, E, S).permute(2, 0, 1, 3).reshape(E, -1, S)
-            a = action.reshape(N, K // E, E, -1).permute(2, 0, 1, 3).reshape(E, N * K // E, -1)
+        index = torch.arange(N * K, device=device).view(N, K)
+        if mode == "ts1":
+            index = index.gather(1, torch.rand(N, K, device=device).argsort(1))
+        elif mode != "tsinf":
+            raise ConfigError(f"unknown propagation '{mode}'; valid: ts1, tsinf, expectation")
+        return index.view(N, K // E, E).permute(2, 0, 1).reshape(E, -1)
+
+    def propagate(
+        self, state: torch.Tensor, action: torch.Tensor, mode: Propagation, order: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Move K particles per row one step: state `[N, K, S]`, action `[N, A]` → next state `[N, K, S]`;
+        `order` is this step's `assignment` (drawn here if not given)."""
+        N, K, S = state.shape
+        action = action[:, None].expand(N, K, -1)
+        if mode == "expectation":
+            s = state.reshape(1, N * K, S).expand(self.members, -1, -1)
+            a = action.reshape(1, N * K, -1).expand(self.members, -1, -1)
+            mean, _ = self.members_next(s, a)
+            return mean.mean(0).reshape(N, K, S)
+        if order is None:
+            order = self.assignment(N, K, mode, state.device)
+
+        def sample(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
             mean, std = self.members_next(s, a)
-            nxt = mean + std * torch.randn_like(std)
-            return nxt.reshape(E, N, K // E, S).permute(1, 2, 0, 3).reshape(N, K, S)
-        if mode == "tsinf":  # a fresh random balanced split of all particles over the members
-            perm = torch.randperm(N * K, device=state.device)
-            mean, std = self.members_next(
-                state.reshape(N * K, S)[perm].view(E, -1, S), action.reshape(N * K, -1)[perm].view(E, N * K // E, -1)
-            )
-            nxt = torch.empty(N * K, S, device=state.device, dtype=mean.dtype)
-            nxt[perm] = (mean + std * torch.randn_like(std)).reshape(N * K, S)
-            return nxt.reshape(N, K, S)
-        raise ConfigError(f"unknown propagation '{mode}'; valid: ts1, tsinf, expectation")
+            return mean + std * torch.randn_like(std)
+
+        return by_member(sample, order, state, action)
+
+
+def by_member(fn: Callable[..., torch.Tensor], order: torch.Tensor, *xs: torch.Tensor) -> torch.Tensor:
+    """`fn` over per-member batches: each x `[N, K, D]` is split by `order` (`assignment`, `[E, M]`) into
+    `[E, M, D]`, and `fn`'s output `[E, M, ...]` is put back in particle order, `[N, K, ...]`."""
+    N, K = xs[0].shape[:2]
+    flat = order.reshape(-1)
+    out = fn(*(x.reshape(N * K, -1)[flat].view(*order.shape, -1) for x in xs))
+    put = out.new_empty(N * K, *out.shape[2:])
+    put[flat] = out.reshape(flat.shape[0], *out.shape[2:])
+    return put.view(N, K, *out.shape[2:])
