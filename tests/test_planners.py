@@ -106,6 +106,27 @@ def test_warm_start_shifts_and_resets():
     assert reuse.shape == (2, 4, 3, 1) and reuse[0, 0, :, 0].tolist() == pytest.approx([0.2, 0.3, 0.0])
 
 
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_discrete_warm_start_revises_a_settled_plan(name):
+    """After a plan whose probabilities settled on arm 0, the payoff moves to arm 1: the warm-started
+    planner must find it. Without `discrete_reset` every candidate repeats the old plan (it did in PETS on
+    CartPole: the cart was pushed the wrong way to the end of the episode)."""
+    settled = torch.nn.functional.one_hot(torch.zeros(1, 5, dtype=torch.long), 2).float()  # [1, H, 2]: arm 0
+    prev = Plan(settled, settled, torch.zeros(1))
+    extra = {"temperature": 0.2} if name == "mppi" else {}
+
+    def objective(a):
+        return a[..., 1].sum(-1)  # arm 1 pays at every step
+
+    planner = build(name, 5, action_dim=2, discrete=True, **extra)
+    x0, _ = planner.warm_start(prev, 1, torch.device("cpu"))
+    assert torch.allclose(x0[0, :4], torch.tensor([0.75, 0.25]).expand(4, 2))  # half uniform, half the plan
+    assert planner.optimize(objective, x0).actions[0].argmax(-1).tolist() == [1] * 5
+    stuck = build(name, 5, action_dim=2, discrete=True, discrete_reset=0.0, **extra)
+    x0, _ = stuck.warm_start(prev, 1, torch.device("cpu"))
+    assert stuck.optimize(objective, x0).actions[0, :4].argmax(-1).tolist() == [0] * 4
+
+
 def test_coloured_noise_unit_variance_and_smoothness():
     white, brown = (
         coloured_noise(0.0, (4000,), 16, torch.device("cpu")),

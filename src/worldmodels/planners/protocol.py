@@ -112,6 +112,11 @@ class SamplingConfig:
     """Std of the continuous sampling distribution at the start of each action, in units of the bound width."""
     momentum: float = unit(0.1)
     """Weight kept from the previous iteration's distribution: centre ← m·old + (1 − m)·new."""
+    discrete_reset: float = unit(0.5)
+    """Discrete actions: weight of the uniform distribution mixed into the warm-started probabilities at the
+    start of each action, as continuous planning resets its std to `init_std`. Without it the elites'
+    one-hot frequencies saturate the probabilities, every later candidate repeats the last plan, and the
+    planner never revises it."""
 
 
 class Planner:
@@ -157,11 +162,14 @@ class Planner:
         self, prev: Plan | None, batch: int, device: torch.device, reset: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The last plan shifted one step forward, the new last step uninformed; rows where `reset` `[B]`
-        is true (a new episode) and a missing plan start uninformed. Returns (x0 `[B, H, A]`, reuse)."""
+        is true (a new episode) and a missing plan start uninformed. Discrete plans are mixed with the
+        uniform distribution by `discrete_reset`. Returns (x0 `[B, H, A]`, reuse)."""
         fresh = self.initial(batch, device)
         if prev is None:
             return fresh, None
         x0 = torch.cat([prev.centre[:, 1:], fresh[:, -1:]], 1)
+        if self.discrete:  # only the sampling planners (CEM, MPPI) plan discrete actions
+            x0 = torch.lerp(x0, fresh, self.cfg.discrete_reset)
         reuse = None
         if prev.elites is not None:
             K = prev.elites.shape[1]
