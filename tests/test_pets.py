@@ -116,6 +116,17 @@ def test_each_particle_plans_with_its_own_members_reward():
     assert torch.allclose(reward, own, atol=1e-5) and not torch.allclose(reward, every.mean(0), atol=1e-3)
 
 
+def test_a_reward_ensemble_of_another_size_plans_with_its_members_mean():
+    """Particles are dealt to the dynamics' members; a reward ensemble of another size cannot follow that
+    deal, so every particle's reward is the mean of the reward members."""
+    torch.manual_seed(0)
+    pets = agent("agent.dynamics.probabilistic=false", "agent.reward.members=3")
+    obs, action = torch.randn(3, 4, 3), torch.rand(3, 1) * 2 - 1
+    nxt, reward = pets.model().step(obs, action)
+    x = torch.cat([obs, action[:, None].expand(-1, 4, -1), nxt], -1)
+    assert torch.allclose(reward, pets.reward(x).mean, atol=1e-5)
+
+
 @pytest.mark.parametrize("planner", ["{name: cem, elites: 4}", "{name: mppi}"])
 def test_discrete_actions_are_one_hot(planner):
     spec = planner[:-1] + ", population: 16, iterations: 2, horizon: 5}"

@@ -78,9 +78,9 @@ class EnsembleDynamics(Dynamics, Protocol):
     `[N, K, S]`, actions `[N, A]`, mode TS1 / TS∞ / expectation, optionally this step's assignment of
     particles to members) → next particles, and `assignment(N, K, mode)` → `[E, N·K/E]` flat indices."""
 
-    def assignment(self, N: int, K: int, mode: str, device: Any) -> Tensor: ...
-
     def propagate(self, state: Tensor, action: Tensor, mode: str, order: Tensor | None = None) -> Tensor: ...
+
+    def assignment(self, N: int, K: int, mode: str, device: Any) -> Tensor: ...
 
     def loss(self, state: Tensor, action: Tensor, next_state: Tensor) -> Any: ...
 
@@ -224,7 +224,10 @@ class Head(Protocol):
 
 
 class EnsembleReward(Head, Protocol):
-    """A reward ensemble (PETS): every member's prediction `members(x)` `[E, N]`, its loss and normalisers."""
+    """A reward ensemble (PETS): every member's prediction `members(x)` `[E, N]` (E = `members_count`), its
+    loss and normalisers."""
+
+    members_count: int
 
     def members(self, x: Tensor) -> Tensor: ...
 

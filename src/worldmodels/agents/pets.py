@@ -128,11 +128,12 @@ class PETSAgent(Agent):
             if reward_fn is not None:
                 return nxt, reward_fn(obs, a, nxt).float()
             x = torch.cat([obs, a, nxt], -1)
-            if order is None:  # one particle per row: the members' mean
-                return nxt, self.reward(x.flatten(0, 1)).mean.reshape(N, K).float()
-            # each particle's reward from the member that moved it: a trajectory sample of one bootstrapped
-            # model, as the dynamics; 1/E of the work of every member on every particle
-            return nxt, by_member(self.reward.members, order, x).float()
+            if order is not None and self.reward.members_count == self.dynamics.members:
+                # each particle's reward from the member that moved it: a trajectory sample of one
+                # bootstrapped model, as the dynamics; 1/E of the work of every member on every particle
+                return nxt, by_member(self.reward.members, order, x).float()
+            # one particle per row (expectation), or ensembles of other sizes: the reward members' mean
+            return nxt, self.reward(x.flatten(0, 1)).mean.reshape(N, K).float()
 
         def cont(obs: torch.Tensor) -> torch.Tensor:
             return (~done_fn(obs)).float() if done_fn is not None else self.cont(obs).mean
