@@ -1,19 +1,18 @@
 """Seconds per PETS action (one plan) for a preset at a task's shapes, one torch thread, untrained model.
 
-    python benchmarks/pets_act_speed.py [--obs 4] [--actions 2] [--discrete] [--repeats 8] [KEY=VALUE ...]
+    python benchmarks/pets_act_speed.py [--obs 4] [--actions 2] [--continuous] [--profile] [--repeats 8] [KEY=VALUE ...]
 
 Default: the `pets` preset (learned reward and continue) at CartPole-v1's shapes (4 state dims, 2 actions).
-Prints the median and the minimum over `--repeats` actions after one warm-up, and, with `--profile`, the
-operators that took the time in one more action.
+Prints the median over `--repeats` actions (each warm-started from the same plan) after one warm-up, and,
+with `--profile`, the operators that took the time in one more action.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from planner_speed import median_time
 
 from worldmodels.config import load_config
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -35,21 +34,15 @@ def main() -> None:
     cfg = load_config(args.preset, args.overrides)
     agent = build_agent(cfg, ObsSpec((args.obs,), "float32"), ActSpec(not args.continuous, args.actions))
     obs, first = torch.randn(1, args.obs), torch.ones(1, dtype=torch.bool)
-    acted = agent.act(obs, first, None, True)  # warm-up, and a plan to warm-start from
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        acted = agent.act(obs, ~first, acted.state, True)
-        times.append(time.perf_counter() - start)
-    print(
-        f"{args.preset} {' '.join(args.overrides)}: {statistics.median(times):.3f} s per action (median), "
-        f"{min(times):.3f} min, {args.repeats} actions, one thread"
-    )
+    state = agent.act(obs, first, None, True).state  # a plan to warm-start from
+    seconds = median_time(lambda: agent.act(obs, ~first, state, True), args.repeats)
+    overrides = " ".join(args.overrides)
+    print(f"{args.preset} {overrides}: {seconds:.3f} s per action (median of {args.repeats}), one thread")
     if args.profile:
         from torch.profiler import profile
 
         with profile() as prof:
-            agent.act(obs, ~first, acted.state, True)
+            agent.act(obs, ~first, state, True)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
