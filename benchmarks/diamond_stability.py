@@ -16,11 +16,13 @@ many of those are right again at step 50. The data is played without MinAtar's s
 model's drift alone.
 
     python benchmarks/diamond_stability.py --out result.json [--updates 12000] [--lr 1e-3] [--quick]
-        [--denoisers edm_unet,dit] [--dit LAYERS,DIM,PATCH] [--seed N]
+        [--denoisers edm_unet,dit] [--dit LAYERS,DIM,PATCH] [--seed N] [--ema DECAY]
 
 `--denoisers` studies only those networks; `--dit` sets the DiT's size (default 2,64,2); `--seed` the
 networks' initialisation and batch order (default 0: the data and the held-out starts never change), so a
-comparison between networks can be repeated over training seeds.
+comparison between networks can be repeated over training seeds; `--ema` also rolls out each network with
+its weights averaged over training (an exponential moving average with that decay per update, as EDM and
+DiT sample from), beside its last weights.
 
 Writes the table to --out (`NAME.json`) and, beside it, the curves (`NAME.png`) and a strip of generated
 frames (`NAME_frames.png`).
@@ -33,6 +35,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -41,6 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from denoiser_speed import denoiser_config  # noqa: E402
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E402
 
 from worldmodels.config import load_config  # noqa: E402
 from worldmodels.denoisers.conditioning import to_model, to_pixels  # noqa: E402
@@ -107,12 +111,16 @@ def batch_at(episodes, picks, context: int, length: int) -> tuple[torch.Tensor, 
     return to_model(torch.as_tensor(frames)), torch.eye(ACTIONS)[torch.as_tensor(actions)]
 
 
-def train(denoiser, episodes, updates: int, lr: float, seed: int) -> list[float]:
-    """`updates` AdamW steps on batches of 32 windows; the loss of every 100th update."""
+def train(denoiser, episodes, updates: int, lr: float, seed: int, ema: float = 0.0) -> tuple[list[float], Any]:
+    """`updates` AdamW steps on batches of 32 windows: the loss of every 100th update, and with `ema` > 0 an
+    exponential moving average of the weights (decay `ema` per update; None without)."""
     K, rng = denoiser.context, np.random.default_rng(seed)
     picks = windows(episodes, K, 1)
     opt = torch.optim.AdamW(denoiser.parameters(), lr=lr, eps=1e-8, weight_decay=0.01)
     warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 100))
+    average = None
+    if ema > 0:
+        average = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
     losses = []
     for i in range(updates):
         frames, actions = batch_at(episodes, [picks[j] for j in rng.integers(len(picks), size=32)], K, 1)
@@ -122,9 +130,11 @@ def train(denoiser, episodes, updates: int, lr: float, seed: int) -> list[float]
         torch.nn.utils.clip_grad_norm_(denoiser.parameters(), 1.0)
         opt.step()
         warmup.step()
+        if average is not None:
+            average.update_parameters(denoiser)
         if i % 100 == 0:
             losses.append(loss.item())
-    return losses
+    return losses, None if average is None else average.module
 
 
 @torch.no_grad()
@@ -228,6 +238,9 @@ def main() -> None:
     parser.add_argument("--denoisers", default="edm_unet,ddpm_unet,dit", help="which networks to study")
     parser.add_argument("--dit", default="2,64,2", help="the DiT's layers, width and patch side")
     parser.add_argument("--seed", type=int, default=0, help="the networks' initialisation and batch order")
+    parser.add_argument(
+        "--ema", type=float, default=0.0, help="also roll out each network's weights averaged with this decay"
+    )
     args = parser.parse_args()
     layers, dim, patch = (int(v) for v in args.dit.split(","))
     dit = {"layers": layers, "heads": 4, "dim": dim, "patch": patch}
@@ -258,28 +271,30 @@ def main() -> None:
                 name, denoiser_config(PRESET, name, overrides), obs_spec=FRAMES, action_dim=ACTIONS
             )
             start = time.perf_counter()
-            losses = train(denoiser, train_episodes, updates, args.lr, seed=args.seed)
-            trained[key] = (denoiser.eval(), losses, time.perf_counter() - start)
+            losses, averaged = train(denoiser, train_episodes, updates, args.lr, seed=args.seed, ema=args.ema)
+            trained[key] = (denoiser.eval(), averaged, time.perf_counter() - start)
             took = trained[key][2]
             print(f"[stability] {name}: {updates} updates in {took:.0f} s, loss {losses[-1]:.4f}", flush=True)
-        denoiser, losses, train_s = trained[key]
-        curves[label], mse_curves[label] = {}, {}
-        for steps in STEPS:
-            torch.manual_seed(1)
-            dreamed = rollout(denoiser, real_frames, real_actions, steps, sampler)
-            curves[label][steps], mse_curves[label][steps] = errors(real, dreamed)
-            if steps in (1, 3):
-                dreams[f"{label}, {steps} step{'s' if steps > 1 else ''}"] = dreamed[0]
-            wrong = curves[label][steps]
-            torch.manual_seed(1)
-            went = divergence(real, dreamed, one_step(denoiser, real_frames, real_actions, steps, sampler))
-            rows.append([
-                label, sampler, steps, f"{100 * wrong[0]:.2f}", f"{100 * wrong[9]:.2f}", f"{100 * wrong[49]:.2f}",
-                f"{wrong[49] / max(wrong[9], 1e-9):.2f}", f"{mse_curves[label][steps][9]:.4f}",
-                f"{100 * went['one_step']:.2f}", f"{100 * went['by_10']:.0f}", f"{100 * went['by_50']:.0f}",
-                f"{100 * went['healed']:.0f}", f"{train_s:.0f}",
-            ])  # fmt: skip
-            print(f"[stability] {rows[-1]}", flush=True)
+        network, averaged, train_s = trained[key]
+        versions = [(label, network)] + ([(f"{label}, EMA {args.ema:g}", averaged.eval())] if averaged else [])
+        for label, denoiser in versions:
+            curves[label], mse_curves[label] = {}, {}
+            for steps in STEPS:
+                torch.manual_seed(1)
+                dreamed = rollout(denoiser, real_frames, real_actions, steps, sampler)
+                curves[label][steps], mse_curves[label][steps] = errors(real, dreamed)
+                if steps in (1, 3):
+                    dreams[f"{label}, {steps} step{'s' if steps > 1 else ''}"] = dreamed[0]
+                wrong = curves[label][steps]
+                torch.manual_seed(1)
+                went = divergence(real, dreamed, one_step(denoiser, real_frames, real_actions, steps, sampler))
+                rows.append([
+                    label, sampler, steps, f"{100 * wrong[0]:.2f}", f"{100 * wrong[9]:.2f}", f"{100 * wrong[49]:.2f}",
+                    f"{wrong[49] / max(wrong[9], 1e-9):.2f}", f"{mse_curves[label][steps][9]:.4f}",
+                    f"{100 * went['one_step']:.2f}", f"{100 * went['by_10']:.0f}", f"{100 * went['by_50']:.0f}",
+                    f"{100 * went['healed']:.0f}", f"{train_s:.0f}",
+                ])  # fmt: skip
+                print(f"[stability] {rows[-1]}", flush=True)
     went = divergence(real, copied, real_frames[:, K - 1 : -1])
     rows.append([
         "copy last real frame", "", "", f"{100 * copy_last[0][0]:.2f}", f"{100 * copy_last[0][9]:.2f}",
