@@ -27,6 +27,7 @@ CASES = [
     pytest.param("CarRacing-v3", "pixels", (64, 64, 3), id="carracing-pixels", marks=needs["box2d"]),
     pytest.param("minatar:Breakout", "pixels", (10, 10, 4), id="minatar-pixels", marks=needs["minatar"]),
     pytest.param("minatar:SpaceInvaders", "state", (600,), id="minatar-state", marks=needs["minatar"]),
+    pytest.param("FrozenLake-v1", "state", (16,), id="gym-discrete-state"),
 ]
 
 
@@ -46,6 +47,19 @@ def test_suite_creates_resets_and_steps(env_id, obs, shape):
             assert out.obs.std() > 0  # a real rendered frame, not a blank
     finally:
         pool.close()
+
+
+def test_discrete_and_tuple_observations_become_one_hot_vectors():
+    """FrozenLake's cell index is a one-hot vector of its 16 cells; Blackjack's (sum, card, ace) tuple the
+    concatenation of three one-hots (32 + 11 + 2)."""
+    lake = make_env(EnvConfig(id="FrozenLake-v1"))
+    obs, _ = lake.reset(seed=0)
+    assert obs.dtype == np.float32 and obs.shape == (16,) and obs[0] == 1 and obs.sum() == 1  # the start cell
+    obs, *_ = lake.step(2)  # right, or a slip to another cell
+    assert obs.sum() == 1 and lake.observation_space.contains(obs)
+    blackjack = make_env(EnvConfig(id="Blackjack-v1"))
+    obs, _ = blackjack.reset(seed=0)
+    assert obs.shape == (45,) and obs.sum() == 3 and blackjack.observation_space.contains(obs)
 
 
 @needs["dmc"]

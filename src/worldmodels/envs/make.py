@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from worldmodels.envs.config import EnvConfig
-from worldmodels.envs.wrappers import ActionRepeat, FloatObs, RenderedObs
+from worldmodels.envs.wrappers import VECTOR_SPACES, ActionRepeat, FloatObs, RenderedObs
 from worldmodels.errors import ConfigError, closest
 
 EXTRAS = {"CarRacing": "box2d", "LunarLander": "box2d", "BipedalWalker": "box2d", "ALE/": "atari"}
@@ -76,10 +76,10 @@ def _make_gym(cfg: EnvConfig, render: bool) -> gym.Env:
             f"unknown environment id '{cfg.id}'{closest(cfg.id, known)}: {err}; "
             "use a registered gymnasium id such as CartPole-v1, dmc:DOMAIN-TASK or atari:GAME"
         ) from None
+    if isinstance(env.observation_space, VECTOR_SPACES) and not _is_image(env.observation_space):
+        env = FloatObs(env)
     if cfg.obs != "state":
         return RenderedObs(env, cfg.obs, cfg.size, cfg.grayscale, from_obs=_is_image(env.observation_space))
-    if isinstance(env.observation_space, gym.spaces.Box) and env.observation_space.dtype != np.uint8:
-        env = FloatObs(env)
     return env
 
 

@@ -48,15 +48,25 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
+VECTOR_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+VECTOR_SPACES += (gym.spaces.Tuple,)
+"""Observation spaces that `FloatObs` turns into float32 vectors."""
+
+
 class FloatObs(gym.ObservationWrapper):
-    """Vector observations as float32."""
+    """Vector observations as float32. A Box keeps its shape; a Discrete becomes a one-hot vector, and a
+    MultiDiscrete, MultiBinary or Tuple the concatenation of its parts' (gymnasium's `flatten`), so that
+    FrozenLake's cell, Taxi's state or Blackjack's tuple reach a model as vectors."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        space = env.observation_space
-        self.observation_space = gym.spaces.Box(space.low, space.high, space.shape, np.float32)
+        self.source = env.observation_space
+        flat = self.source if isinstance(self.source, gym.spaces.Box) else gym.spaces.flatten_space(self.source)
+        self.observation_space = gym.spaces.Box(flat.low, flat.high, flat.shape, np.float32)
 
     def observation(self, obs):
+        if not isinstance(self.source, gym.spaces.Box):
+            obs = gym.spaces.flatten(self.source, obs)
         return np.asarray(obs, dtype=np.float32)
 
 
