@@ -48,8 +48,13 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
-VECTOR_SPACES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
-VECTOR_SPACES += (gym.spaces.Tuple,)
+VECTOR_SPACES = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+    gym.spaces.Tuple,
+)
 """Observation spaces that `FloatObs` turns into float32 vectors."""
 
 
