@@ -35,7 +35,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -111,7 +110,9 @@ def batch_at(episodes, picks, context: int, length: int) -> tuple[torch.Tensor, 
     return to_model(torch.as_tensor(frames)), torch.eye(ACTIONS)[torch.as_tensor(actions)]
 
 
-def train(denoiser, episodes, updates: int, lr: float, seed: int, ema: float = 0.0) -> tuple[list[float], Any]:
+def train(
+    denoiser, episodes, updates: int, lr: float, seed: int, ema: float = 0.0
+) -> tuple[list[float], torch.nn.Module | None]:
     """`updates` AdamW steps on batches of 32 windows: the loss of every 100th update, and with `ema` > 0 an
     exponential moving average of the weights (decay `ema` per update; None without)."""
     K, rng = denoiser.context, np.random.default_rng(seed)
