@@ -110,3 +110,24 @@ def test_replay_critic_trains_the_critic_on_the_replayed_windows(tmp_path, prese
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     logged = [m["loss/critic_replay"] for m in lines if "loss/critic" in m]
     assert logged and all(math.isfinite(v) and v > 0 for v in logged)
+
+
+@pytest.mark.parametrize("eval_policy", ["mode", "sample"])
+def test_evaluation_acts_by_the_actors_mode_or_by_samples_of_it(eval_policy):
+    """`explore=False` gives the continuous actor's mode (the same action every call) with `mode`, and draws
+    from the actor, as collection does, with `sample`."""
+    cfg = parse(BehaviourConfig, {"eval_policy": eval_policy})
+    behaviour = ActorCritic(cfg, feat_dim=3, act_spec=ActSpec(False, 2))
+    features = torch.randn(64, 3)
+    first, second = behaviour.act(features, explore=False), behaviour.act(features, explore=False)
+    mode = behaviour.actor(features).mode
+    if eval_policy == "mode":
+        assert torch.equal(first, mode) and torch.equal(second, mode)
+    else:
+        assert not torch.equal(first, second) and not torch.equal(first, mode)
+        assert first.abs().max() <= 1.0
+
+
+def test_latent_mlp_and_dreamerv3_evaluate_by_sampling_and_dreamerv1_by_the_mode():
+    policies = {p: load_config(p).agent.cfg.eval_policy for p in ("latent_mlp", "dreamerv3", "dreamerv1", "dreamerv2")}
+    assert policies == {"latent_mlp": "sample", "dreamerv3": "sample", "dreamerv1": "mode", "dreamerv2": "mode"}

@@ -72,9 +72,9 @@ class BehaviourConfig:
     critic_ema_reg: float = non_negative(1.0)
     """β, the weight of the slow-critic regulariser."""
     eval_policy: Literal["mode", "sample"] = "mode"
-    """How evaluation acts: the actor's most likely action (DreamerV1/V2) or a sample of it (DreamerV3, which
-    evaluates the stochastic policy it learnt: the mode of a near-uniform discrete actor can be one action
-    forever, e.g. never moving the paddle)."""
+    """How evaluation acts: the actor's most likely action (DreamerV1/V2) or a sample of it (DreamerV3 and
+    `latent_mlp`, which evaluate the stochastic policy they learnt: the mode of a near-uniform discrete actor
+    can be one action forever, e.g. never moving the paddle, and a continuous actor can rely on its noise)."""
     actor_updates_per_batch: int = positive(1)
     critic_updates_per_batch: int = positive(1)
     replay_critic: float = non_negative(0.0)
