@@ -209,6 +209,7 @@ def expert(tmp_path_factory):
     """A (barely) trained agent that acts on MinAtar frames: the demonstrator of the cloning case study."""
     run = tmp_path_factory.mktemp("runs") / "expert"
     overrides = ["env.id=minatar:Breakout", "env.obs=pixels", "train.steps=150", "train.prefill=100"]
+    overrides.append("agent.eval_policy=mode")  # acts by its mode, so the recorded actions can be recomputed
     assert main(["train", "latent_mlp", *overrides, "train.eval_every=0", "--run-dir", str(run)]) == 0
     return run
 

@@ -244,6 +244,7 @@ def test_api_learn_predict_save_load(tiny, tmp_path):
     from worldmodels.config import to_dict
 
     overrides = {k: v for k, v in to_dict(tiny()).items() if k in ("agent", "train")}
+    overrides["agent"]["eval_policy"] = "mode"  # deterministic predictions, so the loaded copy's can be compared
     agent = make_agent("latent_mlp", env="CartPole-v1", run_dir=tmp_path / "run", **overrides)
     summary = agent.learn(200)
     assert summary["step"] == 200

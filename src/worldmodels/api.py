@@ -70,7 +70,10 @@ class AgentRun:
     ) -> tuple[np.ndarray, Any]:
         """Env actions for one observation `[*obs_shape]` or a batch `[N, *obs_shape]` (arrays or dicts of
         arrays), and the next recurrent state. Observations and actions are those of the environment as
-        the package builds it (`make_env()`: continuous actions in [-1, 1], frames resized)."""
+        the package builds it (`make_env()`: continuous actions in [-1, 1], frames resized).
+        `deterministic` acts as evaluation does: by the policy's mode, except for agents that evaluate by sampling
+        (`agent.eval_policy: sample`, the default of `latent_mlp` and DreamerV3); `eval_policy=mode` makes those
+        deterministic too."""
         agent = self.agent
         obs = obs_map(np.asarray, obs)
         key, spec = agent.obs_spec.items()[0]

@@ -73,7 +73,7 @@ HORIZONS = (1, 5, 10)
 
 class AgentPolicy:
     """A trained agent as a chooser of actions for `envs.record` (`wm record --policy RUN`): each call gives
-    a chooser for one new episode, acting by the policy's mode (samples when `explore`)."""
+    a chooser for one new episode, acting as evaluation does (by `agent.eval_policy`; samples when `explore`)."""
 
     def __init__(self, agent: Agent, name: str = "agent", explore: bool = False):
         self.agent, self.name, self.explore = agent, name, explore
