@@ -12,8 +12,9 @@ from tests.test_dreamer import TINY_DREAMER
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.config import load_all, load_config
 from worldmodels.schema import parse
-from worldmodels.spaces import ActSpec
+from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
+from worldmodels.train.loop import build_agent
 
 load_all()
 
@@ -119,7 +120,8 @@ def test_evaluation_acts_by_the_actors_mode_or_by_samples_of_it(eval_policy):
     cfg = parse(BehaviourConfig, {"eval_policy": eval_policy})
     behaviour = ActorCritic(cfg, feat_dim=3, act_spec=ActSpec(False, 2))
     features = torch.randn(64, 3)
-    first, second = behaviour.act(features, explore=False), behaviour.act(features, explore=False)
+    none = torch.zeros(64, dtype=torch.bool)
+    (first, _), (second, _) = (behaviour.act(features, False, none, None) for _ in range(2))
     mode = behaviour.actor(features).mode
     if eval_policy == "mode":
         assert torch.equal(first, mode) and torch.equal(second, mode)
@@ -131,3 +133,36 @@ def test_evaluation_acts_by_the_actors_mode_or_by_samples_of_it(eval_policy):
 def test_latent_mlp_and_dreamerv3_evaluate_by_sampling_and_dreamerv1_by_the_mode():
     policies = {p: load_config(p).agent.cfg.eval_policy for p in ("latent_mlp", "dreamerv3", "dreamerv1", "dreamerv2")}
     assert policies == {"latent_mlp": "sample", "dreamerv3": "sample", "dreamerv1": "mode", "dreamerv2": "mode"}
+
+
+@pytest.mark.parametrize("preset", ["latent_mlp", "dreamerv3"])
+def test_held_exploration_reaches_collection_through_act_and_is_off_by_default(preset):
+    """With `hold_probability` 1 an untrained (undecided) actor's collection actions are held over steps, the
+    holds carried in the state `act` returns; off, the actor's own samples change action ~2 steps in 3."""
+    tiny = TINY_DREAMER if preset == "dreamerv3" else TINY
+    obs_spec, act_spec = ObsSpec((4,), "float32"), ActSpec(True, 3)
+
+    def changes(*overrides: str) -> float:
+        agent = build_agent(load_config(preset, [*tiny, *overrides]), obs_spec, act_spec)
+        torch.manual_seed(0)
+        state, taken = None, []
+        for t in range(60):
+            acted = agent.act(torch.zeros(4, 4), torch.full((4,), t == 0), state, explore=True)
+            state = acted.state
+            taken.append(acted.action.argmax(-1))
+        return (torch.stack(taken).diff(dim=0) != 0).float().mean().item()
+
+    assert load_config(preset).agent.cfg.hold_probability == 0.0
+    assert changes() > 0.5 and changes("agent.hold_probability=1.0", "agent.hold_max=10") < 0.35
+
+
+def test_held_exploration_leaves_a_continuous_actor_to_its_own_noise():
+    """The same actor with and without `hold_probability` draws the same actions from the same seed."""
+    behaviour = ActorCritic(parse(BehaviourConfig, {"hold_probability": 1.0}), feat_dim=3, act_spec=ActSpec(False, 2))
+    first = torch.ones(64, dtype=torch.bool)
+    torch.manual_seed(0)
+    held, holds = behaviour.act(torch.zeros(64, 3), True, first, None)
+    behaviour.holds = 0.0
+    torch.manual_seed(0)
+    own, _ = behaviour.act(torch.zeros(64, 3), True, first, None)
+    assert holds is None and torch.equal(held, own)

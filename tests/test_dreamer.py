@@ -239,7 +239,7 @@ def test_evaluation_samples_the_actor_in_v3_and_takes_its_mode_in_v2(preset, sam
     near uniform over 3 actions: 300 evaluation steps from one model state take them all, or one."""
     agent = build_agent(load_config(preset, TINY_DREAMER), ObsSpec((4,), "float32"), ActSpec(True, 3))
     torch.manual_seed(0)
-    action = agent.behaviour.act(torch.zeros(300, agent.rssm.feat_dim), explore=False)
+    action, _ = agent.behaviour.act(torch.zeros(300, agent.rssm.feat_dim), False, torch.zeros(300, dtype=bool), None)
     assert len(set(action.argmax(-1).tolist())) == (3 if sampled else 1)
     agent.act(torch.zeros(3, 4), torch.ones(3, dtype=torch.bool), None, explore=False)  # the path act takes
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from worldmodels.agents.base import Metrics, adam, frozen, step
+from worldmodels.agents.holds import HoldConfig, HoldState, hold
 from worldmodels.losses import ReturnScale, lambda_return
 from worldmodels.nn import ema_update
 from worldmodels.registry import POLICIES, VALUES, component
@@ -36,7 +37,7 @@ Imagine = Callable[[nn.Module, bool], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
-class BehaviourConfig:
+class BehaviourConfig(HoldConfig):
     """Fields of every agent that learns behaviour in imagination (its `Config` inherits them)."""
 
     discrete_actor: Spec = component("policy", "categorical")
@@ -75,6 +76,10 @@ class BehaviourConfig:
     """How evaluation acts: the actor's most likely action (DreamerV1/V2) or a sample of it (DreamerV3 and
     `latent_mlp`, which evaluate the stochastic policy they learnt: the mode of a near-uniform discrete actor
     can be one action forever, e.g. never moving the paddle, and a continuous actor can rely on its noise)."""
+    hold_probability: float = unit(0.0)
+    """ε of exploration in time while collecting (`agents/holds.py`): where the actor is still undecided, a
+    random action held for a heavy-tailed number of steps; 0: the actor's samples. Discrete actions only: a
+    continuous actor explores by its own noise, whatever this is."""
     actor_updates_per_batch: int = positive(1)
     critic_updates_per_batch: int = positive(1)
     replay_critic: float = non_negative(0.0)
@@ -117,12 +122,19 @@ class ActorCritic(nn.Module):
         if mode == "auto":
             mode = "reinforce" if act_spec.discrete else "dynamics"
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
+        self.holds = cfg.hold_probability if act_spec.discrete else 0.0
 
-    def act(self, features: torch.Tensor, explore: bool) -> torch.Tensor:
-        """Actions `[N, A]` of the actor from `features` `[N, F]`: sampled while collecting, by `eval_policy`
-        in evaluation."""
+    def act(
+        self, features: torch.Tensor, explore: bool, is_first: torch.Tensor, holds: HoldState | None
+    ) -> tuple[torch.Tensor, HoldState | None]:
+        """Actions `[N, A]` of the actor from `features` `[N, F]` (sampled while collecting, by `eval_policy`
+        in evaluation) and the holds to carry to the next step (`hold_probability`; `is_first` `[N]`)."""
         policy = self.actor(features)
-        return policy.sample() if explore or self.cfg.eval_policy == "sample" else policy.mode
+        action = policy.sample() if explore or self.cfg.eval_policy == "sample" else policy.mode
+        if explore and self.holds > 0:
+            index, holds = hold(action.argmax(-1), policy.probs, is_first, holds, self.holds, self.cfg)
+            action = torch.nn.functional.one_hot(index, action.shape[-1]).to(action.dtype)
+        return action, holds
 
     def starts(self, n: int, device: torch.device) -> torch.Tensor:
         """Which of a batch's `n` flattened posterior states start imagined rollouts `[N]`."""

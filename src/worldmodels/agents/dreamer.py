@@ -46,9 +46,10 @@ class DreamerAgent(RSSMAgent):
     @torch.no_grad()
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         post = self.filter(obs, is_first, state)
-        action = self.behaviour.act(self.rssm.features(post), explore)
+        holds = state.get("holds") if state is not None else None
+        action, holds = self.behaviour.act(self.rssm.features(post), explore, is_first, holds)
         action = self.explore(action) if explore else action
-        return Acted(action, {"latent": post, "action": action})
+        return Acted(action, {"latent": post, "action": action, "holds": holds})
 
     def followers(self) -> list[Stream]:
         """Actor and critic on dreams from the world model's posterior states, after its first

@@ -82,7 +82,7 @@ class LatentMLPAgent(Agent):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         z = self.representation(self.encoder(obs)).mean  # [N, Z]
-        return Acted(self.behaviour.act(z, explore))
+        return Acted(*self.behaviour.act(z, explore, is_first, state))
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:

@@ -4,18 +4,15 @@ and policy, and learn that model from replayed trajectories unrolled K steps.
 Acting: a batched search (`planners.mcts`) from s⁰ = h(o_t) for every environment at once; the action is
 sampled from visits^(1/T) with the temperature T on a schedule over updates; the search policy π_t and
 root value ν_t are stored in replay beside the action they chose. With `hold_probabilities` ε > 0 the
-self-play action is also explored in time (εz-greedy, Dabney et al. 2021): at a step not yet held where the
-network cannot tell the actions apart (its prior policy at the root, before the search's noise, has an
-entropy at least `hold_entropy` of the uniform's), with probability ε a uniformly random action is held for
-n steps, P(n ≥ k) = k^−(μ−1) (μ = `hold_exponent`), instead of the search's action; the hold ends early at
-a state where the prior prefers an action. Per-step noise (temperature, Dirichlet) cannot leave the start
-of a task whose rewards are the same for every action until a far goal (−1 per step: Acrobot,
-MountainCar); held actions travel. Where the network has a preference it is followed: holds there fill
-replay with another policy's returns, which the value targets then learn (CartPole with holds at every step
-for its first 3,000 updates scored 124 at 25k env steps, against 464 without). The gate reads the prior,
-not the search's visits: with the values of an untrained network the tree's min–max normalisation turns
-their arbitrary small differences into a clear preference, so the visits look decided at the start of
-every task.
+self-play action is also explored in time (`agents/holds.py`, εz-greedy): where the network cannot tell
+the actions apart, a random action is held for a heavy-tailed number of steps instead of the search's.
+Per-step noise (temperature, Dirichlet) cannot leave the start of a task whose rewards are the same for
+every action until a far goal. Where the network has a preference it is followed: holds there fill replay
+with another policy's returns, which the value targets then learn (CartPole with holds at every step for
+its first 3,000 updates scored 124 at 25k env steps, against 464 without). The gate reads the network's
+prior policy at the root, before the search's noise, not the search's visits: with the values of an
+untrained network the tree's min–max normalisation turns their arbitrary small differences into a clear
+preference, so the visits look decided at the start of every task.
 
 Learning, for a replayed window starting at o_t (Eq. 1 of the paper, with the Appendix G details):
 
@@ -37,7 +34,6 @@ otherwise; where they are the same everywhere (−1 per step, uniform visits) th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from worldmodels.agents.base import Acted, Agent, Metrics, adam, step
+from worldmodels.agents.holds import HoldConfig, hold
 from worldmodels.dynamics.muzero import scale_gradient
 from worldmodels.errors import ConfigError
 from worldmodels.losses.support import support_loss, support_to_scalar
@@ -60,7 +57,7 @@ from worldmodels.spaces import ActSpec, ObsSpec
 @AGENTS.register("muzero")
 class MuZeroAgent(Agent):
     @dataclass
-    class Config:
+    class Config(HoldConfig):
         network: Spec = component("network", "muzero_mlp")
         """h, g, f: `muzero_mlp` (vectors) or `muzero_resnet` (images)."""
         search: Spec = component("search", "mcts")
@@ -93,12 +90,6 @@ class MuZeroAgent(Agent):
         )
         """ε of εz-greedy self-play (module docstring) in each stage of `temperatures`, or one for all; 0: the
         search's action at every step."""
-        hold_entropy: float = unit(0.95)
-        """A hold may start, and lasts, only where the prior policy's entropy is at least this share of ln A."""
-        hold_exponent: float = param(2.0, lambda v: v > 1, "a number > 1")
-        """μ of the held durations' tail P(n ≥ k) = k^−(μ−1) (εz-greedy: 2, a mean of ~ln of the cap)."""
-        hold_max: int = positive(100)
-        """The longest hold, in steps."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
@@ -171,26 +162,8 @@ class MuZeroAgent(Agent):
         }
         action, held = out.action, None
         if explore and self.hold_probability() > 0:
-            action, held = self._hold(action, out.prior, is_first, state)
+            action, held = hold(action, out.prior, is_first, state, self.hold_probability(), self.cfg)
         return Acted(F.one_hot(action, self.num_actions).float(), held, records)
-
-    def _hold(
-        self, action: Tensor, prior: Tensor, is_first: Tensor, state: Any
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """εz-greedy: the held random action where one is held (or starts), else the search's `action` `[N]`;
-        `prior` `[N, A]` is the network's policy at the root. The state is (held action, steps left) per
-        environment, dropped at an episode's start."""
-        cfg, N = self.cfg, len(action)
-        held, left = state if state is not None else (torch.zeros_like(action), torch.zeros_like(action))
-        left = left.masked_fill(is_first.to(left.device).bool(), 0)
-        p = prior.float().clamp(min=1e-12)
-        undecided = -(p * p.log()).sum(-1) >= cfg.hold_entropy * math.log(self.num_actions)
-        left = left.masked_fill(~undecided, 0)  # a hold ends where the network prefers an action
-        start = (left <= 0) & undecided & (torch.rand(N, device=action.device) < self.hold_probability())
-        steps = torch.rand(N, device=action.device).clamp(min=1e-6).pow(-1 / (cfg.hold_exponent - 1)).floor()
-        held = torch.where(start, torch.randint_like(action, self.num_actions), held)
-        left = torch.where(start, steps.long().clamp(1, cfg.hold_max), left)
-        return torch.where(left > 0, held, action), (held, left - 1)
 
     # ------------------------------------------------------------------ learning
 
