@@ -157,12 +157,10 @@ def test_held_exploration_reaches_collection_through_act_and_is_off_by_default(p
 
 
 def test_held_exploration_leaves_a_continuous_actor_to_its_own_noise():
-    """The same actor with and without `hold_probability` draws the same actions from the same seed."""
+    """With `hold_probability` 1, a continuous actor's collection actions are its own samples."""
     behaviour = ActorCritic(parse(BehaviourConfig, {"hold_probability": 1.0}), feat_dim=3, act_spec=ActSpec(False, 2))
-    first = torch.ones(64, dtype=torch.bool)
+    features = torch.randn(64, 3)
     torch.manual_seed(0)
-    held, holds = behaviour.act(torch.zeros(64, 3), True, first, None)
-    behaviour.holds = 0.0
+    action, holds = behaviour.act(features, True, torch.ones(64, dtype=torch.bool), None)
     torch.manual_seed(0)
-    own, _ = behaviour.act(torch.zeros(64, 3), True, first, None)
-    assert holds is None and torch.equal(held, own)
+    assert holds is None and torch.equal(action, behaviour.actor(features).sample())

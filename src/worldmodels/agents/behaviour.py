@@ -122,7 +122,7 @@ class ActorCritic(nn.Module):
         if mode == "auto":
             mode = "reinforce" if act_spec.discrete else "dynamics"
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
-        self.holds = cfg.hold_probability if act_spec.discrete else 0.0
+        self.hold_probability = cfg.hold_probability if act_spec.discrete else 0.0
 
     def act(
         self, features: torch.Tensor, explore: bool, is_first: torch.Tensor, holds: HoldState | None
@@ -131,8 +131,8 @@ class ActorCritic(nn.Module):
         in evaluation) and the holds to carry to the next step (`hold_probability`; `is_first` `[N]`)."""
         policy = self.actor(features)
         action = policy.sample() if explore or self.cfg.eval_policy == "sample" else policy.mode
-        if explore and self.holds > 0:
-            index, holds = hold(action.argmax(-1), policy.probs, is_first, holds, self.holds, self.cfg)
+        if explore and self.hold_probability > 0:
+            index, holds = hold(action.argmax(-1), policy.probs, is_first, holds, self.hold_probability, self.cfg)
             action = torch.nn.functional.one_hot(index, action.shape[-1]).to(action.dtype)
         return action, holds
 
