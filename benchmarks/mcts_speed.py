@@ -1,8 +1,9 @@
 """MCTS speed: simulations per second of `planners.mcts.search` for B = 1, 16, 256, 1024 trees at 50
 simulations, pUCT and Gumbel root selection, with the model of `../shared/peers/peer_mcts_mctx.py` (MLPs,
 state 32, hidden 64, 4 actions, tanh outputs) on CPU (and CUDA when present). Each batch runs the search
-as `compile: true` configures it: the compiled fixed-shape simulations up to `compile_max_batch` trees (and the
-eager loop beside them), the eager loop above; model calls are part of every simulation timed.
+as `compile: true` configures it: one compiled call for the search after the root up to `compile_max_batch`
+trees (and the eager loop beside it), the eager loop above; the root's and every simulation's model calls are
+timed.
 
     python benchmarks/mcts_speed.py --out result.json [--batches 1 16 256 1024] [--repeats 20] [--threads 1]
         [--peer PYTHON SCRIPT]
@@ -120,7 +121,7 @@ def main() -> None:
                         rate, first = measure(model, batch, device, args.repeats, path_cfg)
                         if path_cfg.compile and compiled:
                             same.append(same_search(model, batch, device, path_cfg))
-                    path = "compiled graph" if path_cfg.compile and compiled else "eager loop"
+                    path = "compiled search" if path_cfg.compile and compiled else "eager loop"
                     rows.append([device.type, policy, batch, path, round(rate), round(first, 1)])
                     print(f"{device.type:5s} {policy:6s} B={batch:5d} {path:14s} {rate:12,.0f} sims/s", flush=True)
     columns = ["device", "root", "trees B", "path", "simulations/s", "first search s"]
@@ -142,7 +143,7 @@ def main() -> None:
         "notes": (
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads available, "
             f"torch {torch.__version__} with {torch.get_num_threads()} intra-op threads. `compile: true` runs the "
-            f"compiled graph ({cfg.compile_unroll} simulations per call) up to compile_max_batch = "
+            f"search after the root as one compiled call (its simulations a while_loop) up to compile_max_batch = "
             f"{cfg.compile_max_batch} trees and the eager loop above; the first search compiles (its seconds "
             f"include the compiler's cache, warm or cold). Compiled and eager searches built the same trees: "
             f"{all(same)}. 1-minute load average {load:.1f} before and {os.getloadavg()[0]:.1f} after, on "

@@ -9,6 +9,20 @@ from worldmodels.planners.mcts import MCTSConfig, considered_visits, search
 from worldmodels.registry import SEARCHES
 
 
+def _python_loop(cond, body, carried):
+    """`while_loop` as plain Python: the compiled search's loop, run eagerly without the operator's own tracing
+    (seconds per search); the real operator runs in the compiled tests."""
+    while cond(*carried):
+        carried = body(*carried)
+    return carried
+
+
+def _eager_fixed(monkeypatch) -> None:
+    """`compile: true` searches run `_search_fixed` eagerly."""
+    monkeypatch.setattr(mcts, "_compiled_search", lambda: mcts._search_fixed)
+    monkeypatch.setattr(mcts, "while_loop", _python_loop)
+
+
 def _cfg(**kw) -> MCTSConfig:
     return MCTSConfig(**{"num_simulations": 32, "exploration_fraction": 0.0, **kw})
 
@@ -209,9 +223,10 @@ def test_the_accelerator_path_without_early_exit_gives_the_same_search(monkeypat
 
 @pytest.mark.parametrize("selection", ["puct", "gumbel"])
 def test_the_fixed_shape_simulation_gives_the_same_search_as_the_loop(monkeypatch, selection):
-    """`compile: true` runs `select_everywhere` / `backup_everywhere`; here run eagerly (compiling takes tens of
-    seconds), they must reproduce the depth loop's trees: same visits, values and actions, noise included."""
-    monkeypatch.setattr(mcts, "_compiled_simulation", mcts._simulations)
+    """`compile: true` runs `select_everywhere` / `backup_everywhere` in a `while_loop`; here run eagerly
+    (compiling takes tens of seconds), they must reproduce the depth loop's trees: same visits, values and
+    actions, noise included."""
+    _eager_fixed(monkeypatch)
     model = RandomModel(A=5, seed=3)
     obs = torch.randn(7, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     invalid = torch.rand(7, 5, generator=torch.Generator().manual_seed(5)) < 0.4
@@ -234,30 +249,50 @@ def test_the_fixed_shape_simulation_gives_the_same_search_as_the_loop(monkeypatc
         assert torch.equal(alone.visit_counts[0], together.visit_counts[b])
 
 
-def test_the_compiled_simulation_compiles_once_and_builds_the_loop_s_trees():
-    """The real `torch.compile`d graph (the test above runs its function eagerly): one graph of 4 simulations,
-    compiled once, serves all 12 of the search (~25 s on a CPU), and the trees equal the eager loop's."""
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_the_compiled_search_compiles_once_and_builds_the_loop_s_trees(selection):
+    """The real `torch.compile`d search (the test above runs its function eagerly): one graph, its simulations
+    a loop inside it, compiled once for both searches of a batch size whatever the temperature (~20 s on a
+    CPU), and its trees equal the eager loop's."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
-    mcts._compiled_simulation.cache_clear()
+    mcts._compiled_search.cache_clear()
     counters.clear()
     model = RandomModel(A=4, seed=7)
     obs = torch.randn(2, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     outs = []
-    for compiled in (False, True):
+    for compiled in (False, True, True):
         torch.manual_seed(9)
-        cfg = _cfg(num_simulations=12, discount=0.95, compile=compiled)
-        outs.append(search(obs, model.root, model.recurrent, cfg, explore=False))
-    assert counters["frames"]["total"] == counters["frames"]["ok"] == 1 and counters["stats"]["unique_graphs"] == 1
-    assert torch.equal(outs[0].visit_counts, outs[1].visit_counts) and torch.equal(outs[0].action, outs[1].action)
+        cfg = _cfg(num_simulations=12, discount=0.95, root_selection=selection, compile=compiled)
+        outs.append(search(obs, model.root, model.recurrent, cfg, explore=False, temperature=0.5 + len(outs)))
+    assert counters["stats"]["unique_graphs"] == counters["aot_autograd"]["total"] == 1  # compiled once
+    assert not counters["graph_break"]
+    for out in outs[1:]:
+        assert torch.equal(outs[0].visit_counts, out.visit_counts) and torch.equal(outs[0].action, out.action)
+        for name in ("policy", "root_value", "q_values"):
+            torch.testing.assert_close(getattr(out, name), getattr(outs[0], name), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_a_tree_is_its_carried_and_shared_arrays(selection):
+    """The compiled search's loop rebuilds each simulation's tree from `CARRIED` and `SHARED`: together with the
+    flat views they must name everything a tree holds, or a new attribute would be lost between simulations."""
+    model = RandomModel(A=3)
+    state, logits, value = model.root(torch.randn(2, 3, dtype=torch.float64))
+    cfg = _cfg(num_simulations=5, root_selection=selection)
+    invalid = torch.zeros(2, 3, dtype=torch.bool)
+    tree = mcts._Tree.new(cfg, state, logits, value, invalid, True, mcts._tables(cfg, 3, state.device, value.dtype))
+    views = {"_stats", "_prior", "_children", "_edges"}
+    assert set(vars(tree)) == set(tree.CARRIED) | set(tree.SHARED) | views
+    assert not set(tree.CARRIED) & set(tree.SHARED)
 
 
 @pytest.mark.parametrize("S", [5, 70])
 def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch, S):
     """The chain of `test_backup_on_a_chain...` (depth grows by one every simulation) through the fixed-shape
     simulation, against the same hand-computed returns; at 70 simulations the lineages span two words."""
-    monkeypatch.setattr(mcts, "_compiled_simulation", mcts._simulations)
+    _eager_fixed(monkeypatch)
     gamma = 0.9
 
     def root(obs):
@@ -276,16 +311,14 @@ def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch, S):
 def test_batches_above_compile_max_batch_keep_the_eager_loop(monkeypatch):
     calls = []
 
-    def fixed(unroll):
-        def simulate(tree, recurrent_fn):
-            calls.append(tree.B)
-            mcts._simulations(unroll)(tree, recurrent_fn)
+    def fixed(cfg, state, *args):
+        calls.append(len(state))
+        return mcts._search_fixed(cfg, state, *args)
 
-        return simulate
-
-    monkeypatch.setattr(mcts, "_compiled_simulation", fixed)
+    monkeypatch.setattr(mcts, "_compiled_search", lambda: fixed)
+    monkeypatch.setattr(mcts, "while_loop", _python_loop)
     model = RandomModel()
     cfg = _cfg(num_simulations=4, compile=True, compile_max_batch=2)
     for B in (2, 3):
         search(torch.randn(B, 3, dtype=torch.float64), model.root, model.recurrent, cfg, explore=False)
-    assert calls == [2]  # the 4 simulations of B = 2 in one unrolled call; B = 3 keeps the loop
+    assert calls == [2]  # B = 3 keeps the loop

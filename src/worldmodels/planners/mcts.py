@@ -17,10 +17,12 @@ The model enters only through two callbacks:
 
 Every step is a tensor op over the batch; the only Python loops run over simulations and tree depth. That
 loop costs ~100 small ops per simulation, which at B = 1 is nearly all of the time. With `compile: true`,
-small batches instead run a fixed-shape simulation compiled once with `torch.compile` (selection, model call,
-expansion and backup in one graph): selection scores the edges of every node at once and finds the path
-from each node's lineage (`select_everywhere`), backup updates every node under a path mask (`backup_everywhere`).
-Its work grows with the tree's size rather than its depth, so large batches keep the loop.
+small batches instead run the whole search after the root (setting up the trees, every simulation, the
+result) as one `torch.compile`d call: the simulations are a `while_loop` over a fixed-shape simulation
+(selection, model call, expansion and backup in one graph), which selects by scoring the edges of every
+node at once and finding the path from each node's lineage (`select_everywhere`), and backs up every node
+under a path mask (`backup_everywhere`). Its work grows with the tree's size rather than its depth, so
+large batches keep the loop.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch._higher_order_ops import while_loop
 
 from worldmodels.nn.dists import sample_index
 from worldmodels.registry import SEARCHES
@@ -67,16 +70,13 @@ class MCTSConfig:
     value_scale: float = non_negative(0.1)
     """Gumbel: c_scale of σ(q̂)."""
     compile: bool = False
-    """Run each simulation (selection, the model call, backup) as one `torch.compile`d graph of fixed shape,
-    for batches of at most `compile_max_batch` trees: a few fused calls instead of ~100 small ops, which is
-    what small batches need. The first search of each shape compiles (tens of seconds on a CPU)."""
-    compile_unroll: int = positive(5)
-    """Simulations per call of the compiled graph (unrolled in it): the largest divisor of `num_simulations` up
-    to this. Each call costs about 10 µs of dispatch on a CPU, as much as a simulation's work at small batches;
-    a longer graph compiles for longer (about 5 s more per simulation, once per batch size)."""
+    """For batches of at most `compile_max_batch` trees, run the search after the root (the trees' set-up, every
+    simulation, the result) as one `torch.compile`d call: at small batches the Python and dispatch around
+    ~100 small ops per simulation are most of the time. The first search of each batch size compiles (tens
+    of seconds on a CPU). The model's `recurrent` must be traceable by `torch.compile`."""
     compile_max_batch: int = positive(256)
     """Larger batches keep the eager loop, whose work grows with the tree's depth rather than its size
-    (see `select_everywhere`); on a CPU it overtakes the compiled graph between 256 and 1024 trees."""
+    (see `select_everywhere`); on a CPU it overtakes the compiled search between 256 and 1024 trees."""
 
 
 @dataclass(frozen=True)
@@ -156,19 +156,27 @@ def search(
             raise ValueError(f"invalid-action mask has shape {tuple(invalid.shape)}, expected {(B, A)}")
         if bool(invalid.all(-1).any()):
             raise ValueError("a root has every action marked invalid; at least one action must be valid")
-        tree = _Tree.new(cfg, state, logits, value, invalid, explore)
+        tables = _tables(cfg, A, dev, _dtype(value))
         if cfg.compile and len(logits) <= cfg.compile_max_batch:
-            unroll = max(k for k in range(1, cfg.compile_unroll + 1) if cfg.num_simulations % k == 0)
-            simulate = _compiled_simulation(unroll)
-            for _ in range(cfg.num_simulations // unroll):
-                simulate(tree, recurrent_fn)
-        else:
-            for sim in range(cfg.num_simulations):
-                parent, action, path = tree.select(sim)
-                child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
-                tree.expand(sim + 1, parent, action, child_state, reward, child_logits)
-                tree.backup(path, child_value.to(tree.stats.dtype))
+            return _compiled_search()(cfg, state, logits, value, invalid, explore, temperature, recurrent_fn, tables)
+        tree = _Tree.new(cfg, state, logits, value, invalid, explore, tables)
+        for sim in range(cfg.num_simulations):
+            parent, action, path = tree.select(sim)
+            child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
+            tree.expand(sim + 1, parent, action, child_state, reward, child_logits)
+            tree.backup(path, child_value.to(tree.stats.dtype))
         return tree.output(explore, temperature)
+
+
+def _dtype(value: Tensor) -> torch.dtype:
+    """The trees' statistics: float64 for a float64 model, else float32."""
+    return value.dtype if value.dtype == torch.float64 else torch.float32
+
+
+def _tables(cfg: MCTSConfig, A: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """The constant tables a search reads: each slot's own lineage bit, and (Gumbel) the halving schedules."""
+    schedules = _schedules(A, cfg.num_simulations, device, dtype) if cfg.root_selection == "gumbel" else None
+    return _bits(cfg.num_simulations + 2, device), schedules
 
 
 VISITS, VALUE, REWARD = range(3)  # columns of the per-node statistics
@@ -192,7 +200,7 @@ class _Tree:
     serves every simulation).
     """
 
-    def __init__(self, cfg: MCTSConfig, B: int, A: int, state: Tensor, dtype: torch.dtype):
+    def __init__(self, cfg: MCTSConfig, B: int, A: int, state: Tensor, dtype: torch.dtype, bits: Tensor):
         self.cfg, self.B, self.A = cfg, B, A
         self.N = N = cfg.num_simulations + 2
         self.dummy = N - 1
@@ -219,7 +227,7 @@ class _Tree:
         # the lineage of each slot, the slots on the path from the root to it (both included), as a bit set:
         # slot i is bit i % 62 of word i // 62 of `lineage` [B, N, W]; `bits` [N, W] is each slot's own bit.
         # A slot not yet expanded has only the dummy's bit, and the dummy is never on a path.
-        self.bits = _bits(N, dev)
+        self.bits = bits
         self.lineage = self.bits[self.dummy].expand(B, N, self.bits.shape[1]).clone()
         self.lineage[:, 0] = self.bits[0]
         self.qmin = torch.full((B,), math.inf, dtype=dtype, device=dev)
@@ -231,20 +239,55 @@ class _Tree:
         self.power = cfg.discount ** (torch.arange(N, device=dev, dtype=dtype) - 1)
         self.inverse_power = 1 / (self.power * cfg.discount)
         self.check_done = dev.type == "cpu"  # on an accelerator, never sync inside the loop
+        self._flat_views()
+
+    def _flat_views(self) -> None:
+        """The `[B·N, ...]` views of the arrays that are addressed by flat node index."""
+        B, N, A = self.B, self.N, self.A
         self._stats = self.stats.view(B * N, 3)
         self._prior = self.prior.view(B * N, A)
         self._children = self.children.view(B * N, A)
         self._edges = self.edges.view(B * N, A, 2)
 
+    # what a fixed-shape simulation writes (`while_loop` carries them from one simulation to the next) ...
+    CARRIED = ("stats", "explore", "prior", "states", "children", "edges", "edge_of", "parent", "discount",
+               "prefix", "count", "lineage", "qmin", "qmax", "lo", "scale")  # fmt: skip
+    # ... and what it only reads
+    SHARED = ("cfg", "B", "A", "N", "dummy", "offset", "dummy_flat", "nodes", "bits", "power", "inverse_power",
+              "check_done", "invalid", "root_logits", "root_value", "gumbel", "schedule")  # fmt: skip
+
+    def carried(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, name) for name in self.CARRIED)
+
+    def replaced(self, carried: tuple[Tensor, ...]) -> _Tree:
+        """This tree with the arrays of `carried` (in `CARRIED`'s order) in place of its own."""
+        tree = _Tree.__new__(_Tree)
+        for name in self.SHARED:
+            setattr(tree, name, getattr(self, name))
+        for name, array in zip(self.CARRIED, carried):
+            setattr(tree, name, array)
+        tree._flat_views()
+        return tree
+
     @classmethod
-    def new(cls, cfg: MCTSConfig, state: Tensor, logits: Tensor, value: Tensor, invalid: Tensor, explore: bool):
+    def new(
+        cls,
+        cfg: MCTSConfig,
+        state: Tensor,
+        logits: Tensor,
+        value: Tensor,
+        invalid: Tensor,
+        explore: bool,
+        tables: tuple[Tensor, Tensor | None],
+    ):
         B, A = logits.shape
-        dtype = value.dtype if value.dtype == torch.float64 else torch.float32
-        tree = cls(cfg, B, A, state, dtype)
+        bits, schedules = tables
+        dtype = _dtype(value)
+        tree = cls(cfg, B, A, state, dtype, bits)
         tree.invalid = invalid
         tree.root_logits = logits.to(dtype).masked_fill(invalid, -math.inf)
         prior = torch.softmax(tree.root_logits, -1)
-        tree.gumbel = None
+        tree.gumbel = tree.schedule = None
         if cfg.root_selection == "gumbel":
             g = torch.zeros_like(prior)
             if explore and cfg.gumbel_scale > 0:
@@ -252,7 +295,7 @@ class _Tree:
             tree.gumbel = g
             valid = (~invalid).sum(-1)
             m = valid.clamp(max=cfg.max_considered_actions)
-            tree.schedule = _schedules(A, cfg.num_simulations, state.device, dtype)[m]  # [B, S]
+            tree.schedule = schedules[m]  # [B, S]
         elif explore and cfg.exploration_fraction > 0:
             noise = torch._standard_gamma(torch.full_like(prior, cfg.dirichlet_alpha)).masked_fill(invalid, 0.0)
             noise = noise / noise.sum(-1, keepdim=True).clamp(min=1e-12)
@@ -462,31 +505,58 @@ class _Tree:
 
 
 def _simulate_fixed(tree: _Tree, recurrent_fn: RecurrentFn) -> None:
-    """One simulation as the same graph for every simulation, so that it compiles once."""
+    """One simulation as the same graph for every simulation, so that one loop body serves them all."""
     parent, action, path = tree.select_everywhere()
     child_state, reward, child_logits, child_value = recurrent_fn(tree.states_of(parent), action)
     tree.expand(tree.count, parent, action, child_state, reward, child_logits)
     tree.place(parent)
     tree.backup_everywhere(path, child_value.to(tree.stats.dtype))
-    tree.count += 1
+    tree.count.add_(1)
 
 
-def _simulations(unroll: int) -> Callable[[_Tree, RecurrentFn], None]:
-    """`unroll` fixed-shape simulations in a row."""
+def _search_fixed(
+    cfg: MCTSConfig,
+    state: Tensor,
+    logits: Tensor,
+    value: Tensor,
+    invalid: Tensor,
+    explore: bool,
+    temperature: float,
+    recurrent_fn: RecurrentFn,
+    tables: tuple[Tensor, Tensor | None],
+) -> SearchOutput:
+    """The search after the root with the fixed-shape simulation, its simulations a `while_loop`: compiled,
+    the whole search is one call, with no Python between simulations."""
+    tree = _Tree.new(cfg, state, logits, value, invalid, explore, tables)
 
-    def simulate(tree: _Tree, recurrent_fn: RecurrentFn) -> None:
-        for _ in range(unroll):
-            _simulate_fixed(tree, recurrent_fn)
+    def more(done: Tensor, *carried: Tensor) -> Tensor:
+        return done < cfg.num_simulations
 
-    return simulate
+    def simulate(done: Tensor, *carried: Tensor) -> tuple[Tensor, ...]:
+        # a loop body may not write into what it is given: it writes into copies and hands them on
+        step = tree.replaced(tuple(array.clone() for array in carried))
+        _simulate_fixed(step, recurrent_fn)
+        return done + 1, *step.carried()
+
+    start = torch.zeros((), dtype=torch.int64, device=logits.device)
+    done, *carried = while_loop(more, simulate, (start, *tree.carried()))
+    return tree.replaced(tuple(carried)).output(explore, temperature)
 
 
 @functools.cache
-def _compiled_simulation(unroll: int) -> Callable[[_Tree, RecurrentFn], None]:
-    """`_simulations(unroll)` as one compiled graph."""
-    # the C++ wrapper and no size asserts: at small batches the Python around the kernels is most of the cost
-    options = {"cpp_wrapper": True, "size_asserts": False, "alignment_asserts": False}
-    return torch.compile(_simulations(unroll), options=options)
+def _compiled_search() -> Callable[..., SearchOutput]:
+    """`_search_fixed` as one compiled call. The first batch size gets its own graph, later ones share one whose
+    batch size is symbolic (dynamo's automatic dynamic shapes), so a varying batch compiles twice, not once per
+    size; past dynamo's limit of graphs per function, searches run eagerly."""
+    options = {
+        # the C++ wrapper and no size asserts: at small batches the Python around the kernels is most of the cost
+        "cpp_wrapper": True,
+        "size_asserts": False,
+        "alignment_asserts": False,
+        # a model's matmuls of one row become fused loops instead of calls into the BLAS (3 µs each on a CPU)
+        "post_grad_fusion_options": {"decompose_mm_pass": {}},
+    }
+    return torch.compile(_search_fixed, options=options)
 
 
 @SEARCHES.register("mcts")
