@@ -130,10 +130,11 @@ def test_a_cell_that_breaks_is_reported_and_the_cells_after_it_still_run(tiny_su
     assert calls == ["tiny--CartPole-v1", "tiny--Pendulum-v1"] and stored == ["tiny--Pendulum-v1.json"]
 
 
-def test_a_stored_probe_key_survives_new_options_but_not_changed_values():
+def test_a_stored_probe_key_survives_new_and_removed_options_but_not_changed_values():
     """A cell keeps its probe key as the state hash and the config key by key: an option added since (a key
-    it never stored) does not make it stale while the state hash holds; a changed value, a removed key or
-    another state does. A key of the older format (one hash) is compared with the legacy hash."""
+    it never stored) or removed since (one it stored at its default) does not make it stale while the state
+    hash holds; a changed value or another state does. A key of the older format (one hash) is compared with
+    the legacy hash."""
     from worldmodels.train.suite import same_behaviour, stored_behaviour
 
     stored = {"state": "s1", "config": {"agent.search.discount": 0.997, "train.steps": 50000}}
@@ -141,7 +142,8 @@ def test_a_stored_probe_key_survives_new_options_but_not_changed_values():
     assert same_behaviour(stored, now) and stored_behaviour(now) == {"state": "s1", "config": now["config"]}
     assert not same_behaviour(stored, {**now, "state": "s2"})
     assert not same_behaviour(stored, {**now, "config": {**now["config"], "train.steps": 40000}})
-    assert not same_behaviour(stored, {**now, "config": {"train.steps": 50000}})  # a key it ran with is gone
+    assert same_behaviour(stored, {**now, "config": {"train.steps": 50000}})  # an option it stored is gone
+    assert not same_behaviour(stored, {**now, "state": "s2", "config": {"train.steps": 50000}})
     assert same_behaviour("l", now) and not same_behaviour("another", now) and not same_behaviour(None, now)
 
 

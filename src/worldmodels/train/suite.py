@@ -325,19 +325,18 @@ def stored_behaviour(key: dict[str, Any]) -> dict[str, Any]:
     return {"state": key["state"], "config": key["config"]}
 
 
-_ABSENT = object()
-
-
 def same_behaviour(stored: Any, now: dict[str, Any]) -> bool:
     """Whether a stored probe key still describes the code: the same state hash, and every config key it
-    kept at the value it kept (keys added since are options at their defaults, and the state hash tells
-    whether they changed what the probe did). A key of the format before 2026-12-05 (one hash over config
-    and state) must equal the legacy hash."""
+    kept that still exists at the value it kept. Keys added since are options at their defaults, and keys
+    removed since are options the run left at their defaults (a preset or a command that set one would no
+    longer load): in both cases the state hash tells whether the code the probe runs changed. A key of the
+    format before 2026-12-05 (one hash over config and state) must equal the legacy hash."""
     if isinstance(stored, str):
         return stored == now["legacy"]
     if not isinstance(stored, dict) or stored.get("state") != now["state"]:
         return False
-    return all(now["config"].get(k, _ABSENT) == v for k, v in stored.get("config", {}).items())
+    config = now["config"]
+    return all(config[k] == v for k, v in stored.get("config", {}).items() if k in config)
 
 
 def random_score(task: str, episodes: int) -> dict[str, Any]:
