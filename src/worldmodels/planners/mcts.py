@@ -545,9 +545,10 @@ def _search_fixed(
 
 @functools.cache
 def _compiled_search() -> Callable[..., SearchOutput]:
-    """`_search_fixed` as one compiled call. The first batch size gets its own graph, later ones share one whose
-    batch size is symbolic (dynamo's automatic dynamic shapes), so a varying batch compiles twice, not once per
-    size; past dynamo's limit of graphs per function, searches run eagerly."""
+    """`_search_fixed` as one compiled call. The first batch size and temperature get their own graph, later
+    ones share one in which they are symbolic (dynamo's automatic dynamic shapes), so a varying batch or
+    temperature compiles twice, not once per value; past dynamo's limit of graphs per function, searches run
+    eagerly."""
     options = {
         # the C++ wrapper and no size asserts: at small batches the Python around the kernels is most of the cost
         "cpp_wrapper": True,
