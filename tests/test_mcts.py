@@ -274,20 +274,6 @@ def test_the_compiled_search_compiles_once_and_builds_the_loop_s_trees(selection
             torch.testing.assert_close(getattr(out, name), getattr(outs[0], name), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("selection", ["puct", "gumbel"])
-def test_a_tree_is_its_carried_and_shared_arrays(selection):
-    """The compiled search's loop rebuilds each simulation's tree from `CARRIED` and `SHARED`: together with the
-    flat views they must name everything a tree holds, or a new attribute would be lost between simulations."""
-    model = RandomModel(A=3)
-    state, logits, value = model.root(torch.randn(2, 3, dtype=torch.float64))
-    cfg = _cfg(num_simulations=5, root_selection=selection)
-    invalid = torch.zeros(2, 3, dtype=torch.bool)
-    tree = mcts._Tree.new(cfg, state, logits, value, invalid, True, mcts._tables(cfg, 3, state.device, value.dtype))
-    views = {"_stats", "_prior", "_children", "_edges"}
-    assert set(vars(tree)) == set(tree.CARRIED) | set(tree.SHARED) | views
-    assert not set(tree.CARRIED) & set(tree.SHARED)
-
-
 @pytest.mark.parametrize("S", [5, 70])
 def test_the_chain_backup_of_the_fixed_shape_simulation(monkeypatch, S):
     """The chain of `test_backup_on_a_chain...` (depth grows by one every simulation) through the fixed-shape

@@ -249,12 +249,10 @@ class _Tree:
         self._children = self.children.view(B * N, A)
         self._edges = self.edges.view(B * N, A, 2)
 
-    # what a fixed-shape simulation writes (`while_loop` carries them from one simulation to the next) ...
+    # what a fixed-shape simulation writes (`while_loop` carries them from one simulation to the next); the
+    # rest of a tree it only reads
     CARRIED = ("stats", "explore", "prior", "states", "children", "edges", "edge_of", "parent", "discount",
                "prefix", "count", "lineage", "qmin", "qmax", "lo", "scale")  # fmt: skip
-    # ... and what it only reads
-    SHARED = ("cfg", "B", "A", "N", "dummy", "offset", "dummy_flat", "nodes", "bits", "power", "inverse_power",
-              "check_done", "invalid", "root_logits", "root_value", "gumbel", "schedule")  # fmt: skip
 
     def carried(self) -> tuple[Tensor, ...]:
         return tuple(getattr(self, name) for name in self.CARRIED)
@@ -262,8 +260,7 @@ class _Tree:
     def replaced(self, carried: tuple[Tensor, ...]) -> _Tree:
         """This tree with the arrays of `carried` (in `CARRIED`'s order) in place of its own."""
         tree = _Tree.__new__(_Tree)
-        for name in self.SHARED:
-            setattr(tree, name, getattr(self, name))
+        tree.__dict__.update(self.__dict__)
         for name, array in zip(self.CARRIED, carried):
             setattr(tree, name, array)
         tree._flat_views()
