@@ -454,7 +454,7 @@ def run_suite(
             "preset": cell.preset,
             "final": float(np.mean([r["final"] for r in runs])),
             "runs": runs,
-            "command": f"wm bench --suite {name} --agents {cell.row} {cell.task}",
+            "command": f"wm bench --suite {name} {cell.task} --agents {cell.row}",
             "train_command": cell.command if cell.row != RANDOM else "",
             "fingerprint": cell.fingerprint,
             "behaviour": stored_behaviour(key) if key else None,
@@ -524,7 +524,7 @@ def suite_report(bench: Path) -> list[str]:
             "",
             "Each cell: normalised score (return − random) / (reference − random) and, below it, the final "
             "return. A cell's command: `wm bench --suite "
-            f"{name} --agents ROW TASK` (its `wm train` command is in its result file). n/a: the agent "
+            f"{name} TASK --agents ROW` (its `wm train` command is in its result file). n/a: the agent "
             f"does not fit the task's actions; · : not run yet. {freshness}",
             "",
             "| agent | " + " | ".join(tasks) + " | mean | learned |",
