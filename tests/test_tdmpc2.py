@@ -180,6 +180,15 @@ def test_resumes_exactly_with_its_plan_and_target_heads(tmp_path):
     assert_resumes_exactly("tdmpc2", [*TINY, *TRAIN], tmp_path, steps=120, on_resume=plan_survives)
 
 
+def test_coloured_collection_noise_resumes_exactly_with_each_environment_s_sequence(tmp_path):
+    def noise_survives(trainer):
+        sequences, position = trainer.phases[0].collector.state["noise"]
+        assert sequences.shape == (1, 1, 1000) and 0 < int(position[0]) <= 1000
+
+    overrides = [*TINY, *TRAIN, "agent.noise_colour=1.0"]
+    assert_resumes_exactly("tdmpc2", overrides, tmp_path, steps=120, on_resume=noise_survives)
+
+
 def test_an_episode_seam_inside_a_window_cuts_the_model_losses_there():
     """A window whose second episode starts at step 2: the consistency, reward and value losses read only the
     steps before the seam, so anything from step 2 on (frames, actions, rewards, terminations) leaves them

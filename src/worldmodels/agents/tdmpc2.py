@@ -18,7 +18,8 @@ Acting (§3.3): MPPI over H steps from z = h(s), 24 of its candidates rollouts o
 warm-started by the last one shifted a step, scored by Σ_t γ^t C_t r(z_t, a_t) + γ^H C_H Q(z_H, p(z_H)), where
 C_t = Π_{1≤τ≤t} c(z_τ) is the predicted probability that the episode still runs (1 unless `episodic`; the
 paper's episodic variant thresholds its termination head, here its probability weights as in Dreamer); while
-collecting, the first action gets the planner's final std as noise. The action executed is an elite drawn by
+collecting, the first action gets the planner's final std as noise (white as in the paper, or coloured in
+time: `noise_colour`, `agents/time_noise.py`). The action executed is an elite drawn by
 its weight, as in the paper (`select: sample`): the weighted mean of elites that push both ways, or of
 equally scored ones before a sparse reward is first predicted, is an action none of them proposed.
 """
@@ -36,6 +37,7 @@ from torch import nn
 
 from worldmodels import contracts
 from worldmodels.agents.base import Acted, Agent, Metrics, frozen, step
+from worldmodels.agents.time_noise import TimeNoiseConfig, time_noise
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses.returns import ReturnScale
@@ -53,7 +55,7 @@ from worldmodels.spaces import ActSpec, ObsSpec, obs_map
 @AGENTS.register("tdmpc2")
 class TDMPC2Agent(Agent):
     @dataclass
-    class Config:
+    class Config(TimeNoiseConfig):
         encoder: Spec = component("encoder", "multi")
         """Features of the observation (MLP for states, CNN for frames), then Linear → LayerNorm → SimNorm."""
         latent: int = positive(128)
@@ -225,10 +227,11 @@ class TDMPC2Agent(Agent):
         x0, _ = self.planner.warm_start(last, len(z), z.device, is_first)
         prior = self.prior(z) if self.cfg.policy_trajectories else None
         plan = self.planner.optimize(rollout_objective(self.model(), z, self.cfg.discount), x0, prior=prior)
-        action = plan.actions[:, 0]
+        action, noise = plan.actions[:, 0], None
         if explore:
-            action = (action + plan.std[:, 0] * torch.randn_like(action)).clamp(-1, 1)
-        return Acted(action, {"centre": plan.centre})
+            eps, noise = time_noise(action, is_first, None if state is None else state.get("noise"), self.cfg)
+            action = (action + plan.std[:, 0] * eps).clamp(-1, 1)
+        return Acted(action, {"centre": plan.centre, "noise": noise})
 
     # ------------------------------------------------------------------ learning
 

@@ -15,25 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from worldmodels.errors import ConfigError
+from worldmodels.nn.noise import coloured_noise
 from worldmodels.planners.protocol import Objective, Plan, Planner, SamplingConfig, check_elites, clamp, top_k
 from worldmodels.registry import PLANNERS
 from worldmodels.schema import non_negative, param, positive, unit
-
-
-def coloured_noise(beta: float, shape: tuple[int, ...], horizon: int, device: torch.device) -> torch.Tensor:
-    """Unit-variance Gaussian noise `[*shape, horizon]` whose power spectrum along the last axis is ∝ 1/f^β."""
-    freqs = torch.fft.rfftfreq(horizon, device=device)  # [F]
-    freqs[0] = freqs[1] if horizon > 1 else 1.0  # the constant component gets the lowest frequency's power
-    scale = freqs ** (-beta / 2)
-    spectrum = torch.complex(
-        torch.randn(*shape, len(freqs), device=device), torch.randn(*shape, len(freqs), device=device)
-    )
-    x = torch.fft.irfft(spectrum * scale, n=horizon)
-    # irfft keeps only the real part of the constant (and, for even H, the Nyquist) term
-    power = scale[0] ** 2 + 4 * (scale[1:] ** 2).sum()
-    if horizon % 2 == 0 and horizon > 1:
-        power = power - 3 * scale[-1] ** 2
-    return x * (horizon / power.sqrt())
 
 
 @PLANNERS.register("icem")
