@@ -3,7 +3,10 @@ own sequence step by step, drawn afresh at an episode's start and when it runs o
 
 import torch
 
+from tests.conftest import TINY, assert_resumes_exactly
 from worldmodels.agents.time_noise import TimeNoiseConfig, time_noise
+from worldmodels.config import load_config
+from worldmodels.train import Trainer
 
 
 def test_white_noise_is_torch_s_own_and_keeps_no_state():
@@ -46,3 +49,16 @@ def test_pink_noise_keeps_unit_variance_and_drifts_where_white_noise_does_not():
     assert abs(white.var().item() - 1) < 0.05 and abs(pink.var().item() - 1) < 0.1
     # the sum over 16 steps: variance 16 for white noise, several times that for pink
     assert white[:, :16].sum(1).var() < 20 and pink[:, :16].sum(1).var() > 60
+
+
+def test_a_coloured_prefill_drifts_and_resumes_exactly_mid_prefill(tmp_path):
+    """`train.prefill_colour`: the prefill's continuous actions are coloured noise, one sequence per
+    environment, and a run checkpointed inside the prefill resumes with the same sequences and generator."""
+    overrides = [*TINY, "env.id=Pendulum-v1", "train.prefill=100", "train.prefill_colour=1.0", "train.eval_every=0"]
+    assert_resumes_exactly("latent_mlp", overrides, tmp_path, steps=120)
+    cfg = load_config("latent_mlp", [*overrides, "train.steps=100"])
+    trainer = Trainer(cfg, tmp_path / "drift")
+    trainer.run()
+    actions = torch.as_tensor(trainer.phases[0].collector.replay.data["action"][0, 1:101, 0])  # the prefill's
+    trainer.close()
+    assert actions.abs().max() <= 1 and (actions[1:] * actions[:-1]).mean() > 0.5 * actions.pow(2).mean()

@@ -40,7 +40,10 @@ class TrainConfig:
     ratio: float = non_negative(32.0)
     """Replayed steps per agent step: updates = agent steps * ratio / (batch_size * seq_len)."""
     prefill: int = non_negative(1000)
-    """Env steps collected with uniformly random actions before learning starts."""
+    """Env steps collected with random actions before learning starts."""
+    prefill_colour: float = non_negative(0.0)
+    """The prefill's continuous actions: 0 uniformly random at every step; β > 0 Gaussian noise (σ = 1,
+    clipped) coloured in time with a 1/f^β spectrum across each episode (`agents/time_noise.py`; 1: pink)."""
     batch_size: int = positive(16)
     """Sequences per update."""
     seq_len: int = param(64, lambda v: v >= 2, "an integer >= 2")

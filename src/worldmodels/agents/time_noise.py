@@ -35,13 +35,18 @@ class TimeNoiseConfig:
 
 
 def time_noise(
-    like: Tensor, is_first: Tensor, state: NoiseState | None, cfg: TimeNoiseConfig
+    like: Tensor,
+    is_first: Tensor,
+    state: NoiseState | None,
+    cfg: TimeNoiseConfig,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, NoiseState | None]:
     """Unit-variance Gaussian noise shaped like `like` `[N, ...]` and the state to carry to the next step.
     White (`randn_like`, no state) at β = 0; else each environment's next step of its coloured sequence,
-    which `is_first` `[N]` (an episode's start) or its end replaces."""
+    which `is_first` `[N]` (an episode's start) or its end replaces. Drawn from `generator`, else torch's
+    global one."""
     if cfg.noise_colour == 0:
-        return torch.randn_like(like), None
+        return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator), None
     N, length = like.shape[0], cfg.noise_steps
     if state is None:
         state = (like.new_zeros(*like.shape, length), torch.full((N,), length, device=like.device))
@@ -50,7 +55,9 @@ def time_noise(
     fresh = position >= length
     if bool(fresh.any()):
         sequences = sequences.clone()
-        sequences[fresh] = coloured_noise(cfg.noise_colour, (int(fresh.sum()), *like.shape[1:]), length, like.device)
+        sequences[fresh] = coloured_noise(
+            cfg.noise_colour, (int(fresh.sum()), *like.shape[1:]), length, like.device, generator
+        )
         position = position.masked_fill(fresh, 0)
     index = position.view(N, *[1] * (like.dim() - 1), 1).expand(*like.shape, 1)
     return sequences.gather(-1, index).squeeze(-1), (sequences, position + 1)

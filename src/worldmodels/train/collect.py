@@ -1,7 +1,8 @@
 """What a `learn` phase acts with: the run's environments, the replay they fill, the agent's recurrent
-state while it acts (with the current policy; uniformly random actions during `train.prefill`), and the
-episodes they finished. Its part of a checkpoint: the replay (chunks shared between checkpoints), the
-environments' states, the acting state and the prefill's random generator."""
+state while it acts (with the current policy; random actions during `train.prefill`, uniform or, with
+`train.prefill_colour`, coloured in time), and the episodes they finished. Its part of a checkpoint: the
+replay (chunks shared between checkpoints), the environments' states, the acting state and the prefill's
+random generators and noise."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import to_tensor
+from worldmodels.agents.time_noise import TimeNoiseConfig, time_noise
 from worldmodels.data import Replay
 from worldmodels.data.files import readable
 from worldmodels.envs import EnvPool
@@ -33,6 +35,8 @@ class Collector:
         t = trainer.cfg.train
         self.trainer, self.agent, self.pool = trainer, trainer.agent, trainer.pool
         self.rng = np.random.default_rng(derive_seed(trainer.seed, 1))  # random prefill actions
+        self.noise_rng = torch.Generator().manual_seed(derive_seed(trainer.seed, 4))  # coloured prefill actions
+        self.noise = None  # the prefill's coloured sequences, one per environment
         self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(trainer.seed, 3), self.agent.priority)
         self.folder = replay_dir(trainer.run_dir, trainer.rank)
         self.state = self.agent.initial_state(self.pool.num_envs)
@@ -50,7 +54,7 @@ class Collector:
         trainer = self.trainer
         extra: dict[str, np.ndarray] = {}
         if trainer.step < trainer.cfg.train.prefill:
-            action = self.pool.act_spec.random(self.pool.num_envs, self.rng)
+            action = self._random_actions()
         else:
             device = self.agent.device
             obs = to_tensor(self.pool.obs, device)
@@ -72,6 +76,16 @@ class Collector:
             self.last_return = ret
             note({"episode/return": ret, "episode/length": length})
 
+    def _random_actions(self) -> np.ndarray:
+        """The prefill's actions `[N, A]`: uniform, or for continuous actions with `train.prefill_colour`,
+        σ = 1 Gaussian noise coloured in time across each episode, clipped to the bounds."""
+        spec, colour = self.pool.act_spec, self.trainer.cfg.train.prefill_colour
+        if spec.discrete or colour == 0:
+            return spec.random(self.pool.num_envs, self.rng)
+        like, is_first = torch.zeros(self.pool.num_envs, spec.dim), torch.as_tensor(self.is_first)
+        eps, self.noise = time_noise(like, is_first, self.noise, TimeNoiseConfig(colour), self.noise_rng)
+        return eps.clamp(-1.0, 1.0).numpy()
+
     def _with_agent_records(
         self, records: dict[str, np.ndarray], extra: dict[str, np.ndarray], acted: int
     ) -> dict[str, np.ndarray]:
@@ -92,6 +106,7 @@ class Collector:
         self.pool.close()
         self.pool = trainer.pool = EnvPool(trainer.cfg.env, derive_seed(trainer.seed, 2, trainer.step), num_envs)
         self.state, self.is_first = self.agent.initial_state(num_envs), np.ones(num_envs, bool)
+        self.noise = None
         self.start()
 
     def absorb(self, saved: Saved, path: Path, shard: int) -> None:
@@ -120,7 +135,8 @@ class Collector:
             "rng": self.rng.bit_generator.state,
         }
         arrays = {"replay": replay_arrays, "envs": self.pool.state_dict()}
-        return Saved(state, arrays, torch={"act_state": self.state})
+        noise = {"generator": self.noise_rng.get_state(), "sequences": self.noise}
+        return Saved(state, arrays, torch={"act_state": self.state, "prefill_noise": noise})
 
     def load(self, saved: Saved, path: Path) -> None:
         s = saved.state
@@ -137,6 +153,10 @@ class Collector:
         self.state = tree_map(
             lambda x: x.to(device) if isinstance(x, torch.Tensor) else x, (saved.torch or {}).get("act_state")
         )
+        noise = (saved.torch or {}).get("prefill_noise")
+        if noise is not None:  # checkpoints from before coloured prefills have none: the prefill was uniform
+            self.noise_rng.set_state(noise["generator"])
+            self.noise = noise["sequences"]
 
     def saved(self) -> None:
         """Replay chunks are shared between checkpoints: delete those no kept checkpoint refers to (and, on
