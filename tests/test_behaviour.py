@@ -164,3 +164,27 @@ def test_held_exploration_leaves_a_continuous_actor_to_its_own_noise():
     action, holds = behaviour.act(features, True, torch.ones(64, dtype=torch.bool), None)
     torch.manual_seed(0)
     assert holds is None and torch.equal(action, behaviour.actor(features).sample())
+
+
+@pytest.mark.parametrize("preset", ["latent_mlp", "dreamerv3"])
+def test_coloured_noise_reaches_a_continuous_actor_s_collection_through_act(preset):
+    """With `noise_colour` 1 a continuous actor's collection actions are its distribution's samples drawn
+    with pink noise carried in the state `act` returns: consecutive actions move together, where white
+    noise (the default) leaves them nearly independent around the same mode."""
+    tiny = TINY_DREAMER if preset == "dreamerv3" else TINY
+    obs_spec, act_spec = ObsSpec((4,), "float32"), ActSpec(False, 1)
+
+    def lag_one(*overrides: str) -> float:
+        agent = build_agent(load_config(preset, [*tiny, *overrides]), obs_spec, act_spec)
+        torch.manual_seed(0)
+        state, taken = None, []
+        for t in range(200):
+            acted = agent.act(torch.zeros(64, 4), torch.full((64,), t == 0), state, explore=True)
+            state = acted.state
+            taken.append(acted.action[:, 0])
+        x = torch.stack(taken, 1)  # [64 environments, 200 steps]
+        x = x - x.mean(1, keepdim=True)
+        return ((x[:, 1:] * x[:, :-1]).mean() / x.pow(2).mean()).item()
+
+    assert load_config(preset).agent.cfg.noise_colour == 0.0
+    assert abs(lag_one()) < 0.1 and lag_one("agent.noise_colour=1.0") > 0.5

@@ -211,7 +211,8 @@ def test_dreamer_resumes_exactly_with_its_recurrent_state(tmp_path):
 def test_dreamerv1_explores_with_additive_gaussian_noise():
     cfg = load_config("dreamerv1", TINY_DREAMER)
     agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(False, 1))
-    assert agent.explore(torch.zeros(20000, 1)).std().item() == pytest.approx(0.3, rel=0.05)
+    noisy, _ = agent.explore(torch.zeros(20000, 1), torch.ones(20000, dtype=torch.bool), None)
+    assert noisy.std().item() == pytest.approx(0.3, rel=0.05)
     obs, first = torch.zeros(2000, 4), torch.ones(2000, dtype=torch.bool)
     torch.manual_seed(0)
     explored, _, _ = agent.act(obs, first, None, explore=True)

@@ -116,11 +116,17 @@ def test_act_carries_the_filtered_latent_and_the_executed_action():
     assert cont.shape == (2, 2)
 
 
-def test_exploration_noise_is_gaussian_with_the_configured_std():
-    planet = agent("agent.explore_noise=0.2")
-    planned = torch.zeros(20000, 1)
-    noisy = planet.explore(planned)
-    assert noisy.std().item() == pytest.approx(0.2, rel=0.05)
+def test_exploration_noise_is_gaussian_with_the_configured_std_white_or_coloured_in_time():
+    planned, first = torch.zeros(20000, 1), torch.ones(20000, dtype=torch.bool)
+    noisy, carried = agent("agent.explore_noise=0.2").explore(planned, first, None)
+    assert noisy.std().item() == pytest.approx(0.2, rel=0.05) and carried is None
+    pink = agent("agent.explore_noise=0.2", "agent.noise_colour=1.0")
+    steps, carried = [], None
+    for t in range(2):
+        noisy, carried = pink.explore(planned, first if t == 0 else ~first, carried)
+        steps.append(noisy[:, 0])
+    assert steps[0].std().item() == pytest.approx(0.2, rel=0.1)
+    assert torch.corrcoef(torch.stack(steps))[0, 1] > 0.5  # consecutive steps move together
 
 
 def test_discrete_actions_are_one_hot_and_icem_is_refused():

@@ -26,6 +26,7 @@ from torch import nn
 
 from worldmodels.agents.base import Metrics, adam, frozen, step
 from worldmodels.agents.holds import HoldConfig, HoldState, hold
+from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
 from worldmodels.losses import ReturnScale, lambda_return
 from worldmodels.nn import ema_update
 from worldmodels.registry import POLICIES, VALUES, component
@@ -37,7 +38,7 @@ Imagine = Callable[[nn.Module, bool], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
-class BehaviourConfig(HoldConfig):
+class BehaviourConfig(HoldConfig, TimeNoiseConfig):
     """Fields of every agent that learns behaviour in imagination (its `Config` inherits them)."""
 
     discrete_actor: Spec = component("policy", "categorical")
@@ -79,7 +80,7 @@ class BehaviourConfig(HoldConfig):
     hold_probability: float = unit(0.0)
     """ε of exploration in time while collecting (`agents/holds.py`): where the actor is still undecided, a
     random action held for a heavy-tailed number of steps; 0: the actor's samples. Discrete actions only: a
-    continuous actor explores by its own noise, whatever this is."""
+    continuous actor explores by its own noise, which `noise_colour` may colour in time."""
     actor_updates_per_batch: int = positive(1)
     critic_updates_per_batch: int = positive(1)
     replay_critic: float = non_negative(0.0)
@@ -123,18 +124,23 @@ class ActorCritic(nn.Module):
             mode = "reinforce" if act_spec.discrete else "dynamics"
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
         self.hold_probability = cfg.hold_probability if act_spec.discrete else 0.0
+        self.noise_colour = 0.0 if act_spec.discrete else cfg.noise_colour
 
     def act(
-        self, features: torch.Tensor, explore: bool, is_first: torch.Tensor, holds: HoldState | None
-    ) -> tuple[torch.Tensor, HoldState | None]:
+        self, features: torch.Tensor, explore: bool, is_first: torch.Tensor, carried: HoldState | NoiseState | None
+    ) -> tuple[torch.Tensor, HoldState | NoiseState | None]:
         """Actions `[N, A]` of the actor from `features` `[N, F]` (sampled while collecting, by `eval_policy`
-        in evaluation) and the holds to carry to the next step (`hold_probability`; `is_first` `[N]`)."""
+        in evaluation) and the exploration in time to carry to the next step (`is_first` `[N]`): the holds
+        of discrete actions (`hold_probability`), the noise sequences of continuous ones (`noise_colour`)."""
         policy = self.actor(features)
+        if explore and self.noise_colour > 0:
+            eps, carried = time_noise(policy.mode, is_first, carried, self.cfg)
+            return policy.sample_from(eps), carried
         action = policy.sample() if explore or self.cfg.eval_policy == "sample" else policy.mode
         if explore and self.hold_probability > 0:
-            index, holds = hold(action.argmax(-1), policy.probs, is_first, holds, self.hold_probability, self.cfg)
+            index, carried = hold(action.argmax(-1), policy.probs, is_first, carried, self.hold_probability, self.cfg)
             action = torch.nn.functional.one_hot(index, action.shape[-1]).to(action.dtype)
-        return action, holds
+        return action, carried
 
     def starts(self, n: int, device: torch.device) -> torch.Tensor:
         """Which of a batch's `n` flattened posterior states start imagined rollouts `[N]`."""

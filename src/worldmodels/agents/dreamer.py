@@ -46,10 +46,11 @@ class DreamerAgent(RSSMAgent):
     @torch.no_grad()
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         post = self.filter(obs, is_first, state)
-        holds = state.get("holds") if state is not None else None
-        action, holds = self.behaviour.act(self.rssm.features(post), explore, is_first, holds)
-        action = self.explore(action) if explore else action
-        return Acted(action, {"latent": post, "action": action, "holds": holds})
+        carried, noise = (None, None) if state is None else (state.get("in_time"), state.get("noise"))
+        action, carried = self.behaviour.act(self.rssm.features(post), explore, is_first, carried)
+        if explore:
+            action, noise = self.explore(action, is_first, noise)
+        return Acted(action, {"latent": post, "action": action, "in_time": carried, "noise": noise})
 
     def followers(self) -> list[Stream]:
         """Actor and critic on dreams from the world model's posterior states, after its first

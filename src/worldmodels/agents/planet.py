@@ -96,7 +96,7 @@ class PlaNetAgent(RSSMAgent):
     def act(self, obs: Any, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
         post = self.filter(obs, is_first, state)
         plan = self.plan(post, None if state is None else state.get("plan"), is_first)
-        action = plan.actions[:, 0]
+        action, noise = plan.actions[:, 0], None
         if explore:
-            action = self.explore(action)
-        return Acted(action, {"latent": post, "action": action, "plan": plan.centre})
+            action, noise = self.explore(action, is_first, None if state is None else state.get("noise"))
+        return Acted(action, {"latent": post, "action": action, "plan": plan.centre, "noise": noise})

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import Agent, Dream, Metrics, adam, step
+from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
@@ -69,7 +70,7 @@ class KLConfig:
 
 
 @dataclass
-class WorldModelConfig:
+class WorldModelConfig(TimeNoiseConfig):
     """Fields of every agent built on the RSSM world model (its `Config` inherits them)."""
 
     encoder: Spec = component("encoder", "multi")
@@ -98,8 +99,9 @@ class WorldModelConfig:
     report_every: int = non_negative(250)
     """Updates between open-loop prediction reports (0: never)."""
     explore_noise: float = unit(0.0)
-    """While collecting: std of Gaussian noise added to continuous actions (clipped to [-1, 1]); for
-    discrete actions the probability of a uniformly random action instead (PlaNet, DreamerV1: 0.3)."""
+    """While collecting: std of Gaussian noise added to continuous actions (clipped to [-1, 1]; coloured in
+    time by `noise_colour`); for discrete actions the probability of a uniformly random action instead
+    (PlaNet, DreamerV1: 0.3)."""
     compile: bool = False
     """`torch.compile` the RSSM's observed and imagined steps (`wm bench dreamer_speed` measures the gain)."""
 
@@ -158,16 +160,20 @@ class RSSMAgent(Agent):
             latent = self.rssm.initial(n)
         return {"latent": latent, "action": torch.zeros(n, self.act_spec.dim, device=self.device)}
 
-    def explore(self, action: torch.Tensor) -> torch.Tensor:
-        """Collection actions `[N, A]`: `action` with the `explore_noise` of the config."""
+    def explore(
+        self, action: torch.Tensor, is_first: torch.Tensor, carried: NoiseState | None
+    ) -> tuple[torch.Tensor, NoiseState | None]:
+        """Collection actions `[N, A]`: `action` with the `explore_noise` of the config (for continuous
+        actions coloured in time by `noise_colour`, its sequences carried to the next step)."""
         noise = self.cfg.explore_noise
         if noise == 0:
-            return action
+            return action, carried
         if self.act_spec.discrete:
             n, k = action.shape
             uniform = nn.functional.one_hot(torch.randint(0, k, (n,), device=action.device), k).to(action.dtype)
-            return torch.where((torch.rand(n, device=action.device) < noise)[:, None], uniform, action)
-        return (action + noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+            return torch.where((torch.rand(n, device=action.device) < noise)[:, None], uniform, action), carried
+        eps, carried = time_noise(action, is_first, carried, self.cfg)
+        return (action + noise * eps).clamp(-1.0, 1.0), carried
 
     def filter(self, obs: Any, is_first: torch.Tensor, state: dict[str, Any] | None) -> Any:
         """The posterior latent after the previous action and latent (carried in `state`) and this observation."""

@@ -103,6 +103,10 @@ class TanhNormal:
     def rsample(self) -> torch.Tensor:
         return torch.tanh(self.base.rsample())
 
+    def sample_from(self, eps: torch.Tensor) -> torch.Tensor:
+        """The sample whose standard-normal draw is `eps` (noise coloured in time, say)."""
+        return torch.tanh(self.base.mean + self.base.stddev * eps)
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         value = value.clamp(-1 + 1e-6, 1 - 1e-6)
         pre = torch.atanh(value)
@@ -135,6 +139,10 @@ class ClippedNormal:
     def rsample(self) -> torch.Tensor:
         raw = self.base.rsample()
         return raw + (raw.clamp(-1, 1) - raw).detach()  # clip the value, keep the gradient
+
+    def sample_from(self, eps: torch.Tensor) -> torch.Tensor:
+        """The sample whose standard-normal draw is `eps` (noise coloured in time, say)."""
+        return (self.base.mean + self.base.stddev * eps).clamp(-1, 1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.base.log_prob(value).sum(-1)
