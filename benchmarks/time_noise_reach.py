@@ -7,29 +7,25 @@ Run with `python benchmarks/time_noise_reach.py [--episodes 40]`; it prints one 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-import gymnasium as gym
+import numpy as np
 import torch
+from holds_reach import goals_reached
+from torch import Tensor
 
 from worldmodels.agents.time_noise import TimeNoiseConfig, time_noise
 
 
 def reached(episodes: int, colour: float, sigma: float) -> int:
-    """Episodes that end at the flag (terminated, not cut by the time limit)."""
-    torch.manual_seed(0)
-    env, cfg, first = gym.make("MountainCarContinuous-v0"), TimeNoiseConfig(colour), torch.ones(1, dtype=torch.bool)
-    count = 0
-    for episode in range(episodes):
-        env.reset(seed=episode)
-        state, is_first = None, first
-        while True:
-            eps, state = time_noise(torch.zeros(1, 1), is_first, state, cfg)
-            _, _, terminated, truncated, _ = env.step((sigma * eps[0]).clamp(-1, 1).numpy())
-            is_first = ~first
-            if terminated or truncated:
-                count += int(terminated)
-                break
-    return count
+    """Episodes that end at the flag under actions σ·ε, ε coloured with β = `colour`."""
+    cfg = TimeNoiseConfig(colour)
+
+    def policy(is_first: Tensor, state: Any) -> tuple[np.ndarray, Any]:
+        eps, state = time_noise(torch.zeros(1, 1), is_first, state, cfg)
+        return (sigma * eps[0]).clamp(-1, 1).numpy(), state
+
+    return goals_reached("MountainCarContinuous-v0", episodes, policy)
 
 
 def main() -> None:
