@@ -135,22 +135,28 @@ def test_latent_mlp_and_dreamerv3_evaluate_by_sampling_and_dreamerv1_by_the_mode
     assert policies == {"latent_mlp": "sample", "dreamerv3": "sample", "dreamerv1": "mode", "dreamerv2": "mode"}
 
 
+def collected(preset: str, act_spec: ActSpec, envs: int, steps: int, *overrides: str) -> torch.Tensor:
+    """The actions `[steps, envs, A]` an untrained tiny `preset` collects through `act` from a fixed
+    observation, each step's state carried to the next."""
+    tiny = TINY_DREAMER if preset == "dreamerv3" else TINY
+    agent = build_agent(load_config(preset, [*tiny, *overrides]), ObsSpec((4,), "float32"), act_spec)
+    torch.manual_seed(0)
+    state, taken = None, []
+    for t in range(steps):
+        acted = agent.act(torch.zeros(envs, 4), torch.full((envs,), t == 0), state, explore=True)
+        state = acted.state
+        taken.append(acted.action)
+    return torch.stack(taken)
+
+
 @pytest.mark.parametrize("preset", ["latent_mlp", "dreamerv3"])
 def test_held_exploration_reaches_collection_through_act_and_is_off_by_default(preset):
     """With `hold_probability` 1 an untrained (undecided) actor's collection actions are held over steps, the
     holds carried in the state `act` returns; off, the actor's own samples change action ~2 steps in 3."""
-    tiny = TINY_DREAMER if preset == "dreamerv3" else TINY
-    obs_spec, act_spec = ObsSpec((4,), "float32"), ActSpec(True, 3)
 
     def changes(*overrides: str) -> float:
-        agent = build_agent(load_config(preset, [*tiny, *overrides]), obs_spec, act_spec)
-        torch.manual_seed(0)
-        state, taken = None, []
-        for t in range(60):
-            acted = agent.act(torch.zeros(4, 4), torch.full((4,), t == 0), state, explore=True)
-            state = acted.state
-            taken.append(acted.action.argmax(-1))
-        return (torch.stack(taken).diff(dim=0) != 0).float().mean().item()
+        taken = collected(preset, ActSpec(True, 3), 4, 60, *overrides).argmax(-1)
+        return (taken.diff(dim=0) != 0).float().mean().item()
 
     assert load_config(preset).agent.cfg.hold_probability == 0.0
     assert changes() > 0.5 and changes("agent.hold_probability=1.0", "agent.hold_max=10") < 0.35
@@ -171,18 +177,9 @@ def test_coloured_noise_reaches_a_continuous_actor_s_collection_through_act(pres
     """With `noise_colour` 1 a continuous actor's collection actions are its distribution's samples drawn
     with pink noise carried in the state `act` returns: consecutive actions move together, where white
     noise (the default) leaves them nearly independent around the same mode."""
-    tiny = TINY_DREAMER if preset == "dreamerv3" else TINY
-    obs_spec, act_spec = ObsSpec((4,), "float32"), ActSpec(False, 1)
 
     def lag_one(*overrides: str) -> float:
-        agent = build_agent(load_config(preset, [*tiny, *overrides]), obs_spec, act_spec)
-        torch.manual_seed(0)
-        state, taken = None, []
-        for t in range(200):
-            acted = agent.act(torch.zeros(64, 4), torch.full((64,), t == 0), state, explore=True)
-            state = acted.state
-            taken.append(acted.action[:, 0])
-        x = torch.stack(taken, 1)  # [64 environments, 200 steps]
+        x = collected(preset, ActSpec(False, 1), 64, 200, *overrides)[..., 0].T  # [64 environments, 200 steps]
         x = x - x.mean(1, keepdim=True)
         return ((x[:, 1:] * x[:, :-1]).mean() / x.pow(2).mean()).item()
 
