@@ -35,7 +35,7 @@ class Collector:
         t = trainer.cfg.train
         self.trainer, self.agent, self.pool = trainer, trainer.agent, trainer.pool
         self.rng = np.random.default_rng(derive_seed(trainer.seed, 1))  # random prefill actions
-        self.noise_rng = torch.Generator().manual_seed(derive_seed(trainer.seed, 4))  # coloured prefill actions
+        self.noise_rng = torch.Generator().manual_seed(derive_seed(trainer.seed, 7))  # coloured prefill actions
         self.noise = None  # the prefill's coloured sequences, one per environment
         self.replay = Replay(t.replay_capacity, self.pool.num_envs, derive_seed(trainer.seed, 3), self.agent.priority)
         self.folder = replay_dir(trainer.run_dir, trainer.rank)
