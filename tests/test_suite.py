@@ -110,6 +110,10 @@ def test_unknown_rows_and_suites_are_named(tiny_suite, tmp_path):
         run_suite("tiny", tiny_suite, tmp_path, 1, ["tiny2"], [], list_only=True)
     with pytest.raises(ConfigError, match="unknown benchmark suite 'tinny'"):
         run_suite("tinny", tiny_suite, tmp_path, 1, [], [], list_only=True)
+    # the task after --agents, which takes it for a second row
+    args = build_parser().parse_args(["bench", "--suite", "tiny", "--agents", "tiny", "CartPole-v1"])
+    with pytest.raises(ConfigError, match=r"task of suite 'tiny'.*wm bench --suite tiny CartPole-v1 --agents tiny\)"):
+        run_suite("tiny", tiny_suite, tmp_path, 1, args.agents, args.tasks, list_only=True)
 
 
 def test_a_cell_that_breaks_is_reported_and_the_cells_after_it_still_run(tiny_suite, tmp_path, monkeypatch):

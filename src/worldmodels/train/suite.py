@@ -184,6 +184,11 @@ def plan_cells(
     for chosen, known, what in ((rows, [RANDOM, *suite.agents], "agent row"), (tasks, list(suite.tasks), "task")):
         for item in chosen:
             if item not in known:
+                if what == "agent row" and item in suite.tasks:  # `--agents ROW TASK`: --agents took the task too
+                    raise ConfigError(
+                        f"'{item}' is a task of suite '{name}', not an agent row: name tasks before --agents "
+                        f"(wm bench --suite {name} {item} --agents {' '.join(r for r in rows if r != item)})"
+                    )
                 hint = closest(item, known)
                 raise ConfigError(f"suite '{name}' has no {what} '{item}'{hint}; valid: {', '.join(known)}")
     cells, skipped = [], []
