@@ -114,6 +114,21 @@ def test_two_hot_symlog_prediction_round_trips_and_learns():
     assert torch.allclose(symlog(TwoHotSymlog(logits, bins).mean), symlog(targets), atol=0.05)
 
 
+def test_exponential_noise_is_what_exponential_draws():
+    """The fast Exp(1) draws are `Tensor.exponential_`'s, bit for bit here, and leave the generator where it
+    leaves it (float64 is `exponential_` itself)."""
+    from worldmodels.nn.dists import exponential_noise
+
+    cases = [((1,), torch.float32), ((300, 7), torch.float32), ((64, 33), torch.float64)]
+    for seed, (shape, dtype) in enumerate(cases):
+        like = torch.zeros(shape, dtype=dtype)
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        drawn = exponential_noise(like, ours)
+        expected = torch.empty_like(like).exponential_(1, generator=theirs)
+        assert drawn.dtype == dtype and torch.equal(drawn, expected)
+        assert torch.equal(ours.get_state(), theirs.get_state())
+
+
 def test_sample_index_draws_what_multinomial_draws():
     """`sample_index` is `torch.multinomial(p, 1)` without its checks: the same indices from the same
     generator, leaving it in the same state, for unnormalised weights with zeros and for views."""
