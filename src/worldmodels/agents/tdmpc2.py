@@ -118,6 +118,12 @@ class TDMPC2Agent(Agent):
         """The continue head on the latent (the paper's termination head: 2 layers of `hidden` units)."""
         cont_coef: float = non_negative(1.0)
         """c_c: weight of the continue loss."""
+        explore_std: float = non_negative(0.0)
+        """Floor of the collection noise's std at the first update, falling linearly to 0 over
+        `explore_std_updates` updates (TD-MPC's `std_schedule`, linear(0.5, 0.05, 25k)); 0: the planner's
+        final std alone, as in TD-MPC2. Where the reward of a goal is only found by moving far (MountainCar),
+        MPPI's std falls to `min_std` as soon as the action cost is learnt, and the noise then never finds it."""
+        explore_std_updates: int = positive(25000)
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
@@ -230,8 +236,14 @@ class TDMPC2Agent(Agent):
         action, noise = plan.actions[:, 0], None
         if explore:
             eps, noise = time_noise(action, is_first, None if state is None else state.get("noise"), self.cfg)
-            action = (action + plan.std[:, 0] * eps).clamp(-1, 1)
+            action = (action + self.explore_std(plan.std[:, 0]) * eps).clamp(-1, 1)
         return Acted(action, {"centre": plan.centre, "noise": noise})
+
+    def explore_std(self, std: torch.Tensor) -> torch.Tensor:
+        """The collection noise's std `[N, A]`: the planner's, floored by the `explore_std` schedule."""
+        cfg = self.cfg
+        floor = cfg.explore_std * max(0.0, 1.0 - self.updates / cfg.explore_std_updates)
+        return std.clamp(min=floor) if floor > 0 else std
 
     # ------------------------------------------------------------------ learning
 
