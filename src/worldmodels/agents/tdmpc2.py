@@ -122,7 +122,8 @@ class TDMPC2Agent(Agent):
         """Floor of the collection noise's std at the first update, falling linearly to 0 over
         `explore_std_updates` updates (TD-MPC's `std_schedule`, linear(0.5, 0.05, 25k)); 0: the planner's
         final std alone, as in TD-MPC2. Where the reward of a goal is only found by moving far (MountainCar),
-        MPPI's std falls to `min_std` as soon as the action cost is learnt, and the noise then never finds it."""
+        MPPI's std falls to `min_std` as soon as the action cost is learnt, and the noise then never finds it (with
+        the floor it does; the plan learnt from it still need not follow: benchmarks/NOTES.md)."""
         explore_std_updates: int = positive(25000)
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
