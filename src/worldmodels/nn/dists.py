@@ -39,10 +39,11 @@ def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None) 
 def exponential_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Exp(1) draws shaped like `like`: `Tensor.exponential_`'s own numbers, leaving the generator in the same
     state. For float32 on a CPU it draws one float64 uniform u per element and rounds −log1p(−u), element by
-    element in scalar code; the same formula over the whole tensor is 7 × faster (6.5 → 0.9 ms for 131k
-    draws on one thread). Its float64 log1p differs from the scalar one in the last bit for about 8 % of
-    draws, so a float32 draw can differ in its last bit where that bit decides the rounding (none in 12M
-    draws tried); elsewhere (other dtypes, devices) this is `exponential_` itself."""
+    element in scalar code; the same formula over the whole tensor is 3–7 × faster (2.6 or 6.5 → 0.9 ms for
+    131k draws on one thread, `benchmarks/exponential_speed.py`). Its float64 log1p differs from the scalar
+    one in the last bit for about 8 % of draws, so a float32 draw can differ in its last bit where that bit
+    decides the rounding (none in 12M draws tried); elsewhere (other dtypes, devices) this is `exponential_`
+    itself."""
     if like.device.type != "cpu" or like.dtype != torch.float32:
         return torch.empty_like(like).exponential_(1, generator=generator)
     u = torch.rand(like.shape, dtype=torch.float64, generator=generator)
