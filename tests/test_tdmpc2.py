@@ -130,9 +130,6 @@ def test_acting_plans_with_the_policy_prior_and_warm_starts_from_the_last_plan()
     assert torch.equal(warm[1], torch.zeros(3, 1))  # a new episode starts uninformed
 
 
-PLANNER = "agent.planner={population: 64, iterations: 6, elites: 4}"
-
-
 def test_planning_finds_the_action_the_model_rewards():
     """With the reward r(z, a) = −(a − 0.6)² and no value, the plan's first action is 0.6."""
     td = agent("agent.planner={population: 64, iterations: 4, elites: 8}")
@@ -144,7 +141,11 @@ def test_planning_finds_the_action_the_model_rewards():
 def test_explore_std_floors_the_collection_noise_and_falls_linearly_to_the_planner_s_own():
     """Where the planner's std has collapsed (a sharp reward at a = 0), collected actions spread by the
     schedule's floor: 0.5 at the first update, 0.25 half-way, the planner's own narrow spread after."""
-    td = agent("agent.explore_std=0.5", "agent.explore_std_updates=100", PLANNER)
+    td = agent(
+        "agent.explore_std=0.5",
+        "agent.explore_std_updates=100",
+        "agent.planner={population: 64, iterations: 6, elites: 4}",
+    )
     td.model = lambda: Model(lambda z, a: (z, -100 * a[..., 0] ** 2))
     obs, first = torch.randn(2000, 3), torch.ones(2000, dtype=torch.bool)
     for updates, floor in [(0, 0.5), (50, 0.25), (100, 0.0)]:
