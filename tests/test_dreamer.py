@@ -2,6 +2,8 @@
 the world model and the actor, a smoke run of every Dreamer preset, and the decoder-free Dreamer (a
 representation learner training the encoder): no decoder, its config errors, exact resume."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -148,6 +150,35 @@ def test_actor_loss_never_updates_the_world_model_and_world_model_loss_never_the
         )
     assert not _changed(agent, world)
     assert any(n.startswith("behaviour.actor.") for n in _changed(agent, behaviour))
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["discrete", "continuous"])
+def test_bfloat16_updates_follow_float32_with_float32_weights_and_distributions(discrete):
+    """`agent.precision: bfloat16` runs the updates' matmuls in bfloat16 under autocast: the same seed's
+    losses differ from float32's, but only by bfloat16's rounding, over a few updates; weights, gradients,
+    Adam's moments and the latent distributions stay float32."""
+    batch = _batch()
+    if not discrete:
+        batch["action"] = torch.rand(2, 8, 2) * 2 - 1
+    runs = {}
+    for arithmetic in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        cfg = load_config("dreamerv3", [*TINY_DREAMER, f"agent.precision={arithmetic}"])
+        agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(discrete, 2))
+        with warnings.catch_warnings():  # a CPU without native bfloat16 warns that it is slow
+            warnings.simplefilter("ignore")
+            runs[arithmetic] = [agent.update(batch) for _ in range(3)]
+        state = [v for opt in agent.optimizers.values() for s in opt.state.values() for v in s.values()]
+        assert all(p.dtype == torch.float32 for p in agent.parameters())
+        assert all(t.dtype == torch.float32 for t in state if t.is_floating_point() and t.dim() > 0)
+        post = agent.posterior
+        assert post["logits"].dtype == torch.float32 and post["deter"].dtype == torch.float32
+    losses = ("loss/world_model", "world_model/recon", "world_model/kl", "loss/critic", "loss/actor")
+    for name in losses:
+        exact = torch.stack([m[name] for m in runs["float32"]])
+        rounded = torch.stack([m[name] for m in runs["bfloat16"]])
+        torch.testing.assert_close(rounded, exact, rtol=0.03, atol=1e-3)
+    assert any(not torch.equal(runs["float32"][-1][n], runs["bfloat16"][-1][n]) for n in losses)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from worldmodels.agents.holds import HoldConfig, HoldState, hold
 from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
 from worldmodels.losses import ReturnScale, lambda_return
 from worldmodels.nn import ema_update
+from worldmodels.nn.precision import Precision, precision
 from worldmodels.registry import POLICIES, VALUES, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 from worldmodels.spaces import ActSpec
@@ -107,9 +108,11 @@ class Replayed:
 class ActorCritic(nn.Module):
     """Actor, critic, slow critic and return scale, with their own optimisers."""
 
-    def __init__(self, cfg: BehaviourConfig, feat_dim: int, act_spec: ActSpec):
+    def __init__(self, cfg: BehaviourConfig, feat_dim: int, act_spec: ActSpec, arithmetic: Precision = "float32"):
+        """`arithmetic`: the precision of the updates' forward passes (`nn/precision.py`)."""
         super().__init__()
         self.cfg = cfg
+        self.arithmetic = arithmetic
         spec = cfg.discrete_actor if act_spec.discrete else cfg.continuous_actor
         self.actor = POLICIES.build(spec.name, spec.cfg, in_dim=feat_dim, action_dim=act_spec.dim)
         self.critic = VALUES.build(cfg.critic.name, cfg.critic.cfg, in_dim=feat_dim)
@@ -163,9 +166,10 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         metrics: Metrics = {}
         backprop = self.rho < 1  # the return must be differentiable in the actions
+        amp = lambda: precision(self.arithmetic, start_cont.device)  # noqa: E731 (forward passes only)
         for k in range(max(cfg.actor_updates_per_batch, cfg.critic_updates_per_batch)):
             bootstrap = self.slow_critic if cfg.use_ema_critic else self.critic
-            with frozen(self.critic), torch.set_grad_enabled(backprop):
+            with frozen(self.critic), torch.set_grad_enabled(backprop), amp():
                 feats, actions = imagine(self.actor, backprop)
                 reward, cont = reward_cont(feats[1:])  # [H, N]
                 value = bootstrap(feats).mean  # [H+1, N]
@@ -173,25 +177,27 @@ class ActorCritic(nn.Module):
             weight = torch.cumprod(torch.cat([start_cont[None], cont[:-1]]), 0).detach()  # [H, N]
             scale = self.return_scale.update(returns) if cfg.return_norm else returns.new_ones(())
             if k < cfg.actor_updates_per_batch:
-                policy = self.actor(feats[:-1] if backprop else feats[:-1].detach())
-                entropy = policy.entropy()  # [H, N]
-                objective = returns / scale * (1 - self.rho)
-                if self.rho > 0:
-                    advantage = ((returns - value[:-1]) / scale).detach()
-                    objective = objective + self.rho * policy.log_prob(actions.detach()) * advantage
-                actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+                with amp():
+                    policy = self.actor(feats[:-1] if backprop else feats[:-1].detach())
+                    entropy = policy.entropy()  # [H, N]
+                    objective = returns / scale * (1 - self.rho)
+                    if self.rho > 0:
+                        advantage = ((returns - value[:-1]) / scale).detach()
+                        objective = objective + self.rho * policy.log_prob(actions.detach()) * advantage
+                    actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
                 metrics.update(step(self.optimizers["actor"], actor_loss, cfg.grad_clip, "actor"))
                 metrics["behaviour/entropy"] = entropy.mean().detach()
             if k < cfg.critic_updates_per_batch:
-                critic = self.critic(feats[:-1].detach())
-                critic_loss = critic.loss(returns.detach())
-                if cfg.use_ema_critic:  # `value` came from the slow critic
-                    critic_loss = critic_loss + cfg.critic_ema_reg * critic.loss(value[:-1].detach())
-                critic_loss = (weight * critic_loss).mean()
-                if cfg.replay_critic > 0 and replayed is not None:
-                    replay_loss = self.replay_loss(replayed, bootstrap)
-                    critic_loss = critic_loss + cfg.replay_critic * replay_loss
-                    metrics["loss/critic_replay"] = replay_loss.detach()
+                with amp():
+                    critic = self.critic(feats[:-1].detach())
+                    critic_loss = critic.loss(returns.detach())
+                    if cfg.use_ema_critic:  # `value` came from the slow critic
+                        critic_loss = critic_loss + cfg.critic_ema_reg * critic.loss(value[:-1].detach())
+                    critic_loss = (weight * critic_loss).mean()
+                    if cfg.replay_critic > 0 and replayed is not None:
+                        replay_loss = self.replay_loss(replayed, bootstrap)
+                        critic_loss = critic_loss + cfg.replay_critic * replay_loss
+                        metrics["loss/critic_replay"] = replay_loss.detach()
                 metrics.update(step(self.optimizers["critic"], critic_loss, cfg.grad_clip, "critic"))
                 ema_update(self.slow_critic, self.critic, 1 - cfg.critic_ema)
         metrics.update(

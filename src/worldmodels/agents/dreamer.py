@@ -40,7 +40,7 @@ class DreamerAgent(RSSMAgent):
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(cfg, obs_spec, act_spec)
-        self.behaviour = ActorCritic(cfg, self.rssm.feat_dim, act_spec)
+        self.behaviour = ActorCritic(cfg, self.rssm.feat_dim, act_spec, cfg.precision)
         self.optimizers = {"world_model": self.world_model_optimizer(), **self.behaviour.optimizers}
 
     @torch.no_grad()

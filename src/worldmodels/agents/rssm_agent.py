@@ -36,6 +36,7 @@ from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_nois
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
+from worldmodels.nn.precision import Precision, precision
 from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.registry import (
     CONTINUES,
@@ -104,6 +105,10 @@ class WorldModelConfig(TimeNoiseConfig):
     (PlaNet, DreamerV1: 0.3)."""
     compile: bool = False
     """`torch.compile` the RSSM's observed and imagined steps (`wm bench dreamer_speed` measures the gain)."""
+    precision: Precision = "float32"
+    """The arithmetic of the updates' forward passes (world model and, in Dreamer, actor and critic):
+    bfloat16 runs matmuls and convolutions under autocast; weights, gradients, optimiser state,
+    distributions and losses stay float32. Acting runs in float32."""
 
 
 class RSSMAgent(Agent):
@@ -211,30 +216,31 @@ class RSSMAgent(Agent):
         cfg = self.cfg
         obs, action, is_first = batch["obs"], batch["action"], batch["is_first"]  # [B, T, ...]
         cont = 1.0 - batch["is_terminal"].float()
-        embed = self.embed(obs)
-        if not cfg.use_reconstruction:  # decoder-free: the learner alone trains its encoder
-            embed = embed.detach()
-        post, prior = self.rssm.observe(embed, action, is_first)
-        feats = self.rssm.features(post)  # [B, T, F]
-        dyn, rep, kl = kl_split(self.rssm.dist(post), self.rssm.dist(prior), cfg.kl.free_bits)
-        losses = {
-            "dyn": dyn.mean(),
-            "rep": rep.mean(),
-            "reward": self.reward(feats).loss(batch["reward"]).mean(),
-            "cont": -self.cont(feats).log_prob(cont).mean(),
-        }
-        dyn_scale, rep_scale = cfg.kl.weights()
-        total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
-        if self.decoder is not None:
-            losses["recon"] = self.decoder(feats).loss(obs).mean()
-            total = total + losses["recon"]
-        if self.embedding_decoder is not None:
-            losses["embedding"] = self.embedding_decoder(feats).loss(embed).mean()
-            total = total + losses["embedding"]
-        learner_metrics = {}  # its loss and collapse monitors, under repr/
-        if self.representation_learner is not None:
-            repr_loss, learner_metrics = self.representation_learner.loss(obs, action, is_first)
-            total = total + cfg.representation_coef * repr_loss
+        with precision(cfg.precision, action.device):  # forward passes only
+            embed = self.embed(obs)
+            if not cfg.use_reconstruction:  # decoder-free: the learner alone trains its encoder
+                embed = embed.detach()
+            post, prior = self.rssm.observe(embed, action, is_first)
+            feats = self.rssm.features(post)  # [B, T, F]
+            dyn, rep, kl = kl_split(self.rssm.dist(post), self.rssm.dist(prior), cfg.kl.free_bits)
+            losses = {
+                "dyn": dyn.mean(),
+                "rep": rep.mean(),
+                "reward": self.reward(feats).loss(batch["reward"]).mean(),
+                "cont": -self.cont(feats).log_prob(cont).mean(),
+            }
+            dyn_scale, rep_scale = cfg.kl.weights()
+            total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
+            if self.decoder is not None:
+                losses["recon"] = self.decoder(feats).loss(obs).mean()
+                total = total + losses["recon"]
+            if self.embedding_decoder is not None:
+                losses["embedding"] = self.embedding_decoder(feats).loss(embed).mean()
+                total = total + losses["embedding"]
+            learner_metrics = {}  # its loss and collapse monitors, under repr/
+            if self.representation_learner is not None:
+                repr_loss, learner_metrics = self.representation_learner.loss(obs, action, is_first)
+                total = total + cfg.representation_coef * repr_loss
         metrics = step(self.optimizers["world_model"], total, cfg.grad_clip, "world_model")
         if self.representation_learner is not None:
             self.representation_learner.update_target()

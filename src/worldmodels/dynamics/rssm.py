@@ -27,6 +27,7 @@ from torch import nn
 
 from worldmodels.dynamics.backbones import pick, reset
 from worldmodels.nn import Activation, OneHotDist, activation
+from worldmodels.nn.precision import widened
 from worldmodels.registry import BACKBONES, RSSMS, component
 from worldmodels.schema import Spec, non_negative, positive, unit
 
@@ -87,6 +88,7 @@ class RSSM(nn.Module):
     # ------------------------------------------------------------------ distributions
 
     def _stats(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = widened(raw)  # bfloat16 under autocast
         if self.discrete:
             logits = raw.unflatten(-1, (self.cfg.stoch, self.cfg.classes))
             if self.cfg.unimix > 0:

@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from worldmodels.nn.precision import widened
+
 ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 Activation = Literal["silu", "elu", "relu", "tanh", "gelu"]
 
@@ -52,7 +54,7 @@ class MLP(nn.Module):
         self.out_dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return widened(self.net(x))  # under bfloat16 autocast, heads still build float32 distributions
 
 
 @dataclass

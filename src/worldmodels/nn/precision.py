@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 
 Precision = Literal["float32", "bfloat16"]
+_HALF = (torch.bfloat16, torch.float16)
 
 
 @functools.cache
@@ -35,3 +36,9 @@ def precision(name: Precision, device: torch.device | str) -> contextlib.Abstrac
             stacklevel=2,
         )
     return torch.autocast(kind, torch.bfloat16)
+
+
+def widened(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 where autocast left it in a 16-bit type, else `x` itself: what distributions are built
+    from, so that probabilities sum to 1 and log-probabilities and losses keep float32's resolution."""
+    return x.float() if x.dtype in _HALF else x
