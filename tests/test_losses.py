@@ -129,6 +129,17 @@ def test_exponential_noise_is_what_exponential_draws():
         assert torch.equal(ours.get_state(), theirs.get_state())
 
 
+def test_exponential_noise_traces_at_a_symbolic_size():
+    """`torch.compile` traces the draws when the batch size is symbolic, as MCTS's compiled search does from
+    its second batch size on (`torch.rand(..., generator=None)` refused that shape)."""
+    from worldmodels.nn.dists import exponential_noise, sample_index
+
+    traced = torch.compile(lambda p: sample_index(p), backend="eager", dynamic=True)
+    for rows in (3, 5):
+        index = traced(torch.ones(rows, 4))
+        assert index.shape == (rows,) and exponential_noise(torch.ones(rows)).min() > 0
+
+
 def test_sample_index_draws_what_multinomial_draws():
     """`sample_index` is `torch.multinomial(p, 1)` without its checks: the same indices from the same
     generator, leaving it in the same state, for unnormalised weights with zeros and for views."""

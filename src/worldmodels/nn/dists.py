@@ -46,7 +46,8 @@ def exponential_noise(like: torch.Tensor, generator: torch.Generator | None = No
     itself."""
     if like.device.type != "cpu" or like.dtype != torch.float32:
         return torch.empty_like(like).exponential_(1, generator=generator)
-    u = torch.rand(like.shape, dtype=torch.float64, generator=generator)
+    u = torch.empty(like.shape, dtype=torch.float64).uniform_(generator=generator)  # torch.rand's numbers; unlike
+    # torch.rand(..., generator=None), traceable by torch.compile at a symbolic batch size (MCTS's compiled search)
     return u.neg_().log1p_().neg_().to(like.dtype)
 
 
