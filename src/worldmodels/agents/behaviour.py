@@ -17,6 +17,7 @@ rather than the 15 of an imagined rollout.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -166,7 +167,7 @@ class ActorCritic(nn.Module):
         cfg = self.cfg
         metrics: Metrics = {}
         backprop = self.rho < 1  # the return must be differentiable in the actions
-        amp = lambda: precision(self.arithmetic, start_cont.device)  # noqa: E731 (forward passes only)
+        amp = functools.partial(precision, self.arithmetic, start_cont.device)  # around forward passes only
         for k in range(max(cfg.actor_updates_per_batch, cfg.critic_updates_per_batch)):
             bootstrap = self.slow_critic if cfg.use_ema_critic else self.critic
             with frozen(self.critic), torch.set_grad_enabled(backprop), amp():
