@@ -4,7 +4,7 @@
 - the precision gap: |bfloat16 − float32| of the same seed, averaged over seeds;
 - the seed gap: |seed a − seed b| of the same precision, averaged over pairs and precisions.
 bfloat16 follows float32 within noise where its gap is no larger than the seed gap (two seeds of one
-precision differ by chance alone). Also the seconds per update of each run (its median log window).
+precision differ by chance alone).
 
     python benchmarks/precision_curves.py --out result.json [--steps 10000] [--seeds 0,1] [--jobs 2]
         [--runs bench_runs/precision_curves]
@@ -67,11 +67,6 @@ def gap(a: dict[int, float], b: dict[int, float]) -> float:
     return float(np.mean([abs(a[s] - b[s]) for s in steps])) if steps else float("nan")
 
 
-def seconds_per_update(rows: list[dict]) -> float:
-    rates = sorted(r["perf/updates_per_s"] for r in rows if r.get("perf/updates_per_s"))
-    return 1.0 / rates[len(rates) // 2]
-
-
 def plot(metrics: dict[tuple[str, int], list[dict]], path: Path) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5), dpi=100)
     for ax, (key, title) in zip(axes.flat, CURVES.items()):
@@ -122,9 +117,6 @@ def main() -> None:
         means = [np.mean([np.mean(list(curves[p, s].values())) for s in seeds]) for p in PRECISIONS]
         rows.append([title, f"{means[0]:.3f}", f"{means[1]:.3f}", f"{precision_gap:.3f}", f"{seed_gap:.3f}"])
         print(rows[-1], flush=True)
-    for p in PRECISIONS:
-        seconds = [seconds_per_update(metrics[p, s]) for s in seeds]
-        rows.append([f"seconds per update ({p})", *[f"{s:.2f}" for s in seconds], "", ""])
     out = Path(args.out)
     plot(metrics, out.with_suffix(".png"))
     result = {
@@ -134,8 +126,8 @@ def main() -> None:
         "columns": ["curve", "float32 mean", "bfloat16 mean", "precision gap", "seed gap"],
         "rows": rows,
         "notes": f"torch {torch.__version__}, one torch thread per run, {args.jobs} runs at a time; "
-        f"{(time.perf_counter() - start) / 60:.0f} min (the last part, where runs resumed or were read). "
-        f"The seconds-per-update rows give each seed's median log window (seeds {seeds} in order).",
+        f"{(time.perf_counter() - start) / 60:.0f} min (the last part, where runs resumed or were read). Speed "
+        "is not compared here: the runs shared the machine with other work (`wm bench dreamer_speed` times it).",
     }
     out.write_text(json.dumps(result, indent=1))
 
