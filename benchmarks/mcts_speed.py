@@ -10,7 +10,8 @@ timed.
 
 `--peer` runs a peer's timing script (e.g. `--peer $VENV/bin/python ../shared/peers/peer_mcts_mctx.py`) on the
 same batches right after ours and adds its simulations/s and the ratio ours / peer. Both sides report the
-median of their searches (the peer script times 5, ours `--repeats`), after one warm-up search.
+median of their searches (the peer script times 5, ours `--repeats`), after one warm-up search, on the same
+threads (`--threads 1`: both on one; more: the peer with its default threading).
 
 One intra-op thread by default: every op here is small, and a second thread only adds synchronisation
 (on this 2-core machine, 2 threads measured 4x slower at B = 256 while other work shared the cores).
@@ -82,9 +83,13 @@ def same_search(model: SmallModel, B: int, device: torch.device, cfg: MCTSConfig
     return torch.equal(runs[0].visit_counts, runs[1].visit_counts)
 
 
-def peer_rates(python: str, script: str, batches: list[int], simulations: int) -> dict[tuple[str, int], float]:
-    """The peer's simulations/s per (policy, B), from the JSON lines its script prints."""
+def peer_rates(
+    python: str, script: str, batches: list[int], simulations: int, threads: int
+) -> dict[tuple[str, int], float]:
+    """The peer's simulations/s per (policy, B), from the JSON lines its script prints. On one thread when ours
+    runs on one (the peer's `--threads 1`), else with its default threading (every core)."""
     cmd = [python, script, "--sims", str(simulations), "--batches", ",".join(map(str, batches))]
+    cmd += ["--threads", "1"] if threads == 1 else []
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     rates = {}
     for line in proc.stdout.splitlines():
@@ -127,12 +132,15 @@ def main() -> None:
     columns = ["device", "root", "trees B", "path", "simulations/s", "first search s"]
     peer_note = ""
     if args.peer:
-        rates = peer_rates(*args.peer, args.batches, args.simulations)
+        rates = peer_rates(*args.peer, args.batches, args.simulations, args.threads)
         columns += ["peer simulations/s", "ours / peer"]
         for row in rows:
             peer = rates.get((row[1], row[2])) if row[0] == "cpu" else None
             row += [round(peer), round(row[4] / peer, 2)] if peer else ["", ""]
-        peer_note = f" The peer ({os.path.basename(args.peer[1])}) ran right after ours, on the same machine."
+        peer_note = (
+            f" The peer ({os.path.basename(args.peer[1])}) ran right after ours, on the same machine, "
+            + ("also on one thread." if args.threads == 1 else "with its default threading.")
+        )
     result = {
         "description": (
             f"MCTS simulations/s, {args.simulations} simulations, the peer scripts' MLP model (state {STATE}, "
