@@ -137,9 +137,8 @@ def main() -> None:
         for row in rows:
             peer = rates.get((row[1], row[2])) if row[0] == "cpu" else None
             row += [round(peer), round(row[4] / peer, 2)] if peer else ["", ""]
-        peer_note = (
-            f" The peer ({os.path.basename(args.peer[1])}) ran right after ours, on the same machine, "
-            + ("also on one thread." if args.threads == 1 else "with its default threading.")
+        peer_note = f" The peer ({os.path.basename(args.peer[1])}) ran right after ours, on the same machine, " + (
+            "also on one thread." if args.threads == 1 else "with its default threading."
         )
     result = {
         "description": (

@@ -7,8 +7,10 @@ from typing import Literal
 
 from worldmodels.schema import non_negative, param, positive
 
-SUITES = ("dmc", "atari", "minatar", "maze", "gym")
-_REPEATS = "a positive integer, or a mapping of suites (dmc, atari, minatar, maze, gym) to positive integers"
+SUITES = ("dmc", "atari", "minatar", "maze", "gym", "classic_control")
+_REPEATS = (
+    "a positive integer, or a mapping of suites (dmc, atari, minatar, maze, gym, classic_control) to positive integers"
+)
 
 
 def _repeats_valid(value: int | dict[str, int]) -> bool:
@@ -17,8 +19,27 @@ def _repeats_valid(value: int | dict[str, int]) -> bool:
 
 
 def suite_of(env_id: str) -> str:
-    """The suite an id names by its prefix (`dmc:walker-walk` → `dmc`), `gym` for a plain Gymnasium id."""
-    return env_id.split(":", 1)[0] if ":" in env_id else "gym"
+    """The suite an id names by its prefix (`dmc:walker-walk` → `dmc`); for a plain Gymnasium id,
+    `classic_control` for Gymnasium's classic-control family (CartPole, Pendulum, MountainCar, Acrobot, ...),
+    else `gym`."""
+    if ":" in env_id:
+        return env_id.split(":", 1)[0]
+    import gymnasium
+
+    try:
+        entry = gymnasium.spec(env_id).entry_point
+    except gymnasium.error.Error:  # an unknown id: `make_env` names the problem
+        return "gym"
+    return "classic_control" if str(entry).startswith("gymnasium.envs.classic_control") else "gym"
+
+
+def per_suite(values: dict[str, int], env_id: str, default: int) -> int:
+    """The value a per-suite mapping gives `env_id`: its suite's, for a classic-control id else the `gym`
+    entry's (Gymnasium as a whole), else `default`."""
+    suite = suite_of(env_id)
+    if suite in values:
+        return values[suite]
+    return values.get("gym", default) if suite == "classic_control" else default
 
 
 @dataclass
@@ -38,8 +59,9 @@ class EnvConfig:
     action_repeat: int | dict[str, int] = param(1, _repeats_valid, _REPEATS)
     """Each agent action is applied this many times; rewards are summed (Atari: the frame skip). A mapping
     from suites to counts picks it by `id`'s suite (`dmc`, `atari`, `minatar`, `maze`; `gym` for a plain
-    Gymnasium id), 1 for a suite it does not name: PlaNet repeats 8 times on dm_control, where a step is a
-    few milliseconds of physics, and once on classic control."""
+    Gymnasium id, `classic_control` for Gymnasium's classic-control family, which falls back to `gym`), 1 for
+    a suite it does not name: PlaNet repeats 8 times on dm_control, where a step is a few milliseconds of
+    physics, and once on classic control."""
     max_episode_steps: int | None = None
     """Override of the environment's time limit, in agent steps."""
     camera: int | None = None
@@ -54,4 +76,4 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.action_repeat, dict):  # resolved once the id is known: the config holds the count
-            self.action_repeat = self.action_repeat.get(suite_of(self.id), 1)
+            self.action_repeat = per_suite(self.action_repeat, self.id, 1)
