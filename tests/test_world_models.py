@@ -241,6 +241,45 @@ def test_random_rollouts_leave_a_share_of_the_budget_and_the_run_ends_evaluated(
     assert len([r for r in rows if "eval/return" in r]) == 1
 
 
+ROUNDS = [
+    *TINY,
+    "agent.evolution.where=dream",
+    "agent.iterate.rounds=3",
+    "agent.iterate.rollouts=3",
+    "agent.iterate.mdrnn_updates=2",
+    "agent.iterate.generations=2",
+]
+
+
+def test_later_rounds_record_with_the_controller_train_m_on_and_evolve_from_where_it_stood(tmp_path):
+    """`iterate.rounds`: each later round plays episodes with C (perturbed), trains M further on every
+    episode so far while validating on the same random rollouts, and starts CMA-ES at C; counters go on
+    across rounds, and the real-step budget ends the rounds early (a later run with more goes on)."""
+    run = tmp_path / "run"
+    budget = ["train.steps=80", "agent.collect.max_share=1"]  # 58 steps of random rollouts, then round 2 passes 80
+    assert main(["train", "world_models", *ROUNDS, *budget, "--run-dir", str(run)]) == 0
+    trainer = Trainer(load_config("world_models", ROUNDS), run, resume=True)
+    names = [p.name for p in trainer.phases]
+    assert names[3:] == ["controller", "collect_2", "mdrnn_2", "controller_2", "collect_3", "mdrnn_3", "controller_3"]
+    assert trainer.summary()["phases_done"] == names[:7]  # the budget is spent in round 2: round 3 waits
+    collect, collect_2, mdrnn_2, controller_2 = (trainer.phases[names.index(n)] for n in names[0:1] + names[4:7])
+    index = json.loads((run / "rollouts_2" / "dataset.json").read_text())
+    assert index["policy"] == "controller" and len(index["lengths"]) == len(collect_2.lengths) == 3
+    assert max(collect_2.lengths) > 12  # C plays to the time limit, not collect.max_steps
+    # M trains on the controller's episodes; the random rollout it holds out (1 of 6) stays last
+    files = mdrnn_2._files()
+    assert files[:5] == collect.files()[:5] and files[5:8] == collect_2.files() and files[8:] == collect.files()[5:]
+    assert mdrnn_2._split()[1] == 8
+    np.testing.assert_allclose(controller_2.search.x0, trainer.phases[3].search.mean, rtol=1e-6)
+    trainer.close()
+    assert main(["train", "--resume", str(run), "train.steps=1000000"]) == 0
+    rows = _rows(run)
+    assert [r["controller/generation"] for r in rows if "controller/generation" in r] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r["mdrnn/update"] for r in rows if "mdrnn/update" in r] == [2, 4, 6, 8]
+    assert [r["collect/controller/rollouts"] for r in rows if "collect/controller/rollouts" in r] == [3, 3]
+    assert (run / "latents_3.npz").exists() and len(list((run / "rollouts_3").glob("episode_*.npz"))) == 3
+
+
 def test_phases_resume_and_run_alone(tmp_path, capsys):
     run = tmp_path / "run"
     cfg = load_config("world_models", [*TINY, "train.phase=collect"])

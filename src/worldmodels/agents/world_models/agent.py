@@ -6,10 +6,11 @@ z as a mixture of Gaussians given the action and its memory h, and C acts on [z,
     C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
 
 The three parts are trained one after the other: the agent declares four phases (collect random
-rollouts, V, M, C), which the trainer runs in order (`phases.py` beside this file); this file holds the
-models and each part's learning step. A dream rollout runs entirely inside M: the controller acts on
-M's sampled latents at temperature τ, collects M's predicted rewards and stops where M predicts the
-episode terminates.
+rollouts, V, M, C), which the trainer runs in order (`phases.py` beside this file), and three more for
+each further round of the paper's iterative training (`iterate`: episodes played by C, M trained on, C
+evolved again); this file holds the models and each part's learning step. A dream rollout runs
+entirely inside M: the controller acts on M's sampled latents at temperature τ, collects M's predicted
+rewards and stops where M predicts the episode terminates.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, step
 from worldmodels.agents.world_models.controller import Controller, ControllerConfig
 from worldmodels.data.sources import SampleSpec
 from worldmodels.dynamics.mdn_rnn import MDNRNN, LSTMState, MDNConfig, MemorylessMDN, mdn_loss
-from worldmodels.envs.record import Policy
+from worldmodels.envs.record import Chooser, Policy
 from worldmodels.errors import ConfigError
 from worldmodels.phases import PhaseSpec
 from worldmodels.registry import AGENTS, AUTOENCODERS, MEMORIES
@@ -98,6 +99,25 @@ class EvolutionConfig:
     """Generations between evaluations of the search's mean in the real environment (0: only at the end)."""
 
 
+@dataclass
+class IterateConfig:
+    """The paper's iterative training (its section 5): random rollouts show M little of what a good
+    controller reaches (a pole balanced for long), so C exploits M's errors there. Each round after the
+    first records episodes with C, trains M further on every episode so far, and evolves C again from
+    where it stood; V stays as the first round trained it."""
+
+    rounds: int = positive(1)
+    """Rounds in all (1: the paper's single pass). Rounds stop early once `train.steps` is spent."""
+    rollouts: int = positive(16)
+    """Episodes each later round records with C, each with its own perturbed parameters."""
+    noise: float = non_negative(0.1)
+    """Standard deviation of the Gaussian noise added to C's parameters for each recorded episode."""
+    mdrnn_updates: int = positive(1000)
+    """Further updates of M per later round, on windows of every episode recorded so far."""
+    generations: int = positive(20)
+    """CMA-ES generations per later round, starting from C's parameters at step size `evolution.sigma`."""
+
+
 @AGENTS.register("world_models")
 class WorldModelsAgent(Agent):
     probe_overrides = (
@@ -109,6 +129,9 @@ class WorldModelsAgent(Agent):
         "agent.evolution.samples=1",
         "agent.evolution.generations=1",
         "agent.evolution.workers=1",
+        "agent.iterate.rollouts=1",
+        "agent.iterate.mdrnn_updates=5",
+        "agent.iterate.generations=1",
     )
 
     @dataclass
@@ -120,6 +143,7 @@ class WorldModelsAgent(Agent):
         vae_train: VAETrainConfig = field(default_factory=VAETrainConfig)
         mdrnn_train: MDNTrainConfig = field(default_factory=MDNTrainConfig)
         evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+        iterate: IterateConfig = field(default_factory=IterateConfig)
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
@@ -142,21 +166,24 @@ class WorldModelsAgent(Agent):
 
     def phases(self, train) -> list[PhaseSpec]:
         """Random rollouts, then V on their frames, M on V's latents, and C by evolution (`train.steps`
-        caps the real steps C's search spends)."""
+        caps the real steps C's search spends); then, for each further round of `iterate`, episodes
+        recorded with C, more updates of M and C evolved again."""
         c, v, m, e = self.cfg.collect, self.cfg.vae_train, self.cfg.mdrnn_train, self.cfg.evolution
-        return [
+        it = self.cfg.iterate
+        windows = SampleSpec(m.batch_size, m.seq_len, boundary="pad_end")
+        specs = [
             PhaseSpec("collect", "collect_rollouts", budget=c.rollouts, gives="collected rollouts"),
             PhaseSpec("vae", "fit_vae", ("vae",), SampleSpec(v.batch_size, 1), budget=v.epochs, gives="a trained VAE"),
-            PhaseSpec(
-                "mdrnn",
-                "fit_mdn",
-                ("mdrnn", "memoryless"),
-                SampleSpec(m.batch_size, m.seq_len, boundary="pad_end"),
-                budget=m.updates,
-                gives="a trained MDN-RNN",
-            ),
-            PhaseSpec("controller", "evolve", budget=e.generations),
+            PhaseSpec("mdrnn", "fit_mdn", ("mdrnn", "memoryless"), windows, m.updates, "a trained MDN-RNN"),
+            PhaseSpec("controller", "evolve", budget=e.generations, gives="an evolved controller"),
         ]
+        for r in range(2, it.rounds + 1):  # later rounds go on from the weights before them: they reset none
+            specs += [
+                PhaseSpec(f"collect_{r}", "collect_controller", budget=it.rollouts, gives="the controller's episodes"),
+                PhaseSpec(f"mdrnn_{r}", "fit_mdn", sample=windows, budget=it.mdrnn_updates, gives="a retrained M"),
+                PhaseSpec(f"controller_{r}", "evolve", budget=it.generations, gives="an evolved controller"),
+            ]
+        return specs
 
     # ------------------------------------------------------------------ acting
 
@@ -171,6 +198,20 @@ class WorldModelsAgent(Agent):
         q = self.vae(obs)
         z = q.sample() if explore else q.mean
         return Acted(*self.control(self.controller_params[None], z, state))
+
+    def chooser(self, params: torch.Tensor) -> Chooser:
+        """Actions for one new episode (`envs.record`): C with parameters `params` `[P]` on V's mean latent
+        of each frame and M's memory of the episode so far, as the real-environment rollouts act."""
+        state = self.initial_state(1)
+
+        @torch.no_grad()
+        def choose(obs: np.ndarray) -> np.ndarray:
+            nonlocal state
+            z = self.vae(torch.tensor(obs[None], device=self.device)).mean
+            action, state = self.control(params[None], z, state)
+            return action[0].cpu().numpy()
+
+        return choose
 
     def control(self, params: torch.Tensor, z: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
         """Each row acts with its own controller parameters `[N, P]` (or one row for all) on [z `[N, Z]`, h];

@@ -8,6 +8,13 @@
     controller  CMA-ES over C's parameters, a generation per chunk, candidates scored in the real
                 environment or in M's dream, the search's mean evaluated every `evolution.eval_every`
 
+and for each later round r of `iterate` (the paper's iterative training):
+
+    collect_r     episodes played by C with perturbed parameters, to RUN/rollouts_r/, until `train.steps`
+    mdrnn_r       M trained further on every episode so far (RUN/latents_r.npz), validated on the same
+                  held-out random rollouts as in round 1
+    controller_r  CMA-ES again, starting at C's parameters
+
 Under torchrun (`distributed.py`) the ranks share the work: each records its share of the rollouts into
 the one folder (which multi-node runs need on a shared file system); V and M train data-parallel, every
 rank drawing the same global batch and fitting its own slice of it; the candidates of each CMA-ES
@@ -17,7 +24,8 @@ figures and checkpoints.
 Every chunk ends with a checkpoint. The CMA-ES search is kept as the fitness values it was told and
 rebuilt by replaying them. `step` in metrics.jsonl counts real environment steps (collection and
 controller rollouts, not evaluations); TensorBoard plots each phase's scalars against its own counter
-(rollouts, V epochs, M updates, generations). `train.steps` caps the real steps the controller spends, and
+(rollouts, V epochs, M updates, generations; later rounds count on from earlier ones). `train.steps` caps
+the real steps the controller spends (its search in the real environment, or later rounds' episodes), and
 `collect.max_share` of it those of the random rollouts.
 """
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 import math
 import shutil
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +54,7 @@ from worldmodels.agents.world_models.data import (
 from worldmodels.agents.world_models.plots import plot_pipeline, reconstruction_grid
 from worldmodels.agents.world_models.rollouts import ControllerRollouts
 from worldmodels.data.episodes import episode_file, episode_seed, write_index
-from worldmodels.envs.record import record_many
+from worldmodels.envs.record import record_episode, record_many
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.phases import Phase, Saved, Tick, derive_seed, register_phase
 from worldmodels.workers import process_pool
@@ -58,12 +67,41 @@ class _Staged(Phase):
     def _phase(self, name: str) -> Any:
         return next(p for p in self.trainer.phases if p.name == name)
 
+    def _collected(self) -> list[Collect]:
+        """The collect phases up to this one: the random rollouts, then each later round's."""
+        mine = self.trainer.phases.index(self)
+        return [p for p in self.trainer.phases[: mine + 1] if isinstance(p, Collect)]
+
+    @property
+    def round(self) -> int:
+        """1 for the paper's single pass, r for the phases of `iterate`'s round r."""
+        return len(self._collected())
+
+    @property
+    def seed(self) -> int:
+        """The seed of this phase's random streams: `train.seed` in the first round, one of its own in each later."""
+        seed = self.cfg.train.seed
+        return seed if self.round == 1 else derive_seed(seed, 34, self.round)
+
+    @property
+    def before(self) -> int:
+        """Units of the phases of this kind in earlier rounds (later rounds count on from them)."""
+        mine = self.trainer.phases.index(self)
+        return sum(p.spec.budget for p in self.trainer.phases[:mine] if type(p) is type(self))
+
     def _files(self) -> list[Path]:
-        return self._phase("collect").files()
+        """Every episode collected so far, the random rollouts M holds out last (later rounds' episodes
+        go before them), so that M trains on every new episode and validates on the same ones each round."""
+        first, *later = [p.files() for p in self._collected()]
+        keep = len(first) - _held_out(len(first), self.agent.cfg.mdrnn_train.validation)
+        return first[:keep] + [f for files in later for f in files] + first[keep:]
+
+    def _latents_path(self) -> Path:
+        return self.trainer.run_dir / ("latents.npz" if self.round == 1 else f"latents_{self.round}.npz")
 
     def _latents(self) -> dict[str, np.ndarray]:
-        """Every collected frame encoded by V (computed once per trained V, kept in latents.npz)."""
-        path = self.trainer.run_dir / "latents.npz"
+        """Every collected frame encoded by V (computed once per trained V and round, kept in latents*.npz)."""
+        path = self._latents_path()
         if distributed.broadcast(not path.exists()):  # rank 0's answer: it writes them, the others wait
             if self.trainer.rank == 0:
                 encode_rollouts(self.agent, self._files(), path)
@@ -75,17 +113,28 @@ class _Staged(Phase):
             plot_pipeline(self.trainer.run_dir, f"World Models on {self.cfg.env.id}")
 
 
+def _held_out(episodes: int, fraction: float) -> int:
+    """Random rollouts M validates on: `fraction` of them, leaving at least one to train on."""
+    return min(episodes - 1, round(episodes * fraction)) if fraction > 0 else 0
+
+
 @register_phase("collect_rollouts")
 class Collect(_Staged):
+    """The random rollouts V and M first learn from, recorded by `collect.workers` processes."""
+
     unit = "rollout"
+    policy = "random"  # what plays the episodes, as metrics and the dataset's index name it
 
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
         self.c = self.agent.cfg.collect
-        self.folder = trainer.run_dir / "rollouts"
         self.lengths: list[int] = []
         self.returns: list[float] = []
         self._pool = None
+
+    @property
+    def folder(self) -> Path:
+        return self.trainer.run_dir / ("rollouts" if self.round == 1 else f"rollouts_{self.round}")
 
     @property
     def progress(self) -> int:
@@ -95,44 +144,52 @@ class Collect(_Staged):
         files = [episode_file(self.folder, i) for i in range(len(self.lengths))]
         missing = [f for f in files if not f.exists()]
         if missing:
-            raise CheckpointError(f"rollout file '{missing[0]}' is missing; collect again with train.phase=collect")
+            raise CheckpointError(f"rollout file '{missing[0]}' is missing; collect again with train.phase={self.name}")
         return files
 
-    def advance(self, bar: tqdm) -> Tick:
-        c, seed, start = self.c, self.cfg.train.seed, len(self.lengths)
-        self.folder.mkdir(exist_ok=True)
+    def _record(self, episodes: list[int]) -> list[tuple[float, int]]:
+        """Play and write episodes `episodes` (this rank's share of the chunk): their (return, length)."""
+        c = self.c
         if self._pool is None:
             self._pool = process_pool(c.workers)
-        chunk = max(c.workers * 4, c.rollouts // 50)  # rollouts between checkpoints
-        jobs = [
-            (
-                self.cfg.env,
-                self.agent.act_spec,
-                c.policy,
-                episode_seed(seed, i),
-                c.max_steps,
-                episode_file(self.folder, i),
-            )
-            for i in range(start, min(start + chunk, c.rollouts))
-        ]
-        mine = distributed.part(len(jobs))  # each rank records its share; all learn every result
+        env, act, folder, seed = self.cfg.env, self.agent.act_spec, self.folder, self.seed
+        jobs = [(env, act, c.policy, episode_seed(seed, i), c.max_steps, episode_file(folder, i)) for i in episodes]
+        return record_many(jobs, self._pool)
+
+    @property
+    def _chunk(self) -> int:
+        """Episodes between checkpoints."""
+        return max(self.c.workers * 4, self.spec.budget // 50)
+
+    @property
+    def _limit(self) -> float:
+        """Env steps after which collecting stops short of `spec.budget` episodes."""
+        return self.c.max_share * self.cfg.train.steps
+
+    def advance(self, bar: tqdm) -> Tick:
+        start = len(self.lengths)
+        self.folder.mkdir(exist_ok=True)
+        chunk = list(range(start, min(start + self._chunk, self.spec.budget)))
+        mine = distributed.part(len(chunk))  # each rank records its share; all learn every result
         with self.trainer.clock.part("env"):
-            results = [r for part in distributed.gather_all(record_many(jobs[mine], self._pool)) for r in part]
+            results = [r for part in distributed.gather_all(self._record(chunk[mine])) for r in part]
         self.returns += [r for r, _ in results]
         self.lengths += [n for _, n in results]
         self.trainer.step += sum(n for _, n in results) * self.cfg.env.action_repeat
         count, mean = len(self.lengths), float(np.mean(self.returns))
-        if count == c.rollouts or self.trainer.step >= c.max_share * self.cfg.train.steps:
+        if count == self.spec.budget or self.trainer.step >= self._limit:
             self.done = True
-            every = list(zip(self.returns, self.lengths))
+            every, policy = list(zip(self.returns, self.lengths)), self.c.policy if self.round == 1 else self.policy
             if self.trainer.rank == 0:
-                write_index(self.folder, asdict(self.cfg.env), self.agent.act_spec, every, policy=c.policy, seed=seed)
+                env = asdict(self.cfg.env)
+                write_index(self.folder, env, self.agent.act_spec, every, policy=policy, seed=self.seed)
+        key = "collect" if self.round == 1 else f"collect/{self.policy}"
         return Tick(
             count=count,
             advanced=len(results),
-            metrics={"collect/rollouts": count, "collect/return": mean} | self.trainer.clock.pop(),
+            metrics={f"{key}/rollouts": count, f"{key}/return": mean} | self.trainer.clock.pop(),
             checkpoint=True,
-            postfix=f"random-policy return {mean:.1f}",
+            postfix=f"{self.policy}-policy return {mean:.1f}",
         )
 
     def reset(self) -> None:
@@ -148,13 +205,50 @@ class Collect(_Staged):
         self.lengths, self.returns = list(saved.state["lengths"]), list(saved.state["returns"])
 
     def summary(self) -> dict[str, Any]:
-        return {"random_policy/return": float(np.mean(self.returns)) if self.returns else None}
+        """The random policy's mean return (None before any), or the latest round's with C that played."""
+        if not self.returns:
+            return {"random_policy/return": None} if self.round == 1 else {}
+        return {f"{self.policy}_policy/return": float(np.mean(self.returns))}
 
     def end(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
         super().end()
+
+
+@register_phase("collect_controller")
+class CollectWithController(Collect):
+    """A later round's episodes (`iterate`), played in this process by C, each with C's parameters
+    perturbed by its own Gaussian noise (`iterate.noise`); it stops early once `train.steps` is spent."""
+
+    policy = "controller"
+
+    @property
+    def _chunk(self) -> int:
+        return 4
+
+    @property
+    def _limit(self) -> float:
+        return self.cfg.train.steps
+
+    def advance(self, bar: tqdm) -> Tick | None:
+        if self.trainer.step >= self._limit:
+            if self.trainer.rank == 0:
+                bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
+            return None
+        return super().advance(bar)
+
+    def _record(self, episodes: list[int]) -> list[tuple[float, int]]:
+        agent, noise = self.agent, self.agent.cfg.iterate.noise
+        results = []
+        for i in episodes:
+            rng = np.random.default_rng(derive_seed(self.seed, 33, i))
+            shake = torch.as_tensor(rng.standard_normal(agent.controller.num_params), dtype=torch.float32)
+            params = agent.controller_params + noise * shake.to(agent.device)
+            choose, path = partial(agent.chooser, params), episode_file(self.folder, i)
+            results.append(record_episode(self.cfg.env, agent.act_spec, choose, episode_seed(self.seed, i), None, path))
+        return results
 
 
 class _Counted(_Staged):
@@ -235,8 +329,7 @@ class FitMDN(_Counted):
     def _split(self) -> tuple:
         if self._data is None:
             data = self._latents()
-            episodes, fraction = len(data["starts"]), self.t.validation
-            held = min(episodes - 1, round(episodes * fraction)) if fraction > 0 else 0
+            episodes, held = len(data["starts"]), _held_out(len(self._collected()[0].lengths), self.t.validation)
             valid = split_windows(data, episodes - held, self.spec.sample.seq_len) if held else None
             self._data = data, episodes - held, valid
         return self._data
@@ -244,7 +337,7 @@ class FitMDN(_Counted):
     def advance(self, bar: tqdm) -> Tick:
         data, train_eps, valid = self._split()
         done = self.count
-        rng = np.random.default_rng(derive_seed(self.cfg.train.seed, 22, done))
+        rng = np.random.default_rng(derive_seed(self.seed, 22, done))
         n = min(self.t.validate_every, self.spec.budget - done)
         sums: dict[str, float] = {}  # means over the updates since the last validation
         for _ in range(n):
@@ -265,9 +358,9 @@ class FitMDN(_Counted):
         self.count = done + n
         self.done = self.count == self.spec.budget
         return Tick(
-            count=self.count,
+            count=self.before + self.count,
             advanced=0,  # shown update by update
-            metrics={"mdrnn/update": self.count, **sums} | self.trainer.clock.pop(),
+            metrics={"mdrnn/update": self.before + self.count, **sums} | self.trainer.clock.pop(),
             checkpoint=True,
             postfix=f"nll {sums[key]:.3f} (no memory {sums[base]:.3f})",
         )
@@ -276,7 +369,7 @@ class FitMDN(_Counted):
         super().reset()
         self._data = None
         if self.trainer.rank == 0:
-            (self.trainer.run_dir / "latents.npz").unlink(missing_ok=True)
+            self._latents_path().unlink(missing_ok=True)
 
 
 @register_phase("evolve")
@@ -305,13 +398,14 @@ class Evolve(_Staged):
             )
 
     def advance(self, bar: tqdm) -> Tick | None:
-        e, seed, real = self.e, self.cfg.train.seed, self.e.where == "real"
+        e, seed, real = self.e, self.seed, self.e.where == "real"
         if real and self.trainer.step >= self.cfg.train.steps:
             if self.trainer.rank == 0:
                 bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
             return None
         if self.search is None:
-            self.search = Evolution(self.agent.controller.num_params, e.sigma, e.population, derive_seed(seed, 30))
+            x0 = self.agent.controller_params.cpu().numpy() if self.round > 1 else None  # later rounds go on from C
+            self.search = Evolution(self.agent.controller.num_params, e.sigma, e.population, derive_seed(seed, 30), x0)
         g = self.search.generation
         population = self.search.ask()
         params = np.repeat(population, e.samples, axis=0)  # [P*S, n], candidate-major
@@ -344,9 +438,9 @@ class Evolve(_Staged):
         last = g + 1 == self.spec.budget
         self.done = last
         return Tick(
-            count=g + 1,
+            count=self.before + g + 1,
             metrics={
-                "controller/generation": g + 1,
+                "controller/generation": self.before + g + 1,
                 "controller/fitness_mean": float(fitness.mean()),
                 "controller/fitness_max": float(fitness.max()),
                 "controller/sigma": self.search.step_size,
