@@ -1,6 +1,7 @@
 """`wm bench --suite`: cells per fitting agent and task, stored one per file, rerun only when stale."""
 
 import json
+import math
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ from worldmodels.cli import build_parser
 from worldmodels.config import set_dotted
 from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.train.bench import bench_dir, write_report
-from worldmodels.train.suite import code_modules, load_suite, plan_cells, run_suite, status
+from worldmodels.train.suite import _hundredths, code_modules, load_suite, plan_cells, run_suite, status
 
 
 def test_the_public_suites_parse_and_every_agent_fits_some_task():
@@ -101,8 +102,15 @@ def test_a_suite_fills_its_cells_once_and_reruns_only_stale_ones(tiny_suite, tmp
     write_report(bench / "results")
     report = (tmp_path / "BENCHMARKS.md").read_text()
     normalised = (cell["final"] - floor["final"]) / (475 - floor["final"])
-    assert "## Suite `tiny`" in report and f"| tiny | {normalised:.2f} †<br>{cell['final']:.1f} | · |" in report
+    shown = f"{math.floor(normalised * 100 + 1e-9) / 100:.2f}"
+    assert "## Suite `tiny`" in report and f"| tiny | {shown} †<br>{cell['final']:.1f} | · |" in report
     assert "| muzero | · | n/a |" in report  # not run on CartPole; does not fit Pendulum's actions
+
+
+def test_scores_show_rounded_down_so_a_cell_under_the_mark_never_reads_as_learned():
+    assert [_hundredths(x) for x in (0.498, 0.5, 1.0633, 0.29, 0.57, -0.085)] == [
+        "0.49", "0.50", "1.06", "0.29", "0.57", "-0.09"
+    ]  # fmt: skip
 
 
 def test_unknown_rows_and_suites_are_named(tiny_suite, tmp_path):

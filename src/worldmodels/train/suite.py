@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -527,7 +528,8 @@ def suite_report(bench: Path) -> list[str]:
             "",
             suite.description,
             "",
-            "Each cell: normalised score (return − random) / (reference − random) and, below it, the final "
+            "Each cell: normalised score (return − random) / (reference − random), cut to two decimals "
+            f"(a cell shows {LEARNED:.2f} or more only when it counts as learned), and, below it, the final "
             "return. A cell's command: `wm bench --suite "
             f"{name} TASK --agents ROW` (its `wm train` command is in its result file). n/a: the agent "
             f"does not fit the task's actions; · : not run yet. {freshness}",
@@ -552,9 +554,14 @@ def suite_report(bench: Path) -> list[str]:
                 if score is not None:
                     scores.append(score)
                 mark = " †" if (row, t) in stale else ""
-                texts.append((f"{score:.2f}" if score is not None else "?") + f"{mark}<br>{r['final']:.1f}")
+                texts.append(("?" if score is None else _hundredths(score)) + f"{mark}<br>{r['final']:.1f}")
             learned = sum(s >= LEARNED for s in scores)
             mean = f"{np.mean(scores):.2f}" if scores else "–"
             lines.append(f"| {row} | " + " | ".join(texts) + f" | {mean} | {learned}/{len(scores)} |")
         lines += ["", "References: " + "; ".join(f"{t}: {s.reference.source}" for t, s in suite.tasks.items()), ""]
     return lines
+
+
+def _hundredths(score: float) -> str:
+    """A normalised score rounded down to two decimals: 0.498 shows 0.49, under the learned mark like its value."""
+    return f"{math.floor(score * 100 + 1e-9) / 100:.2f}"
