@@ -9,6 +9,7 @@ import torch
 from torch import distributions as D
 
 from worldmodels.agents.world_models.controller import Controller, ControllerConfig, Evolution
+from worldmodels.agents.world_models.plots import _round_starts
 from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.dynamics.mdn_rnn import MDNOutput
@@ -277,6 +278,7 @@ def test_later_rounds_record_with_the_controller_train_m_on_and_evolve_from_wher
     assert [r["controller/generation"] for r in rows if "controller/generation" in r] == [1, 2, 3, 4, 5, 6, 7]
     assert [r["mdrnn/update"] for r in rows if "mdrnn/update" in r] == [2, 4, 6, 8]
     assert [r["collect/controller/rollouts"] for r in rows if "collect/controller/rollouts" in r] == [3, 3]
+    assert _round_starts(rows) == [3.5, 5.5]  # the dashed lines of curve.png
     assert (run / "latents_3.npz").exists() and len(list((run / "rollouts_3").glob("episode_*.npz"))) == 3
 
 

@@ -65,6 +65,8 @@ def plot_pipeline(run_dir: Path, title: str) -> Path:
     random_returns = [r["collect/return"] for r in rows if "collect/return" in r]
     if random_returns:
         ax.axhline(random_returns[-1], color="k", ls=":", label="random policy")
+    for i, start in enumerate(_round_starts(rows)):
+        ax.axvline(start, color="grey", ls="--", lw=0.8, label=None if i else "next round (iterate)")
     ax.set(title="C: CMA-ES", xlabel="generation", ylabel="return")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -76,3 +78,16 @@ def plot_pipeline(run_dir: Path, title: str) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _round_starts(rows: list[dict]) -> list[float]:
+    """Where each later round of `iterate` begins on the generation axis: before the first generation
+    logged after that round's episodes were recorded."""
+    starts, recorded = [], False
+    for r in rows:
+        if "collect/controller/rollouts" in r:
+            recorded = True
+        elif recorded and "controller/generation" in r:
+            starts.append(r["controller/generation"] - 0.5)
+            recorded = False
+    return starts
