@@ -556,12 +556,13 @@ def suite_report(bench: Path) -> list[str]:
                 mark = " †" if (row, t) in stale else ""
                 texts.append(("?" if score is None else _hundredths(score)) + f"{mark}<br>{r['final']:.1f}")
             learned = sum(s >= LEARNED for s in scores)
-            mean = f"{np.mean(scores):.2f}" if scores else "–"
+            mean = _hundredths(float(np.mean(scores))) if scores else "–"
             lines.append(f"| {row} | " + " | ".join(texts) + f" | {mean} | {learned}/{len(scores)} |")
         lines += ["", "References: " + "; ".join(f"{t}: {s.reference.source}" for t, s in suite.tasks.items()), ""]
     return lines
 
 
 def _hundredths(score: float) -> str:
-    """A normalised score rounded down to two decimals: 0.498 shows 0.49, under the learned mark like its value."""
+    """A normalised score (or a mean of them) rounded down to two decimals: 0.498 shows 0.49, under the
+    learned mark like its value."""
     return f"{math.floor(score * 100 + 1e-9) / 100:.2f}"
