@@ -185,7 +185,8 @@ def test_an_action_repeat_per_suite_is_resolved_by_the_env_id():
     assert EnvConfig(id="Pendulum-v1", action_repeat={"classic_control": 4, "gym": 2}).action_repeat == 4
     assert EnvConfig(id="LunarLander-v3", action_repeat={"classic_control": 4, "gym": 2}).action_repeat == 2
     assert EnvConfig(id="LunarLander-v3", action_repeat={"classic_control": 4}).action_repeat == 1
-    assert load_config("planet", ["env.id=CartPole-v1"]).env.action_repeat == 1
+    assert load_config("planet", ["env.id=CartPole-v1"]).env.action_repeat == 4
+    assert load_config("planet", ["env.id=LunarLander-v3"]).env.action_repeat == 1  # Box2D: not classic control
     assert load_config("planet", []).env.action_repeat == 8  # its own dm_control task
     assert load_config("tdmpc2", ["env.id=Pendulum-v1", "env.action_repeat=3"]).env.action_repeat == 3
     with pytest.raises(ConfigError, match="mapping of suites"):
