@@ -64,9 +64,6 @@ class _Staged(Phase):
     """A World Models phase: finished once and for all (`done` is kept in checkpoints), the run's figure
     redrawn after it ran."""
 
-    def _phase(self, name: str) -> Any:
-        return next(p for p in self.trainer.phases if p.name == name)
-
     def _collected(self) -> list[Collect]:
         """The collect phases up to this one: the random rollouts, then each later round's."""
         mine = self.trainer.phases.index(self)
@@ -123,7 +120,8 @@ class Collect(_Staged):
     """The random rollouts V and M first learn from, recorded by `collect.workers` processes."""
 
     unit = "rollout"
-    policy = "random"  # what plays the episodes, as metrics and the dataset's index name it
+    policy = "random"  # what plays the episodes, as the progress bar and the run's summary name it
+    metrics = "collect"  # prefix of its metrics
 
     def __init__(self, spec, trainer):
         super().__init__(spec, trainer)
@@ -157,6 +155,11 @@ class Collect(_Staged):
         return record_many(jobs, self._pool)
 
     @property
+    def _played_by(self) -> str:
+        """The policy the dataset's index names."""
+        return self.c.policy
+
+    @property
     def _chunk(self) -> int:
         """Episodes between checkpoints."""
         return max(self.c.workers * 4, self.spec.budget // 50)
@@ -179,11 +182,11 @@ class Collect(_Staged):
         count, mean = len(self.lengths), float(np.mean(self.returns))
         if count == self.spec.budget or self.trainer.step >= self._limit:
             self.done = True
-            every, policy = list(zip(self.returns, self.lengths)), self.c.policy if self.round == 1 else self.policy
+            every = list(zip(self.returns, self.lengths))
             if self.trainer.rank == 0:
                 env = asdict(self.cfg.env)
-                write_index(self.folder, env, self.agent.act_spec, every, policy=policy, seed=self.seed)
-        key = "collect" if self.round == 1 else f"collect/{self.policy}"
+                write_index(self.folder, env, self.agent.act_spec, every, policy=self._played_by, seed=self.seed)
+        key = self.metrics
         return Tick(
             count=count,
             advanced=len(results),
@@ -205,10 +208,7 @@ class Collect(_Staged):
         self.lengths, self.returns = list(saved.state["lengths"]), list(saved.state["returns"])
 
     def summary(self) -> dict[str, Any]:
-        """The random policy's mean return (None before any), or the latest round's with C that played."""
-        if not self.returns:
-            return {"random_policy/return": None} if self.round == 1 else {}
-        return {f"{self.policy}_policy/return": float(np.mean(self.returns))}
+        return {"random_policy/return": float(np.mean(self.returns)) if self.returns else None}
 
     def end(self) -> None:
         if self._pool is not None:
@@ -222,11 +222,9 @@ class CollectWithController(Collect):
     """A later round's episodes (`iterate`), played in this process by C, each with C's parameters
     perturbed by its own Gaussian noise (`iterate.noise`); it stops early once `train.steps` is spent."""
 
-    policy = "controller"
-
-    @property
-    def _chunk(self) -> int:
-        return 4
+    policy = _played_by = "controller"
+    metrics = "collect/controller"
+    _chunk = 4
 
     @property
     def _limit(self) -> float:
@@ -238,6 +236,10 @@ class CollectWithController(Collect):
                 bar.write(f"real-environment budget train.steps={self.cfg.train.steps} reached: stopping")
             return None
         return super().advance(bar)
+
+    def summary(self) -> dict[str, Any]:
+        """The mean return of C's episodes in this round; nothing before it played (the latest round's wins)."""
+        return {"controller_policy/return": float(np.mean(self.returns))} if self.returns else {}
 
     def _record(self, episodes: list[int]) -> list[tuple[float, int]]:
         agent, noise = self.agent, self.agent.cfg.iterate.noise
@@ -279,7 +281,7 @@ class FitVAE(_Counted):
 
     @property
     def _per_epoch(self) -> int:
-        lengths = self._phase("collect").lengths
+        lengths = self._collected()[0].lengths
         return math.ceil((sum(lengths) + len(lengths)) / self.spec.sample.batch_size)
 
     @property
