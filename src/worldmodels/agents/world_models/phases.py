@@ -186,11 +186,10 @@ class Collect(_Staged):
             if self.trainer.rank == 0:
                 env = asdict(self.cfg.env)
                 write_index(self.folder, env, self.agent.act_spec, every, policy=self._played_by, seed=self.seed)
-        key = self.metrics
         return Tick(
             count=count,
             advanced=len(results),
-            metrics={f"{key}/rollouts": count, f"{key}/return": mean} | self.trainer.clock.pop(),
+            metrics={f"{self.metrics}/rollouts": count, f"{self.metrics}/return": mean} | self.trainer.clock.pop(),
             checkpoint=True,
             postfix=f"{self.policy}-policy return {mean:.1f}",
         )
