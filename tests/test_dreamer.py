@@ -152,6 +152,25 @@ def test_actor_loss_never_updates_the_world_model_and_world_model_loss_never_the
     assert any(n.startswith("behaviour.actor.") for n in _changed(agent, behaviour))
 
 
+def test_cont_scale_weighs_the_continue_heads_loss_and_nothing_else():
+    grads = {}
+    for scale in (1.0, 3.0):
+        torch.manual_seed(0)
+        cfg = load_config("dreamerv3", [*TINY_DREAMER, f"agent.cont_scale={scale}", "agent.grad_clip=1e9"])
+        agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
+        torch.manual_seed(1)
+        batch = _batch()
+        batch["is_terminal"][:, -1] = True
+        agent._world_model_step(batch)
+        grads[scale] = {n: p.grad.clone() for n, p in agent.named_parameters() if p.grad is not None}
+    for name, grad in grads[1.0].items():
+        if name.startswith("cont."):  # the head sees its loss alone: its gradient scales exactly
+            torch.testing.assert_close(grads[3.0][name], 3 * grad)
+        elif name.startswith("reward."):
+            torch.testing.assert_close(grads[3.0][name], grad)
+    assert load_config("dreamerv1").agent.cfg.cont_scale == 10.0  # the official code's pcont_scale
+
+
 @pytest.mark.parametrize("discrete", [True, False], ids=["discrete", "continuous"])
 def test_bfloat16_updates_follow_float32_with_float32_weights_and_distributions(discrete):
     """`agent.precision: bfloat16` runs the updates' matmuls in bfloat16 under autocast: the same seed's

@@ -81,6 +81,10 @@ class WorldModelConfig(TimeNoiseConfig):
     """Model states → observations, the reconstruction term −ln p(o_t | s_t); built only with `use_reconstruction`."""
     reward: Spec = component("reward", "twohot")
     cont: Spec = component("continue", "mlp")
+    cont_scale: float = non_negative(1.0)
+    """Weight of the continue head's loss in the world model's. Terminations are rare rows of replay; a weight
+    above 1 (DreamerV1's `pcont_scale` 10) makes the model resolve where they happen, such as a cart's
+    position at the track's edge, not only the common cause."""
     use_reconstruction: bool = True
     """Build and train the decoder. Off (decoder-free): no decoder of observations and no reconstruction
     term; a `representation_learner` alone trains the encoder, and the state predicts its embedding (module
@@ -230,7 +234,9 @@ class RSSMAgent(Agent):
                 "cont": -self.cont(feats).log_prob(cont).mean(),
             }
             dyn_scale, rep_scale = cfg.kl.weights()
-            total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + losses["cont"]
+            total = (
+                dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + cfg.cont_scale * losses["cont"]
+            )
             if self.decoder is not None:
                 losses["recon"] = self.decoder(feats).loss(obs).mean()
                 total = total + losses["recon"]
