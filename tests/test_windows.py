@@ -1,5 +1,6 @@
-"""The one window sampler (`data/windows.py`) on hand-built episodes: each boundary mode, recency, and the
-random draws its defaults make (exactly those replay, datasets and World Models made before it)."""
+"""The one window sampler (`data/windows.py`) on hand-built episodes: each boundary mode, recency, windows
+ending at terminations, and the random draws its defaults make (exactly those replay, datasets and World
+Models made before it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from worldmodels.data import Replay
 from worldmodels.data.sources import SampleSpec
-from worldmodels.data.windows import Recent, Windows
+from worldmodels.data.windows import Ends, Recent, Windows
 from worldmodels.errors import ConfigError
 
 
@@ -151,6 +152,35 @@ def test_recency_falls_back_to_every_window_while_the_newest_steps_hold_none():
     assert (drawn.hi == 30).all()
 
 
+@pytest.mark.parametrize(
+    "boundary, ends",
+    [("cross", {11, 14, 54}), ("within", {11, 54}), ("pad_end", {11, 54, -1}), ("pad_start", {11, 14, 54})],
+)
+def test_a_share_of_windows_ends_at_a_termination_as_late_as_the_boundary_allows(boundary, ends):
+    lengths = [12, 3, 40, 20]  # terminations end the first three episodes; the last is cut off by a time limit
+    data, starts = track(lengths)
+    terminal = [np.array([11, 14, 54])]  # their rows, counted from 0
+    windows = Windows.of([75], 5, boundary, [starts])
+    drawn = windows.draw(400, np.random.default_rng(7), ends=(Ends(0.25), terminal))
+    rows = windows.take(data, drawn)["row"] - 1  # padding: -1
+    assert np.isin(rows[300:], terminal[0]).any(1).all()  # the batch's last quarter holds a termination each
+    # as its last row where the boundary allows: `within` has no window of the 3-step episode, `pad_end`
+    # starts that episode's one window at its first step (padded after its end)
+    assert set(rows[300:, -1]) == ends
+    plain = windows.draw(300, np.random.default_rng(7))  # the rest is drawn as without terminations
+    np.testing.assert_array_equal(drawn.start[:300], plain.start)
+
+
+def test_replay_draws_windows_ending_at_terminations_once_it_holds_one():
+    replay = replay_of([30, 30])
+    plain = replay_of([30, 30]).sample(8, 6)
+    np.testing.assert_array_equal(replay.sample(8, 6, ends=Ends(0.5))["row"], plain["row"])  # none held yet
+    replay.data["is_terminal"] = np.zeros_like(replay.data["is_first"])
+    replay.data["is_terminal"][0, 29] = True  # the first episode ends by termination
+    batch = replay.sample(8, 6, ends=Ends(0.5))
+    assert (batch["row"][4:, -1] == 30).all() and batch["is_terminal"][4:, -1].all()
+
+
 def test_default_draws_are_one_uniform_draw_among_all_windows():
     """Replay (windows across episodes) and datasets (within them) draw what they drew before the shared
     sampler: one `integers(total)` call, counted stream by stream (episode by episode) in order."""
@@ -192,12 +222,16 @@ def test_bad_boundary_recency_or_priority_is_one_clear_error():
         Recent(0, 10)
     with pytest.raises(ConfigError, match="recent.steps is 0"):
         Recent(0.5, 0)
+    with pytest.raises(ConfigError, match=r"share of windows ending at a termination is 1.5; it is in \(0, 1\]"):
+        Ends(1.5)
     replay = Replay(100, 1, seed=0, priority=(1.0, 1.0))
     data, _ = track([20])
     replay.add(data, np.zeros(20, np.int64))
     with pytest.raises(ConfigError, match="prioritised replay draws whole windows"):
         replay.sample(4, 5, "pad_end")
-    with pytest.raises(ConfigError, match="cannot also favour the newest"):
+    with pytest.raises(ConfigError, match="cannot also favour the newest or the terminations"):
         replay.sample(4, 5, recent=Recent(0.5, 5))
+    with pytest.raises(ConfigError, match="cannot also favour the newest or the terminations"):
+        replay.sample(4, 5, ends=Ends(0.5))
     with pytest.raises(ValueError, match="replay holds no sequence of length 30 inside one episode yet"):
         replay.sample(4, 30, "within")

@@ -34,6 +34,7 @@ from torch.utils._pytree import tree_map
 from worldmodels.agents.base import Agent, Dream, Metrics, adam, step
 from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
 from worldmodels.data.sources import SampleSpec
+from worldmodels.data.windows import Ends
 from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
 from worldmodels.nn.precision import Precision, precision
@@ -85,6 +86,9 @@ class WorldModelConfig(TimeNoiseConfig):
     """Weight of the continue head's loss in the world model's. Terminations are rare rows of replay; a weight
     above 1 (DreamerV1's `pcont_scale` 10) makes the model resolve where they happen, such as a cart's
     position at the track's edge, not only the common cause."""
+    terminal_windows: float = unit(0.0)
+    """Share of each world-model batch drawn among the windows that end at a termination (DreamerV2's
+    `prioritize_ends`, `data/windows.py`); 0: every window alike."""
     use_reconstruction: bool = True
     """Build and train the decoder. Off (decoder-free): no decoder of observations and no reconstruction
     term; a `representation_learner` alone trains the encoder, and the state predicts its embedding (module
@@ -234,9 +238,8 @@ class RSSMAgent(Agent):
                 "cont": -self.cont(feats).log_prob(cont).mean(),
             }
             dyn_scale, rep_scale = cfg.kl.weights()
-            total = (
-                dyn_scale * losses["dyn"] + rep_scale * losses["rep"] + losses["reward"] + cfg.cont_scale * losses["cont"]
-            )
+            total = dyn_scale * losses["dyn"] + rep_scale * losses["rep"]
+            total = total + losses["reward"] + cfg.cont_scale * losses["cont"]
             if self.decoder is not None:
                 losses["recon"] = self.decoder(feats).loss(obs).mean()
                 total = total + losses["recon"]
@@ -259,7 +262,8 @@ class RSSMAgent(Agent):
         """One `learn` phase: the world model's update stream on replayed windows, the streams that learn
         from its posterior states (`followers`), and every `report_every` updates an open-loop report on its
         batch."""
-        sample = SampleSpec(train.batch_size, train.seq_len)
+        ends = Ends(self.cfg.terminal_windows) if self.cfg.terminal_windows else None
+        sample = SampleSpec(train.batch_size, train.seq_len, ends=ends)
         streams = [
             Stream("world_model", sample, train.ratio, trains=("world_model",), update="learn_world_model"),
             *self.followers(),

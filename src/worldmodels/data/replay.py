@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from worldmodels.data.files import load_npz, sha256
-from worldmodels.data.windows import PADDED, Boundary, Recent, Windows
+from worldmodels.data.windows import PADDED, Boundary, Ends, Recent, Windows
 from worldmodels.errors import CheckpointError, ConfigError
 
 CHUNK = 1024
@@ -122,10 +122,15 @@ class Replay:
         return self.windows(length, boundary).total > 0
 
     def sample(
-        self, batch: int, length: int, boundary: Boundary = "cross", recent: Recent | None = None
+        self,
+        batch: int,
+        length: int,
+        boundary: Boundary = "cross",
+        recent: Recent | None = None,
+        ends: Ends | None = None,
     ) -> dict[str, Any]:
         """`batch` windows of `length` consecutive steps of one stream each: arrays `[B, T, ...]`, drawn
-        as `boundary` and `recent` say (`data/windows.py`; padded windows add `mask` `[B, T]`).
+        as `boundary`, `recent` and `ends` say (`data/windows.py`; padded windows add `mask` `[B, T]`).
 
         Prioritised replay adds `index` `[B]` (the start rows, for `update_priorities`) and `weight` `[B]`.
         """
@@ -134,9 +139,9 @@ class Replay:
             within = "" if boundary == "cross" else " inside one episode"
             raise ValueError(f"replay holds no sequence of length {length}{within} yet ({len(self)} steps stored)")
         oldest = (self.written - self.count) % self.stream_capacity
-        extra = {}
+        extra, terminal = {}, None if ends is None else (ends, self._terminations())
         if self.priorities is None:
-            drawn = windows.draw(batch, self.rng, recent)
+            drawn = windows.draw(batch, self.rng, recent, ends=terminal)
         elif boundary in PADDED:
             raise ConfigError(f"prioritised replay draws whole windows: boundary 'cross' or 'within', not '{boundary}'")
         else:
@@ -146,13 +151,23 @@ class Replay:
             rows = (oldest[stream] + start) % self.stream_capacity
             p = self.priorities[stream, rows] ** alpha
             p = p / p.sum()
-            drawn = windows.draw(batch, self.rng, recent, p)
+            drawn = windows.draw(batch, self.rng, recent, p, terminal)
             weight = (windows.total * p[drawn.pick]) ** -beta
             extra = {
                 "index": drawn.track * self.stream_capacity + rows[drawn.pick],
                 "weight": (weight / weight.max()).astype(np.float32),
             }
         return {**unflatten(windows.take(self.data, drawn, oldest)), **extra}
+
+    def _terminations(self) -> list[np.ndarray]:
+        """Per stream, the rows (counted from its oldest held) that end an episode by termination."""
+        flags = self.data.get("is_terminal")
+        return [
+            np.flatnonzero(flags[s, np.arange(self.written[s] - self.count[s], self.written[s]) % self.stream_capacity])
+            if self.count[s] and flags is not None
+            else np.zeros(0, np.int64)
+            for s in range(self.num_streams)
+        ]
 
     def update_priorities(self, index: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priority of the windows starting at `index` (from `sample`) to `priorities` `[B]`."""

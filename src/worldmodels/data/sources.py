@@ -16,7 +16,7 @@ import numpy as np
 
 from worldmodels.data.episodes import load_dataset
 from worldmodels.data.replay import Replay, flatten, unflatten
-from worldmodels.data.windows import Boundary, Recent, Windows, check_boundary
+from worldmodels.data.windows import Boundary, Ends, Recent, Windows, check_boundary
 from worldmodels.errors import ConfigError
 
 
@@ -33,6 +33,8 @@ class SampleSpec:
     (replay: `cross`, its `is_first` marking seams; a recorded dataset: `within`)."""
     recent: Recent | None = None
     """Draw this share of each batch among the newest data; None: every window alike."""
+    ends: Ends | None = None
+    """Draw this share of each batch among the windows ending at a termination; None: every window alike."""
 
     def __post_init__(self):
         if self.boundary is not None:
@@ -60,7 +62,9 @@ class OnlineSource:
         return self.replay.can_sample(spec.seq_len, spec.boundary or "cross")
 
     def sample(self, spec: SampleSpec) -> dict[str, Any]:
-        return spec.select(self.replay.sample(spec.batch_size, spec.seq_len, spec.boundary or "cross", spec.recent))
+        return spec.select(
+            self.replay.sample(spec.batch_size, spec.seq_len, spec.boundary or "cross", spec.recent, spec.ends)
+        )
 
 
 class OfflineSource:
@@ -117,7 +121,9 @@ class OfflineSource:
                 f"no {'' if windows.boundary == 'cross' else 'episode of '}dataset '{self.folder}' is "
                 f"{spec.seq_len} steps long (the longest has {longest}); lower train.seq_len"
             )
-        drawn = windows.draw(spec.batch_size, self.rng, spec.recent)
+        terminal = self.data.get("is_terminal")
+        ends = None if spec.ends is None or terminal is None else (spec.ends, [np.flatnonzero(terminal)])
+        drawn = windows.draw(spec.batch_size, self.rng, spec.recent, ends=ends)
         return spec.select(unflatten(windows.take(self.data, drawn)))
 
     def state_dict(self) -> dict[str, Any]:

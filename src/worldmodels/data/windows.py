@@ -22,6 +22,13 @@ episodes more often): `round(fraction * B)` windows of each batch (its last rows
 above, among the windows whose last real step is one of the newest `steps` rows of its track (in replay:
 of its environment's stream); the rest among all windows. While the newest rows hold no window yet
 (episodes too short for `within`), the whole batch is drawn among all windows.
+
+`Ends(fraction)` is DreamerV2's `prioritize_ends` for terminations: `round(fraction * B)` windows of each
+batch (after the recent ones) are drawn uniformly among the terminations the tracks hold, each as the latest
+window the boundary allows that holds it, so the termination is its last row where it can be and the steps
+that led to it come before. Terminations are rare rows (one per episode, fewer where episodes end by a time
+limit), and a model learns where they happen from them and the steps just before. While the tracks hold no
+termination, the whole batch is drawn as without it.
 """
 
 from __future__ import annotations
@@ -54,6 +61,17 @@ class Recent:
             raise ConfigError(f"recent.fraction is {self.fraction}; it is a share of the batch, in (0, 1]")
         if self.steps < 1:
             raise ConfigError(f"recent.steps is {self.steps}; it counts the newest rows, at least 1")
+
+
+@dataclass(frozen=True)
+class Ends:
+    """Draw `fraction` of each batch among the windows ending at a termination (module docstring)."""
+
+    fraction: float
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"the share of windows ending at a termination is {self.fraction}; it is in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -131,23 +149,53 @@ class Windows:
         return seg, self.first[seg] + np.arange(self.total) - np.repeat(np.cumsum(count) - count, count)
 
     def draw(
-        self, batch: int, rng: np.random.Generator, recent: Recent | None = None, p: np.ndarray | None = None
+        self,
+        batch: int,
+        rng: np.random.Generator,
+        recent: Recent | None = None,
+        p: np.ndarray | None = None,
+        ends: tuple[Ends, list[np.ndarray]] | None = None,
     ) -> Drawn:
-        """`batch` windows drawn by the boundary's rule and `recent` (module docstring); or, given `p`
-        `[total]`, in proportion to it over `every()` (prioritised replay)."""
+        """`batch` windows drawn by the boundary's rule, `recent` and `ends` (an `Ends` and the rows of each
+        track that end an episode by termination) (module docstring); or, given `p` `[total]`, in proportion
+        to it over `every()` (prioritised replay)."""
         if self.total == 0:
             raise ValueError(f"there is no window of {self.length} steps to draw ({self.boundary})")
         if p is not None:
-            if recent is not None:
-                raise ConfigError("windows drawn by priority cannot also favour the newest: drop `recent`")
+            if recent is not None or ends is not None:
+                raise ConfigError(
+                    "windows drawn by priority cannot also favour the newest or the terminations: drop "
+                    "`recent` and the share of windows ending at a termination"
+                )
             pick = rng.choice(self.total, size=batch, p=p)
             return self._drawn(*self._locate(pick, self.first, self.count), pick)
+        held = (np.zeros(0, np.int64),) * 2 if ends is None else self.holding(ends[1])
+        final = round(batch * ends[0].fraction) if len(held[0]) else 0
         newest = 0 if recent is None else round(batch * recent.fraction)
-        seg, start = self._pick(batch - newest, rng, self.first)
+        newest = min(newest, batch - final)
+        seg, start = self._pick(batch - newest - final, rng, self.first)
         if newest:
             more = self._pick(newest, rng, self._newest(recent.steps))
             seg, start = np.concatenate([seg, more[0]]), np.concatenate([start, more[1]])
+        if final:
+            pick = rng.integers(len(held[0]), size=final)
+            seg, start = np.concatenate([seg, held[0][pick]]), np.concatenate([start, held[1][pick]])
         return self._drawn(seg, start)
+
+    def holding(self, rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """For each row of `rows[k]` (rows of track k), the latest window that holds it: (segments, starts),
+        `[R]` each; rows that no window holds are left out."""
+        track = np.concatenate([np.full(len(r), k, np.int64) for k, r in enumerate(rows)])
+        row = np.concatenate([np.asarray(r, np.int64) for r in rows])
+        if not len(row):
+            return track, row
+        key = self.track * (int(self.held.max()) + 1) + self.lo  # segments in order of track, then first row
+        seg = np.searchsorted(key, track * (int(self.held.max()) + 1) + row, side="right") - 1
+        seg = np.maximum(seg, 0)
+        start = np.clip(row - self.length + 1, self.first[seg], np.maximum(self.last[seg], self.first[seg]))
+        ok = (self.track[seg] == track) & (row < self.hi[seg]) & (self.count[seg] > 0)
+        ok &= (start <= row) & (row < start + self.length)
+        return seg[ok], start[ok]
 
     def tiles(self, stride: int) -> Drawn:
         """Every step of every segment once, in windows from the segment's first row `stride` apart (they
