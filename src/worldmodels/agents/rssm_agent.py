@@ -83,9 +83,9 @@ class WorldModelConfig(TimeNoiseConfig):
     reward: Spec = component("reward", "twohot")
     cont: Spec = component("continue", "mlp")
     cont_scale: float = non_negative(1.0)
-    """Weight of the continue head's loss in the world model's. Terminations are rare rows of replay; a weight
-    above 1 (DreamerV1's `pcont_scale` 10) makes the model resolve where they happen, such as a cart's
-    position at the track's edge, not only the common cause."""
+    """Weight of the continue head's loss in the world model's (DreamerV1's official code: 10). Adam undoes a
+    constant weight on the head's own weights, so it acts through the shared encoder and RSSM; it did not
+    make DreamerV1's head see CartPole's edge (benchmarks/NOTES.md, twentieth sitting)."""
     terminal_windows: float = unit(0.0)
     """Share of each world-model batch drawn among the windows that end at a termination (DreamerV2's
     `prioritize_ends`, `data/windows.py`); 0: every window alike."""
