@@ -284,7 +284,7 @@ def test_imagination_starts_a_random_subset_of_the_posterior_states():
     assert seen == [(5,)]
 
 
-def test_terminal_windows_make_a_share_of_the_world_models_batches_end_at_terminations(tmp_path):
+def test_terminal_windows_make_a_share_of_the_world_models_batches_end_at_terminations():
     cfg = load_config("dreamerv3", [*TINY_DREAMER, "agent.terminal_windows=0.5"])
     agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
     assert agent.phases(cfg.train)[0].streams[0].sample.ends == Ends(0.5)

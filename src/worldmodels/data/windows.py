@@ -156,9 +156,9 @@ class Windows:
         p: np.ndarray | None = None,
         ends: tuple[Ends, list[np.ndarray]] | None = None,
     ) -> Drawn:
-        """`batch` windows drawn by the boundary's rule, `recent` and `ends` (an `Ends` and the rows of each
-        track that end an episode by termination) (module docstring); or, given `p` `[total]`, in proportion
-        to it over `every()` (prioritised replay)."""
+        """`batch` windows drawn by the boundary's rule, `recent` and `ends` (module docstring; `ends` pairs an
+        `Ends` with the rows of each track that end an episode by termination); or, given `p` `[total]`, in
+        proportion to it over `every()` (prioritised replay)."""
         if self.total == 0:
             raise ValueError(f"there is no window of {self.length} steps to draw ({self.boundary})")
         if p is not None:
