@@ -107,15 +107,7 @@ class Replay:
 
     def windows(self, length: int, boundary: Boundary = "cross") -> Windows:
         """The windows of `length` steps `boundary` allows in what the streams hold (`data/windows.py`)."""
-        firsts = None
-        if boundary != "cross":  # where episodes begin, in each stream's rows from the oldest held
-            oldest, flags = self.written - self.count, self.data.get("is_first")
-            firsts = [
-                np.flatnonzero(flags[s, np.arange(oldest[s], self.written[s]) % self.stream_capacity])
-                if self.count[s]
-                else np.zeros(0, np.int64)
-                for s in range(self.num_streams)
-            ]
+        firsts = None if boundary == "cross" else self._flagged("is_first")  # where episodes begin
         return Windows.of(self.count, length, boundary, firsts)
 
     def can_sample(self, length: int, boundary: Boundary = "cross") -> bool:
@@ -139,7 +131,7 @@ class Replay:
             within = "" if boundary == "cross" else " inside one episode"
             raise ValueError(f"replay holds no sequence of length {length}{within} yet ({len(self)} steps stored)")
         oldest = (self.written - self.count) % self.stream_capacity
-        extra, terminal = {}, None if ends is None else (ends, self._terminations())
+        extra, terminal = {}, None if ends is None else (ends, self._flagged("is_terminal"))
         if self.priorities is None:
             drawn = windows.draw(batch, self.rng, recent, ends=terminal)
         elif boundary in PADDED:
@@ -159,9 +151,9 @@ class Replay:
             }
         return {**unflatten(windows.take(self.data, drawn, oldest)), **extra}
 
-    def _terminations(self) -> list[np.ndarray]:
-        """Per stream, the rows (counted from its oldest held) that end an episode by termination."""
-        flags = self.data.get("is_terminal")
+    def _flagged(self, key: str) -> list[np.ndarray]:
+        """Per stream, the rows (counted from its oldest held) where the flag `key` is set (none if not stored)."""
+        flags = self.data.get(key)
         return [
             np.flatnonzero(flags[s, np.arange(self.written[s] - self.count[s], self.written[s]) % self.stream_capacity])
             if self.count[s] and flags is not None

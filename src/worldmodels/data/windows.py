@@ -189,9 +189,8 @@ class Windows:
         row = np.concatenate([np.asarray(r, np.int64) for r in rows])
         if not len(row):
             return track, row
-        key = self.track * (int(self.held.max()) + 1) + self.lo  # segments in order of track, then first row
-        seg = np.searchsorted(key, track * (int(self.held.max()) + 1) + row, side="right") - 1
-        seg = np.maximum(seg, 0)
+        stride = int(self.held.max()) + 1  # segments in order of track, then first row
+        seg = np.maximum(np.searchsorted(self.track * stride + self.lo, track * stride + row, side="right") - 1, 0)
         start = np.clip(row - self.length + 1, self.first[seg], np.maximum(self.last[seg], self.first[seg]))
         ok = (self.track[seg] == track) & (row < self.hi[seg]) & (self.count[seg] > 0)
         ok &= (start <= row) & (row < start + self.length)
