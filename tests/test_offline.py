@@ -14,6 +14,7 @@ from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.data.episodes import load_episode, read_index
 from worldmodels.data.sources import OfflineSource, SampleSpec
+from worldmodels.data.windows import Ends
 from worldmodels.train import Trainer
 from worldmodels.train.evaluate import open_loop_errors
 
@@ -71,6 +72,8 @@ def test_offline_windows_stay_inside_one_episode(dataset):
     assert not batch["is_terminal"][:, :-1].any()  # and its end only ever closes one
     only = source.sample(SampleSpec(4, 3, keys=("obs", "action")))
     assert set(only) == {"obs", "action"}
+    ending = source.sample(SampleSpec(64, 12, ends=Ends(0.5)))  # half of them end at a termination
+    assert ending["is_terminal"][32:, -1].all() and ending["is_terminal"][:, -1].mean() < 1
 
 
 def test_a_model_learns_from_a_recorded_dataset_alone(dataset, tmp_path):

@@ -84,6 +84,8 @@ class OfflineSource:
         first = np.zeros(self.lengths.sum(), bool)
         first[self.starts] = True
         self.data["is_first"] = first
+        terminal = self.data.get("is_terminal")
+        self.terminations = None if terminal is None else np.flatnonzero(terminal)  # for windows ending at one
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -121,8 +123,7 @@ class OfflineSource:
                 f"no {'' if windows.boundary == 'cross' else 'episode of '}dataset '{self.folder}' is "
                 f"{spec.seq_len} steps long (the longest has {longest}); lower train.seq_len"
             )
-        terminal = self.data.get("is_terminal")
-        ends = None if spec.ends is None or terminal is None else (spec.ends, [np.flatnonzero(terminal)])
+        ends = None if spec.ends is None or self.terminations is None else (spec.ends, [self.terminations])
         drawn = windows.draw(spec.batch_size, self.rng, spec.recent, ends=ends)
         return spec.select(unflatten(windows.take(self.data, drawn)))
 
