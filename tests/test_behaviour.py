@@ -11,6 +11,7 @@ from tests.conftest import TINY
 from tests.test_dreamer import TINY_DREAMER
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.config import load_all, load_config
+from worldmodels.data.windows import Ends
 from worldmodels.schema import parse
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
@@ -111,6 +112,14 @@ def test_replay_critic_trains_the_critic_on_the_replayed_windows(tmp_path, prese
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     logged = [m["loss/critic_replay"] for m in lines if "loss/critic" in m]
     assert logged and all(math.isfinite(v) and v > 0 for v in logged)
+
+
+@pytest.mark.parametrize("preset, tiny", [("dreamerv3", TINY_DREAMER), ("latent_mlp", TINY)])
+def test_terminal_windows_make_a_share_of_the_world_models_batches_end_at_terminations(preset, tiny):
+    for share, ends in ((0.5, Ends(0.5)), (0.0, None)):  # 0: every window alike
+        cfg = load_config(preset, [*tiny, f"agent.terminal_windows={share}"])
+        agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
+        assert agent.phases(cfg.train)[0].streams[0].sample.ends == ends
 
 
 @pytest.mark.parametrize("eval_policy", ["mode", "sample"])

@@ -11,7 +11,6 @@ from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.base import frozen
 from worldmodels.agents.dreamer import KLConfig
 from worldmodels.config import load_config
-from worldmodels.data.windows import Ends
 from worldmodels.errors import ConfigError
 from worldmodels.registry import RSSMS
 from worldmodels.spaces import ActSpec, ObsSpec
@@ -282,15 +281,6 @@ def test_imagination_starts_a_random_subset_of_the_posterior_states():
     agent.behaviour.learn = lambda imagine, reward_cont, start_cont, replayed: seen.append(start_cont.shape) or {}
     agent.update(_batch())
     assert seen == [(5,)]
-
-
-def test_terminal_windows_make_a_share_of_the_world_models_batches_end_at_terminations():
-    cfg = load_config("dreamerv3", [*TINY_DREAMER, "agent.terminal_windows=0.5"])
-    agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
-    assert agent.phases(cfg.train)[0].streams[0].sample.ends == Ends(0.5)
-    cfg = load_config("dreamerv3", TINY_DREAMER)
-    agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
-    assert agent.phases(cfg.train)[0].streams[0].sample.ends is None  # by default every window alike
 
 
 @pytest.mark.parametrize("preset, sampled", [("dreamerv3", True), ("dreamerv2", False)])

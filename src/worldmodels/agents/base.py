@@ -6,6 +6,7 @@ import contextlib
 import math
 import weakref
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,8 +15,10 @@ from torch import nn
 
 from worldmodels import distributed
 from worldmodels.data.sources import SampleSpec
+from worldmodels.data.windows import Ends
 from worldmodels.errors import TrainingError
 from worldmodels.phases import PhaseSpec, Stream
+from worldmodels.schema import unit
 from worldmodels.spaces import ActSpec, Obs, ObsSpec, obs_map
 
 Metrics = dict[str, torch.Tensor | float]
@@ -43,6 +46,17 @@ class Dream(NamedTuple):
     metrics: dict[str, torch.Tensor] = {}
 
 
+@dataclass
+class WindowsConfig:
+    """Fields of every agent whose world model learns from replayed windows (its `Config` inherits them)."""
+
+    terminal_windows: float = unit(0.0)
+    """Share of each world-model batch drawn among the windows that end at a termination (DreamerV2's
+    `prioritize_ends`, `data/windows.py`); 0: every window alike. Where terminations are rare (a goal that
+    ends the episode), a continue head trained on uniform windows learns their base rate and nothing else
+    (benchmarks/NOTES.md, twentieth sitting)."""
+
+
 class Agent(nn.Module):
     """An algorithm: acts on batches of observations and learns from replayed `[B, T, ...]` batches.
 
@@ -58,6 +72,9 @@ class Agent(nn.Module):
     """Overrides that keep a probe run of this agent short (`train/probe.py`): a smaller planner, fewer
     stages. The probe reaches the same code, so they shrink sizes and counts only."""
 
+    terminal_windows: float = 0.0
+    """Share of the batches of `windows` that end at a termination (an agent with a `WindowsConfig` sets it)."""
+
     def __init__(self, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__()
         self.obs_spec, self.act_spec = obs_spec, act_spec
@@ -68,11 +85,15 @@ class Agent(nn.Module):
     def phases(self, train: Any) -> list[PhaseSpec]:
         """How this agent trains, given the run's `TrainConfig`: by default one `learn` phase, collecting
         with the current policy (or reading `train.offline`) with one update stream, `update`, training
-        every optimiser at `train.ratio` on `batch_size x seq_len` windows until `train.steps`."""
-        sample = SampleSpec(train.batch_size, train.seq_len)
-        return [
-            PhaseSpec("learn", "learn", streams=(Stream("update", sample, train.ratio, trains=tuple(self.optimizers)),))
-        ]
+        every optimiser at `train.ratio` on `windows` until `train.steps`."""
+        stream = Stream("update", self.windows(train), train.ratio, trains=tuple(self.optimizers))
+        return [PhaseSpec("learn", "learn", streams=(stream,))]
+
+    def windows(self, train: Any) -> SampleSpec:
+        """The run's `batch_size x seq_len` windows, `terminal_windows` of each batch among those that end at a
+        termination."""
+        ends = Ends(self.terminal_windows) if self.terminal_windows else None
+        return SampleSpec(train.batch_size, train.seq_len, ends=ends)
 
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Extra per-step data this agent stores in replay (name → (shape, dtype)), such as MCTS visit

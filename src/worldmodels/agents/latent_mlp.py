@@ -19,7 +19,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.agents.base import Acted, Agent, Dream, Metrics, adam, frozen, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, WindowsConfig, adam, frozen, step
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.losses import kl_split
 from worldmodels.registry import AGENTS, CONTINUES, DECODERS, DYNAMICS, ENCODERS, REPRESENTATIONS, REWARDS, component
@@ -35,7 +35,7 @@ def _from(dist: D.Independent, t: slice) -> D.Independent:
 @AGENTS.register("latent_mlp")
 class LatentMLPAgent(Agent):
     @dataclass
-    class Config(BehaviourConfig):
+    class Config(WindowsConfig, BehaviourConfig):
         encoder: Spec = component("encoder", "multi")
         representation: Spec = component("representation", "gaussian")
         dynamics: Spec = component("dynamics", "latent_mlp")
@@ -53,6 +53,7 @@ class LatentMLPAgent(Agent):
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
         self.cfg = cfg
+        self.terminal_windows = cfg.terminal_windows
         self.encoder = ENCODERS.build(cfg.encoder.name, cfg.encoder.cfg, obs_spec=obs_spec)
         self.representation = REPRESENTATIONS.build(
             cfg.representation.name, cfg.representation.cfg, in_dim=self.encoder.out_dim

@@ -31,10 +31,8 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from worldmodels.agents.base import Agent, Dream, Metrics, adam, step
+from worldmodels.agents.base import Agent, Dream, Metrics, WindowsConfig, adam, step
 from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
-from worldmodels.data.sources import SampleSpec
-from worldmodels.data.windows import Ends
 from worldmodels.errors import ConfigError
 from worldmodels.losses import kl_split
 from worldmodels.nn.precision import Precision, precision
@@ -72,7 +70,7 @@ class KLConfig:
 
 
 @dataclass
-class WorldModelConfig(TimeNoiseConfig):
+class WorldModelConfig(WindowsConfig, TimeNoiseConfig):
     """Fields of every agent built on the RSSM world model (its `Config` inherits them)."""
 
     encoder: Spec = component("encoder", "multi")
@@ -86,9 +84,6 @@ class WorldModelConfig(TimeNoiseConfig):
     """Weight of the continue head's loss in the world model's (DreamerV1's official code: 10). Adam undoes a
     constant weight on the head's own weights, so it acts through the shared encoder and RSSM; it did not
     make DreamerV1's head see CartPole's edge (benchmarks/NOTES.md, twentieth sitting)."""
-    terminal_windows: float = unit(0.0)
-    """Share of each world-model batch drawn among the windows that end at a termination (DreamerV2's
-    `prioritize_ends`, `data/windows.py`); 0: every window alike."""
     use_reconstruction: bool = True
     """Build and train the decoder. Off (decoder-free): no decoder of observations and no reconstruction
     term; a `representation_learner` alone trains the encoder, and the state predicts its embedding (module
@@ -126,6 +121,7 @@ class RSSMAgent(Agent):
     def __init__(self, cfg: WorldModelConfig, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
         self.cfg = cfg
+        self.terminal_windows = cfg.terminal_windows
         learner = cfg.representation_learner
         if not cfg.use_reconstruction and learner is None:
             raise ConfigError(
@@ -262,10 +258,10 @@ class RSSMAgent(Agent):
         """One `learn` phase: the world model's update stream on replayed windows, the streams that learn
         from its posterior states (`followers`), and every `report_every` updates an open-loop report on its
         batch."""
-        ends = Ends(self.cfg.terminal_windows) if self.cfg.terminal_windows else None
-        sample = SampleSpec(train.batch_size, train.seq_len, ends=ends)
         streams = [
-            Stream("world_model", sample, train.ratio, trains=("world_model",), update="learn_world_model"),
+            Stream(
+                "world_model", self.windows(train), train.ratio, trains=("world_model",), update="learn_world_model"
+            ),
             *self.followers(),
         ]
         if self.cfg.report_every:
