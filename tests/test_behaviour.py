@@ -9,6 +9,7 @@ import torch
 
 from tests.conftest import TINY
 from tests.test_dreamer import TINY_DREAMER
+from tests.test_tdmpc2 import TINY as TINY_TDMPC2
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.config import load_all, load_config
 from worldmodels.data.windows import Ends
@@ -114,12 +115,14 @@ def test_replay_critic_trains_the_critic_on_the_replayed_windows(tmp_path, prese
     assert logged and all(math.isfinite(v) and v > 0 for v in logged)
 
 
-@pytest.mark.parametrize("preset, tiny", [("dreamerv3", TINY_DREAMER), ("latent_mlp", TINY)])
+@pytest.mark.parametrize("preset, tiny", [("dreamerv3", TINY_DREAMER), ("latent_mlp", TINY), ("tdmpc2", TINY_TDMPC2)])
 def test_terminal_windows_make_a_share_of_the_world_models_batches_end_at_terminations(preset, tiny):
     for share, ends in ((0.5, Ends(0.5)), (0.0, None)):  # 0: every window alike
         cfg = load_config(preset, [*tiny, f"agent.terminal_windows={share}"])
-        agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(True, 2))
-        assert agent.phases(cfg.train)[0].streams[0].sample.ends == ends
+        agent = build_agent(cfg, ObsSpec((4,), "float32"), ActSpec(preset != "tdmpc2", 2))
+        sample = agent.phases(cfg.train)[0].streams[0].sample
+        assert sample.ends == ends
+        assert sample.seq_len == (cfg.agent.cfg.horizon + 1 if preset == "tdmpc2" else cfg.train.seq_len)
 
 
 @pytest.mark.parametrize("eval_policy", ["mode", "sample"])

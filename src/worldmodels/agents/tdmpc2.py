@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldmodels import contracts
-from worldmodels.agents.base import Acted, Agent, Metrics, frozen, step
+from worldmodels.agents.base import Acted, Agent, Metrics, WindowsConfig, frozen, step
 from worldmodels.agents.time_noise import TimeNoiseConfig, time_noise
 from worldmodels.data.sources import SampleSpec
 from worldmodels.errors import ConfigError
@@ -44,7 +44,6 @@ from worldmodels.losses.returns import ReturnScale
 from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
 from worldmodels.nn import MLP, ema_update
 from worldmodels.nn.simnorm import SimNorm
-from worldmodels.phases import PhaseSpec, Stream
 from worldmodels.planners.mppi import MPPI
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, CONTINUES, ENCODERS, PLANNERS, component
@@ -55,7 +54,7 @@ from worldmodels.spaces import ActSpec, ObsSpec, obs_map
 @AGENTS.register("tdmpc2")
 class TDMPC2Agent(Agent):
     @dataclass
-    class Config(TimeNoiseConfig):
+    class Config(WindowsConfig, TimeNoiseConfig):
         encoder: Spec = component("encoder", "multi")
         """Features of the observation (MLP for states, CNN for frames), then Linear → LayerNorm → SimNorm."""
         latent: int = positive(128)
@@ -137,6 +136,7 @@ class TDMPC2Agent(Agent):
         if cfg.planner.cfg.horizon != cfg.horizon:
             raise ConfigError(f"tdmpc2 plans over its model's horizon: set agent.planner.horizon={cfg.horizon}")
         self.cfg = cfg
+        self.terminal_windows = cfg.terminal_windows
         L, A, D = cfg.latent, act_spec.dim, cfg.hidden
 
         def simnorm_head(in_dim: int) -> nn.Sequential:
@@ -248,12 +248,9 @@ class TDMPC2Agent(Agent):
 
     # ------------------------------------------------------------------ learning
 
-    def phases(self, train: Any) -> list[PhaseSpec]:
-        """One `learn` phase on windows of H + 1 steps: the latent is rolled out H steps from the first."""
-        sample = SampleSpec(train.batch_size, self.cfg.horizon + 1)
-        return [
-            PhaseSpec("learn", "learn", streams=(Stream("update", sample, train.ratio, trains=tuple(self.optimizers)),))
-        ]
+    def windows(self, train: Any) -> SampleSpec:
+        """Windows of H + 1 steps: the latent is rolled out H steps from the first."""
+        return replace(super().windows(train), seq_len=self.cfg.horizon + 1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         cfg, H = self.cfg, self.cfg.horizon
