@@ -146,14 +146,16 @@ def test_a_cell_that_breaks_is_reported_and_the_cells_after_it_still_run(tiny_su
 
 def test_a_stored_probe_key_survives_new_and_removed_options_but_not_changed_values():
     """A cell keeps its probe key as the state hash and the config key by key: an option added since (a key
-    it never stored) or removed since (one it stored at its default) does not make it stale while the state
-    hash holds; a changed value or another state does. A key of the older format (one hash) is compared with
-    the legacy hash."""
+    it never stored) at its default, or removed since (one it stored at its default), does not make it stale
+    while the state hash holds; a changed value, a new option set to another value (which a short probe may
+    not reach) or another state does. A key of the older format (one hash) is compared with the legacy hash."""
     from worldmodels.train.suite import same_behaviour, stored_behaviour
 
     stored = {"state": "s1", "config": {"agent.search.discount": 0.997, "train.steps": 50000}}
-    now = {"state": "s1", "config": {**stored["config"], "agent.encoder.image.precision": "float32"}, "legacy": "l"}
+    added = {"agent.encoder.image.precision": "float32"}
+    now = {"state": "s1", "config": {**stored["config"], **added}, "defaults": added, "legacy": "l"}
     assert same_behaviour(stored, now) and stored_behaviour(now) == {"state": "s1", "config": now["config"]}
+    assert not same_behaviour(stored, {**now, "defaults": {"agent.encoder.image.precision": "bfloat16"}})
     assert not same_behaviour(stored, {**now, "state": "s2"})
     assert not same_behaviour(stored, {**now, "config": {**now["config"], "train.steps": 40000}})
     assert same_behaviour(stored, {**now, "config": {"train.steps": 50000}})  # an option it stored is gone

@@ -8,8 +8,9 @@ ends it, and beside it the resolved config of the real run is kept key by key. A
 (agent, trainer, environment wrappers, replay) that alters what the probe learns or how it acts changes the
 hash; a change it never reaches (another agent, a new kind in the registry, a report) leaves it. A config
 value that changed (a default of a schedule's later part, which the probe never reaches) tells the run apart
-too; a key that is new (an option added since, at its default) does not, as long as the state hash holds.
-The same code gives the same hash bit for bit.
+too; a key that is new does not while it is at its default (an option added since, doing what the code did
+before it), and the probe gives each key's default beside its value for that check. The same code gives the
+same hash bit for bit.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ PROBE = [
 def probe(preset: str, overrides: list[str]) -> dict[str, Any]:
     """What a run of `preset` with `overrides` does (module docstring): `state`, the hash of the agent's
     state and the evaluation after the probe; `config`, the real run's resolved config as dotted keys; and
-    `legacy`, the hash of both together that results stored before 2026-12-05 carry."""
+    `defaults`, each key's value with the same components and nothing else set (`defaults`); and `legacy`,
+    the hash of both together that results stored before 2026-12-05 carry."""
     torch.set_num_threads(1)
     config = load_config(preset, overrides)
     shorter = AGENTS.get(config.agent.name).probe_overrides
@@ -63,7 +65,20 @@ def probe(preset: str, overrides: list[str]) -> dict[str, Any]:
     for digest in (state, legacy):
         digest.update(repr((summary["step"], summary["updates"], summary.get("eval/return"))).encode())
     flat = json.loads(json.dumps(dotted(to_dict(config)), default=str))
-    return {"state": state.hexdigest()[:16], "config": flat, "legacy": legacy.hexdigest()[:16]}
+    return {
+        "state": state.hexdigest()[:16],
+        "config": flat,
+        "defaults": defaults(flat),
+        "legacy": legacy.hexdigest()[:16],
+    }
+
+
+def defaults(flat: dict[str, Any]) -> dict[str, Any]:
+    """The config of the dotted `flat` with only its components chosen (every `.name`, outer ones first) and
+    every other key at its schema default: what an option added after a run would have done in it."""
+    names = sorted((k for k, v in flat.items() if k.endswith(".name") and v is not None), key=lambda k: k.count("."))
+    plain = dotted(to_dict(load_config(None, [f"{k}={flat[k]}" for k in names])))
+    return json.loads(json.dumps(plain, default=str))
 
 
 def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

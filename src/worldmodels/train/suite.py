@@ -323,7 +323,7 @@ def behaviour(preset: str, overrides: list[str], extra: Any = None, source: Path
         what = json.dumps({"probe": probe_hash, "extra": extra}, sort_keys=True, default=str)
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
-    return {"state": keyed(probed["state"]), "config": probed["config"], "legacy": keyed(probed["legacy"])}
+    return {**probed, "state": keyed(probed["state"]), "legacy": keyed(probed["legacy"])}
 
 
 def stored_behaviour(key: dict[str, Any]) -> dict[str, Any]:
@@ -332,17 +332,20 @@ def stored_behaviour(key: dict[str, Any]) -> dict[str, Any]:
 
 
 def same_behaviour(stored: Any, now: dict[str, Any]) -> bool:
-    """Whether a stored probe key still describes the code: the same state hash, and every config key it
-    kept that still exists at the value it kept. Keys added since are options at their defaults, and keys
-    removed since are options the run left at their defaults (a preset or a command that set one would no
-    longer load): in both cases the state hash tells whether the code the probe runs changed. A key of the
-    format before 2026-12-05 (one hash over config and state) must equal the legacy hash."""
+    """Whether a stored probe key still describes the code: the same state hash, every config key it kept
+    that still exists at the value it kept, and every key added since at its default (`now["defaults"]`):
+    an option the run could not have set, doing what the code did without it (a preset that sets one to
+    another value runs other code, which a short probe may not reach). Keys removed since are options the
+    run left at their defaults (a preset or a command that set one would no longer load): the state hash
+    tells whether the code the probe runs changed. A key of the format before 2026-12-05 (one hash over
+    config and state) must equal the legacy hash."""
     if isinstance(stored, str):
         return stored == now["legacy"]
     if not isinstance(stored, dict) or stored.get("state") != now["state"]:
         return False
-    config = now["config"]
-    return all(config[k] == v for k, v in stored.get("config", {}).items() if k in config)
+    config, kept = now["config"], stored.get("config", {})
+    added = all(config[k] == now["defaults"].get(k) for k in config.keys() - kept.keys())
+    return added and all(config[k] == v for k, v in kept.items() if k in config)
 
 
 def random_score(task: str, episodes: int) -> dict[str, Any]:
