@@ -8,7 +8,7 @@ import yaml
 
 from tests.conftest import TINY
 from worldmodels.cli import build_parser
-from worldmodels.config import set_dotted
+from worldmodels.config import load_config, set_dotted
 from worldmodels.errors import ConfigError, TrainingError
 from worldmodels.train.bench import bench_dir, write_report
 from worldmodels.train.suite import _hundredths, code_modules, load_suite, plan_cells, run_suite, status
@@ -198,3 +198,16 @@ def test_a_probe_moved_by_the_environment_keeps_the_cell_a_probe_moved_by_the_co
         kept = json.loads(path.read_text())
         assert kept["behaviour"]["state"] == ("s-new" if expected == "fresh" else "s-old")
         assert kept["fingerprint"] == ("new" if expected == "fresh" else "old") and kept["final"] == 1.0
+
+
+def test_the_probe_gives_each_key_s_default_with_the_run_s_components():
+    """`defaults` keeps the components a preset chose (their own options at their defaults) and puts every
+    other key at its schema default, so a new option a preset sets reads as set."""
+    from worldmodels.schema import to_dict
+    from worldmodels.train.probe import defaults, dotted
+
+    flat = dotted(to_dict(load_config("dreamerv1", ["agent.terminal_windows=0.25"])))
+    plain = defaults(flat)
+    assert plain.keys() == flat.keys() and plain["agent.name"] == "dreamer" and plain["agent.rssm.classes"] != 0
+    assert (flat["agent.terminal_windows"], plain["agent.terminal_windows"]) == (0.25, 0.0)
+    assert (flat["agent.rssm.classes"], flat["agent.actor_gradient"]) == (0, "dynamics")  # the preset's values
