@@ -45,9 +45,9 @@ PROBE = [
 
 def probe(preset: str, overrides: list[str]) -> dict[str, Any]:
     """What a run of `preset` with `overrides` does (module docstring): `state`, the hash of the agent's
-    state and the evaluation after the probe; `config`, the real run's resolved config as dotted keys; and
+    state and the evaluation after the probe; `config`, the real run's resolved config as dotted keys;
     `defaults`, each key's value with the same components and nothing else set (`defaults`); and `legacy`,
-    the hash of both together that results stored before 2026-12-05 carry."""
+    the hash of state and config together that results stored before 2026-12-05 carry."""
     torch.set_num_threads(1)
     config = load_config(preset, overrides)
     shorter = AGENTS.get(config.agent.name).probe_overrides
