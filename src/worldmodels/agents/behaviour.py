@@ -29,7 +29,7 @@ from worldmodels.agents.base import Metrics, adam, frozen, step
 from worldmodels.agents.holds import HoldConfig, HoldState, hold
 from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
 from worldmodels.losses import ReturnScale, lambda_return
-from worldmodels.nn import ema_update
+from worldmodels.nn import OneHotDist, ema_update
 from worldmodels.nn.precision import Precision, precision
 from worldmodels.registry import POLICIES, VALUES, component
 from worldmodels.schema import Spec, non_negative, positive, unit
@@ -81,8 +81,9 @@ class BehaviourConfig(HoldConfig, TimeNoiseConfig):
     can be one action forever, e.g. never moving the paddle, and a continuous actor can rely on its noise)."""
     hold_probability: float = unit(0.0)
     """ε of exploration in time while collecting (`agents/holds.py`): where the actor is still undecided, a
-    random action held for a heavy-tailed number of steps; 0: the actor's samples. Discrete actions only: a
-    continuous actor explores by its own noise, which `noise_colour` may colour in time."""
+    random action held for a heavy-tailed number of steps; 0: the actor's samples. Discrete actions of a
+    categorical actor only (the gate reads its probabilities): a continuous actor explores by its own noise,
+    which `noise_colour` may colour in time."""
     actor_updates_per_batch: int = positive(1)
     critic_updates_per_batch: int = positive(1)
     replay_critic: float = non_negative(0.0)
@@ -141,7 +142,7 @@ class ActorCritic(nn.Module):
             eps, carried = time_noise(policy.mode, is_first, carried, self.cfg)
             return policy.sample_from(eps), carried
         action = policy.sample() if explore or self.cfg.eval_policy == "sample" else policy.mode
-        if explore and self.hold_probability > 0:
+        if explore and self.hold_probability > 0 and isinstance(policy, OneHotDist):  # the gate reads its probs
             index, carried = hold(action.argmax(-1), policy.probs, is_first, carried, self.hold_probability, self.cfg)
             action = torch.nn.functional.one_hot(index, action.shape[-1]).to(action.dtype)
         return action, carried
