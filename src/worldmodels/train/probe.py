@@ -64,7 +64,7 @@ def probe(preset: str, overrides: list[str]) -> dict[str, Any]:
             digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     for digest in (state, legacy):
         digest.update(repr((summary["step"], summary["updates"], summary.get("eval/return"))).encode())
-    flat = json.loads(json.dumps(dotted(to_dict(config)), default=str))
+    flat = flat_config(config)
     return {
         "state": state.hexdigest()[:16],
         "config": flat,
@@ -77,8 +77,12 @@ def defaults(flat: dict[str, Any]) -> dict[str, Any]:
     """The config of the dotted `flat` with only its components chosen (every `.name`, outer ones first) and
     every other key at its schema default: what an option added after a run would have done in it."""
     names = sorted((k for k, v in flat.items() if k.endswith(".name") and v is not None), key=lambda k: k.count("."))
-    plain = dotted(to_dict(load_config(None, [f"{k}={flat[k]}" for k in names])))
-    return json.loads(json.dumps(plain, default=str))
+    return flat_config(load_config(None, [f"{k}={flat[k]}" for k in names]))
+
+
+def flat_config(config: Any) -> dict[str, Any]:
+    """A resolved config as dotted keys with JSON values (what a stored result keeps)."""
+    return json.loads(json.dumps(dotted(to_dict(config)), default=str))
 
 
 def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
