@@ -161,14 +161,21 @@ def test_a_share_of_windows_ends_at_a_termination_as_late_as_the_boundary_allows
     data, starts = track(lengths)
     terminal = [np.array([11, 14, 54])]  # their rows, counted from 0
     windows = Windows.of([75], 5, boundary, [starts])
-    drawn = windows.draw(400, np.random.default_rng(7), ends=(Ends(0.25), terminal))
-    rows = windows.take(data, drawn)["row"] - 1  # padding: -1
-    assert np.isin(rows[300:], terminal[0]).any(1).all()  # the batch's last quarter holds a termination each
+    last = set()
+    for seed in range(50):
+        drawn = windows.draw(8, np.random.default_rng(seed), ends=(Ends(0.25), terminal))
+        rows = windows.take(data, drawn)["row"] - 1  # padding: -1
+        assert np.isin(rows[6:], terminal[0]).any(1).all()  # the batch's last quarter holds a termination each
+        last |= set(rows[6:, -1])
+        plain = windows.draw(6, np.random.default_rng(seed))  # the rest is drawn as without terminations
+        np.testing.assert_array_equal(drawn.start[:6], plain.start)
     # as its last row where the boundary allows: `within` has no window of the 3-step episode, `pad_end`
     # starts that episode's one window at its first step (padded after its end)
-    assert set(rows[300:, -1]) == ends
-    plain = windows.draw(300, np.random.default_rng(7))  # the rest is drawn as without terminations
-    np.testing.assert_array_equal(drawn.start[:300], plain.start)
+    assert last == ends
+    # a share larger than the terminations held draws as many as are held: 3 of 400 here (`within` holds 2)
+    drawn = windows.draw(400, np.random.default_rng(7), ends=(Ends(0.25), terminal))
+    ending = np.isin(windows.take(data, drawn)["row"] - 1, terminal[0]).any(1)
+    assert ending[-len(ends) :].all()
 
 
 def test_replay_draws_windows_ending_at_terminations_once_it_holds_one():
@@ -177,8 +184,12 @@ def test_replay_draws_windows_ending_at_terminations_once_it_holds_one():
     np.testing.assert_array_equal(replay.sample(8, 6, ends=Ends(0.5))["row"], plain["row"])  # none held yet
     replay.data["is_terminal"] = np.zeros_like(replay.data["is_first"])
     replay.data["is_terminal"][0, 29] = True  # the first episode ends by termination
+    batch = replay.sample(8, 6, ends=Ends(0.5))  # a share of 4, but one termination is held: one window
+    assert batch["row"][7, -1] == 30 and batch["is_terminal"][7, -1]
+    assert batch["is_terminal"][:, -1].sum() == 1
+    replay.data["is_terminal"][0, 59] = True  # and the second: two of the four
     batch = replay.sample(8, 6, ends=Ends(0.5))
-    assert (batch["row"][4:, -1] == 30).all() and batch["is_terminal"][4:, -1].all()
+    assert np.isin(batch["row"][6:, -1], [30, 60]).all() and batch["is_terminal"][6:, -1].all()
 
 
 def test_default_draws_are_one_uniform_draw_among_all_windows():

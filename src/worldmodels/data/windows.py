@@ -24,11 +24,13 @@ of its environment's stream); the rest among all windows. While the newest rows 
 (episodes too short for `within`), the whole batch is drawn among all windows.
 
 `Ends(fraction)` is DreamerV2's `prioritize_ends` for terminations: `round(fraction * B)` windows of each
-batch (after the recent ones) are drawn uniformly among the terminations the tracks hold, each as the latest
-window the boundary allows that holds it, so the termination is its last row where it can be and the steps
-that led to it come before. Terminations are rare rows (one per episode, fewer where episodes end by a time
-limit), and a model learns where they happen from them and the steps just before. While the tracks hold no
-termination, the whole batch is drawn as without it.
+batch (after the recent ones), but no more than the tracks hold terminations, are drawn uniformly among those
+terminations, each as the latest window the boundary allows that holds it, so the termination is its last row
+where it can be and the steps that led to it come before. Terminations are rare rows (one per episode, fewer
+where episodes end by a time limit), and a model learns where they happen from them and the steps just
+before. The cap keeps a first termination from filling a quarter of every batch with one window, which a
+model then generalises over the whole region around it (`benchmarks/NOTES.md`, MountainCarContinuous).
+While the tracks hold no termination, the whole batch is drawn as without it.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ class Windows:
             pick = rng.choice(self.total, size=batch, p=p)
             return self._drawn(*self._locate(pick, self.first, self.count), pick)
         held = (np.zeros(0, np.int64),) * 2 if ends is None else self.holding(ends[1])
-        final = round(batch * ends[0].fraction) if len(held[0]) else 0
+        final = min(round(batch * ends[0].fraction), len(held[0])) if len(held[0]) else 0
         newest = 0 if recent is None else round(batch * recent.fraction)
         newest = min(newest, batch - final)
         seg, start = self._pick(batch - newest - final, rng, self.first)
