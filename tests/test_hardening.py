@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -22,7 +24,7 @@ from tests.test_pets import TINY as TINY_PETS
 from worldmodels.cli import main
 from worldmodels.config import load_config
 from worldmodels.data.files import sha256
-from worldmodels.errors import CheckpointError, ConfigError, EnvError
+from worldmodels.errors import CheckpointError, ConfigError, EnvError, process_failure
 from worldmodels.train import Trainer
 from worldmodels.train import checkpoint as ckpt_module
 from worldmodels.train.checkpoint import Payload, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
@@ -415,3 +417,18 @@ def test_a_run_that_would_take_hours_on_a_cpu_names_a_setting_that_learned(tmp_p
     trainer.close()
     assert len(lines) == 1 and "about 169 more hours on this CPU" in lines[0]
     assert "`wm train dreamerv3 train.ratio=64` learned in `wm bench dreamerv3-cartpole`" in lines[0]
+
+
+def test_a_child_killed_from_outside_names_the_signal_not_an_empty_list():
+    """A suite cell's or benchmark's process stopped by SIGKILL writes nothing on stderr."""
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
+        capture_output=True,
+        text=True,
+    )
+    err = str(process_failure("benchmark cell", killed.returncode, killed.stderr))
+    assert err.startswith("benchmark cell failed: stopped by signal 9") and "[]" not in err
+    said = subprocess.run(
+        [sys.executable, "-c", "raise SystemExit('no such preset\\nfix: ...')"], capture_output=True, text=True
+    )
+    assert str(process_failure("cell", said.returncode, said.stderr)) == "cell failed: fix: ..."

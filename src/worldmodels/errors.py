@@ -50,6 +50,19 @@ def one_line(err: BaseException, limit: int = 300) -> str:
     return text
 
 
+def process_failure(what: str, returncode: int, stderr: str) -> TrainingError:
+    """The error of a child process that ended with `returncode`: its last line on stderr, or the signal that
+    stopped it (a cell killed from outside, or by the system for memory), which writes nothing there."""
+    last = stderr.strip().splitlines()[-1:]
+    if last:
+        why = last[0].strip()
+    elif returncode < 0:
+        why = f"stopped by signal {-returncode} (killed from outside, or by the system for want of memory)"
+    else:
+        why = f"exit status {returncode} with nothing on stderr"
+    return TrainingError(f"{what} failed: {why}")
+
+
 def closest(name: str, options: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest option, or '' when nothing is close."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from worldmodels.config import read_preset
-from worldmodels.errors import ConfigError, TrainingError, closest
+from worldmodels.errors import ConfigError, TrainingError, closest, process_failure
 from worldmodels.figures import plt
 from worldmodels.schema import parse
 from worldmodels.train.suite import Reference, behaviour, machine, suite_report, train_run
@@ -199,7 +199,7 @@ def _run_script(name: str, task: Task, out: Path, extra: list[str]) -> None:
     cmd = [sys.executable, str(bench_dir() / task.script), "--out", str(out), *task.args, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise TrainingError(f"benchmark {name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise process_failure(f"benchmark {name}", proc.returncode, proc.stderr)
     result = json.loads(out.read_text())
     result.update(
         task=name,

@@ -51,7 +51,7 @@ import torch
 import yaml
 
 from worldmodels.config import load_config
-from worldmodels.errors import ConfigError, TrainingError, closest
+from worldmodels.errors import ConfigError, TrainingError, closest, process_failure
 from worldmodels.figures import read_metrics
 from worldmodels.schema import parse, to_dict
 from worldmodels.train.checkpoint import latest_checkpoint
@@ -316,7 +316,7 @@ def behaviour(preset: str, overrides: list[str], extra: Any = None, source: Path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(source or ""), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env if source else None)
     if proc.returncode != 0:
-        raise TrainingError(f"the probe run of {preset} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise process_failure(f"the probe run of {preset}", proc.returncode, proc.stderr)
     probed = json.loads(proc.stdout.strip().splitlines()[-1])
 
     def keyed(probe_hash: str) -> str:
@@ -408,7 +408,7 @@ def train_run(
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise TrainingError(f"benchmark {what} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        raise process_failure(f"benchmark {what}", proc.returncode, proc.stderr)
     rows = read_metrics(run_dir)
     curve = [[r["step"], r["eval/return"]] for r in rows if "eval/return" in r]
     if not curve:
