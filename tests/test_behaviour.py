@@ -65,6 +65,7 @@ def test_replay_critic_regresses_lambda_returns_of_the_replayed_window_by_hand()
     behaviour = ActorCritic(cfg, feat_dim=3, act_spec=ActSpec(True, 2))
     replayed = Replayed(
         features=torch.randn(1, 4, 3),
+        action=torch.zeros(1, 4, 2),
         reward=torch.tensor([[0.0, 1.0, 1.0, 5.0]]),
         terminal=torch.tensor([[False, False, True, False]]),
         first=torch.tensor([[True, False, False, True]]),
@@ -87,6 +88,7 @@ def test_replay_critic_alone_teaches_values_that_fall_towards_a_termination():
         t = (steps[None] + shift) % 8  # [B, T] step within its episode
         replayed = Replayed(
             features=torch.nn.functional.one_hot(7 - t, 8).float(),
+            action=torch.zeros(16, 64, 2),
             reward=(t > 0).float(),
             terminal=t == 7,
             first=t == 0,

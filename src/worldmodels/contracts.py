@@ -76,7 +76,13 @@ class Dynamics(Protocol):
 class EnsembleDynamics(Dynamics, Protocol):
     """An ensemble that plans with particles (PETS): its own loss and normalisers, `propagate` (particles
     `[N, K, S]`, actions `[N, A]`, mode TS1 / TS∞ / expectation, optionally this step's assignment of
-    particles to members) → next particles, and `assignment(N, K, mode)` → `[E, N·K/E]` flat indices."""
+    particles to members) → next particles, and `assignment(N, K, mode)` → `[E, N·K/E]` flat indices.
+    `members_normalised` gives each of the `members` E its prediction of the normalised change, mean and
+    log σ² `[E, N, S]` from per-member batches `[E, N, S|A]` (Plan2Explore reads their disagreement)."""
+
+    members: int
+
+    def members_normalised(self, state: Tensor, action: Tensor) -> tuple[Tensor, Tensor]: ...
 
     def propagate(self, state: Tensor, action: Tensor, mode: str, order: Tensor | None = None) -> Tensor: ...
 

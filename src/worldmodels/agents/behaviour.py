@@ -27,6 +27,7 @@ from torch import nn
 
 from worldmodels.agents.base import Metrics, adam, frozen, step
 from worldmodels.agents.holds import HoldConfig, HoldState, hold
+from worldmodels.agents.novelty import Novelty, NoveltyConfig
 from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
 from worldmodels.losses import ReturnScale, lambda_return
 from worldmodels.nn import OneHotDist, ema_update
@@ -40,7 +41,7 @@ Imagine = Callable[[nn.Module, bool], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
-class BehaviourConfig(HoldConfig, TimeNoiseConfig):
+class BehaviourConfig(HoldConfig, TimeNoiseConfig, NoveltyConfig):
     """Fields of every agent that learns behaviour in imagination (its `Config` inherits them)."""
 
     discrete_actor: Spec = component("policy", "categorical")
@@ -97,6 +98,7 @@ class Replayed:
     happened on arriving at each step."""
 
     features: torch.Tensor
+    action: torch.Tensor
     reward: torch.Tensor
     terminal: torch.Tensor
     first: torch.Tensor
@@ -104,7 +106,7 @@ class Replayed:
     @classmethod
     def of(cls, features: torch.Tensor, batch: dict[str, torch.Tensor]) -> Replayed:
         """The windows of a replayed `batch` with their posterior `features` `[B, T, F]`."""
-        return cls(features.detach(), batch["reward"], batch["is_terminal"], batch["is_first"])
+        return cls(features.detach(), batch["action"], batch["reward"], batch["is_terminal"], batch["is_first"])
 
 
 class ActorCritic(nn.Module):
@@ -130,6 +132,10 @@ class ActorCritic(nn.Module):
         self.rho = {"reinforce": 1.0, "dynamics": 0.0, "mix": cfg.reinforce_mix}[mode]
         self.hold_probability = cfg.hold_probability if act_spec.discrete else 0.0
         self.noise_colour = 0.0 if act_spec.discrete else cfg.noise_colour
+        self.novelty = None
+        if cfg.novelty is not None:
+            self.novelty = Novelty(cfg, feat_dim, act_spec.dim, cfg.adam_eps, cfg.grad_clip)
+            self.optimizers["novelty"] = self.novelty.optimizer
 
     def act(
         self, features: torch.Tensor, explore: bool, is_first: torch.Tensor, carried: HoldState | NoiseState | None
@@ -163,10 +169,12 @@ class ActorCritic(nn.Module):
 
         `reward_cont(features [H, N, F])` → predicted rewards and continue probabilities `[H, N]`;
         `start_cont` `[N]`: whether each start state is itself non-terminal; `replayed`: the windows the
-        starts came from, for `replay_critic`.
+        starts came from, for `replay_critic` and the novelty ensemble (`agents/novelty.py`).
         """
         cfg = self.cfg
         metrics: Metrics = {}
+        if self.novelty is not None and replayed is not None:
+            metrics.update(self.novelty.update(replayed.features, replayed.action, replayed.first))
         backprop = self.rho < 1  # the return must be differentiable in the actions
         amp = functools.partial(precision, self.arithmetic, start_cont.device)  # around forward passes only
         for k in range(max(cfg.actor_updates_per_batch, cfg.critic_updates_per_batch)):
@@ -174,6 +182,10 @@ class ActorCritic(nn.Module):
             with frozen(self.critic), torch.set_grad_enabled(backprop), amp():
                 feats, actions = imagine(self.actor, backprop)
                 reward, cont = reward_cont(feats[1:])  # [H, N]
+                if self.novelty is not None:
+                    intrinsic = self.novelty.reward(feats[:-1], actions)
+                    reward = reward + intrinsic
+                    metrics["novelty/reward"] = intrinsic.mean().detach()
                 value = bootstrap(feats).mean  # [H+1, N]
                 returns = lambda_return(reward.T, cfg.gamma * cont.T, value.T, cfg.lambda_return).T  # [H, N]
             weight = torch.cumprod(torch.cat([start_cont[None], cont[:-1]]), 0).detach()  # [H, N]

@@ -56,13 +56,13 @@ class DreamerAgent(RSSMAgent):
         """Actor and critic on dreams from the world model's posterior states, after its first
         `world_model_pretrain_steps` updates."""
         start = self.cfg.world_model_pretrain_steps
-        return [Stream("behaviour", start=start, trains=("actor", "critic"), update="learn_behaviour")]
+        return [Stream("behaviour", start=start, trains=tuple(self.behaviour.optimizers), update="learn_behaviour")]
 
     def learn_behaviour(self, batch: dict[str, torch.Tensor]) -> Metrics:
         pick = self.behaviour.starts(batch["is_terminal"].numel(), self.device)  # by default every state
         start = self.rssm.starts(self.posterior, pick)
         start_cont = 1.0 - batch["is_terminal"].float().flatten(0, 1)[pick]
-        replayed = Replayed.of(self.rssm.features(self.posterior), batch) if self.cfg.replay_critic else None
+        replayed = Replayed.of(self.rssm.features(self.posterior), batch)
         with frozen(*self.world_model):
             return self.behaviour.learn(
                 lambda actor, rsample: self.rssm.imagine(start, actor, self.cfg.imagination_horizon, rsample),

@@ -96,7 +96,7 @@ class LatentMLPAgent(Agent):
 
     def update(self, batch: dict[str, torch.Tensor]) -> Metrics:
         start, start_cont, metrics = self._world_model_step(batch)
-        replayed = Replayed.of(start.view(*batch["reward"].shape, -1), batch) if self.cfg.replay_critic else None
+        replayed = Replayed.of(start.view(*batch["reward"].shape, -1), batch)
         pick = self.behaviour.starts(len(start), start.device)
         start, start_cont = start[pick], start_cont[pick]
         with frozen(*self.world_model):
