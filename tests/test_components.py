@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from worldmodels.config import load_all  # noqa: E402
+from worldmodels.decoders.prediction import VectorPrediction
 from worldmodels.errors import ConfigError
 from worldmodels.registry import (
     CONTINUES,
@@ -99,3 +100,29 @@ def test_policies(name):
         assert sample.min() >= -1 and sample.max() <= 1
     assert dist.log_prob(dist.sample()).shape == (B, T)
     assert dist.entropy().shape == (B, T)
+
+
+def test_a_normalised_vector_decoder_weighs_every_dimension_by_its_spread():
+    """Targets whose two dimensions vary by 1 and by 0.01. Predicting one dimension exactly and the other by
+    its mean costs ~1 or ~1e-4 in the plain squared error, ~1 either way with `normalise`; the prediction's
+    mean maps back to the observation, and a loss taken without gradients (evaluation) leaves the moments."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(4096, 2, generator=g) * torch.tensor([1.0, 0.01]) + torch.tensor([0.5, -0.02])
+    spec = ObsSpec((2,), "float32")
+    decoder = DECODERS.build("mlp", {"use_symlog": False, "normalise": True}, in_dim=Z, obs_spec=spec)
+    decoder(torch.zeros(1, Z)).loss(target)  # a training step's loss folds its targets into the moments
+    moments = decoder.moments
+    assert torch.allclose(moments.mean, torch.tensor([0.5, -0.02]), atol=0.05)
+    exact = (target - moments.mean) / moments.std  # the prediction in units of the spread
+    centre = target.mean(0).expand_as(target)
+    for d in range(2):
+        other = [1 - d]
+        plain = VectorPrediction(torch.where(torch.arange(2) == d, target, centre), False).loss(target).mean()
+        spread = VectorPrediction(exact.index_fill(1, torch.tensor(other), 0.0), False, moments, 1e-3)
+        assert plain == pytest.approx((0.01 if d == 0 else 1.0) ** 2, rel=0.1)
+        assert spread.loss(target).mean() == pytest.approx(1.0, rel=0.1)
+    assert torch.allclose(VectorPrediction(exact, False, moments, 1e-3).mean, target, atol=1e-5)
+    count = moments.count.clone()
+    with torch.no_grad():
+        decoder(torch.zeros(8, Z)).loss(target[:8])
+    assert moments.count == count

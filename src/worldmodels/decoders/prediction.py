@@ -5,22 +5,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from worldmodels.nn import SymlogMSE
+from worldmodels.nn import Normaliser, symexp, symlog
 
 
 class VectorPrediction:
-    """A vector observation `[..., D]` predicted (in symlog space by default); loss summed over D."""
+    """A vector observation `[..., D]` predicted (in symlog space by default); loss summed over D. Given
+    `moments` (running statistics of the regressed targets), `pred` is in units of their std (floored at
+    `min_std`) about their mean, and each loss taken with gradients folds its targets into them first."""
 
-    def __init__(self, pred: torch.Tensor, use_symlog: bool):
-        self.dist = SymlogMSE(pred, use_symlog)
+    def __init__(self, pred: torch.Tensor, use_symlog: bool, moments: Normaliser | None = None, min_std: float = 0.0):
+        self.pred, self.use_symlog, self.moments, self.min_std = pred, use_symlog, moments, min_std
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.dist.mean
+        pred = self.pred if self.moments is None else self.pred * self._std() + self.moments.mean
+        return symexp(pred) if self.use_symlog else pred
 
     def loss(self, target: torch.Tensor) -> torch.Tensor:
         """Squared error summed over the observation: `[...]`."""
-        return self.dist.loss(target.float()).sum(-1)
+        target = target.float()
+        target = symlog(target) if self.use_symlog else target
+        if self.moments is not None:
+            if torch.is_grad_enabled():
+                self.moments.update(target.reshape(-1, target.shape[-1]))
+            target = (target - self.moments.mean) / self._std()
+        return ((self.pred - target) ** 2).sum(-1)
+
+    def _std(self) -> torch.Tensor:
+        return self.moments.std.clamp(min=self.min_std)
 
 
 class ImagePrediction:

@@ -31,9 +31,8 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from worldmodels import distributed
 from worldmodels.errors import ConfigError
-from worldmodels.nn import activation
+from worldmodels.nn import Normaliser, activation
 from worldmodels.registry import DYNAMICS
 from worldmodels.schema import positive
 
@@ -88,31 +87,6 @@ class EnsembleConfig:
 
     def mlp(self, in_dim: int, out_dim: int) -> EnsembleMLP:
         return EnsembleMLP(self.members, in_dim, out_dim, self.hidden, self.layers, self.act)
-
-
-class Normaliser(nn.Module):
-    """Running mean and std of `[N, D]` data, kept as buffers so that checkpoints hold them."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("count", torch.zeros(()))
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Merge the statistics of `x` `[N, D]` (Chan et al.'s parallel variance); under torchrun, of every
-        rank's `x` together, so the ranks keep the same statistics."""
-        n, mean, var = distributed.moments(x)
-        total = self.count + n
-        delta = mean - self.mean
-        self.var.copy_((self.count * self.var + n * var + delta**2 * self.count * n / total) / total)
-        self.mean.add_(delta * n / total)
-        self.count.copy_(total)
-
-    @property
-    def std(self) -> torch.Tensor:
-        return self.var.sqrt().clamp(min=1e-6)
 
 
 @DYNAMICS.register("ensemble")

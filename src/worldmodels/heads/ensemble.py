@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.dynamics.ensemble import EnsembleConfig, Normaliser
-from worldmodels.nn import SymlogMSE
+from worldmodels.dynamics.ensemble import EnsembleConfig
+from worldmodels.nn import Normaliser, SymlogMSE
 from worldmodels.registry import REWARDS
 
 
