@@ -30,8 +30,9 @@ class NoveltyConfig:
     """Fields of the agents whose actor may be drawn to novel transitions (their `Config` inherits them)."""
 
     novelty: Spec | None = component("dynamics", None, contract=contracts.EnsembleDynamics)
-    """Plan2Explore's ensemble (e.g. `{ensemble: {probabilistic: false}}`): its members' disagreement on
-    each imagined step is added to the reward; empty (the default): no intrinsic reward."""
+    """Plan2Explore's ensemble (e.g. `{name: ensemble, probabilistic: false}`; on the command line
+    `agent.novelty.name=ensemble`): its members' disagreement on each imagined step is added to the reward;
+    empty (the default): no intrinsic reward."""
     novelty_scale: float = non_negative(1.0)
     """Weight of the disagreement against the reward head's rewards."""
     novelty_lr: float = positive(3e-4)
