@@ -7,9 +7,10 @@ the batch's transitions. In imagination the disagreement of its members is a rew
     r_t ← r_t + novelty_scale · mean_f Std_e[μ_e(s_t, a_t)_f]        (member means in normalised units)
 
 Where the world model has seen a transition often, the members agree; where it has not, they differ, so the
-actor is drawn towards what it has not seen yet, and the pull fades as the data covers it. This is the
-exploration a sparse task needs when the first reward is far away from every random walk (MountainCar's
-flag): the reward head alone gives the actor nothing to follow until then. Off unless a preset fills the slot.
+actor is drawn towards what it has not seen yet, and the pull fades as the data covers it: exploration for
+sparse tasks whose first reward no random walk reaches. Not yet shown to help here: with `latent_mlp` on
+MountainCar-v0 at the default scale it did not (`benchmarks/NOTES.md`, twenty-second sitting). Off unless a
+preset fills the slot.
 """
 
 from __future__ import annotations
