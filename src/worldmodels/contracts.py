@@ -58,7 +58,8 @@ class RepresentationLearner(Protocol):
 
 
 class Autoencoder(Protocol):
-    """Frames `[..., H, W, C]` → a latent distribution; a latent → a frame prediction; its own loss."""
+    """Observations (frames `[..., H, W, C]` or states `[..., D]`) → a latent distribution; a latent → a prediction
+    of the observation; its own loss."""
 
     def forward(self, obs: Tensor) -> Any: ...
 

@@ -1,7 +1,7 @@
 """World Models (Ha & Schmidhuber 2018): V compresses each frame to z, M (an MDN-RNN) predicts the next
 z as a mixture of Gaussians given the action and its memory h, and C acts on [z, h] alone:
 
-    V:  z_t ~ q(z | o_t)                                    (ConvVAE, trained on frames of random rollouts)
+    V:  z_t ~ q(z | o_t)                                    (a VAE, trained on frames of random rollouts)
     M:  P(z_{t+1} | a_t, z_t, h_t) = Σ_k π_k N(μ_k, σ_k)     (LSTM + mixture head, + reward and termination)
     C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
 
@@ -30,6 +30,7 @@ from worldmodels.errors import ConfigError
 from worldmodels.phases import PhaseSpec
 from worldmodels.registry import AGENTS, AUTOENCODERS, MEMORIES
 from worldmodels.representations.conv_vae import ConvVAE
+from worldmodels.representations.mlp_vae import MLPVAE
 from worldmodels.schema import non_negative, param, positive, unit
 from worldmodels.spaces import ActSpec, ObsSpec
 
@@ -137,6 +138,9 @@ class WorldModelsAgent(Agent):
     @dataclass
     class Config:
         vae: ConvVAE.Config = field(default_factory=ConvVAE.Config)
+        """V for frames (the paper's ConvVAE)."""
+        vector_vae: MLPVAE.Config = field(default_factory=MLPVAE.Config)
+        """V for state vectors (`env.obs: state`): an MLP VAE on each dimension in units of its spread."""
         mdrnn: MDNConfig = field(default_factory=MDNConfig)
         controller: ControllerConfig = field(default_factory=ControllerConfig)
         collect: CollectConfig = field(default_factory=CollectConfig)
@@ -147,13 +151,17 @@ class WorldModelsAgent(Agent):
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(obs_spec, act_spec)
-        if not obs_spec.is_image:
+        if not obs_spec.is_image and len(obs_spec.shape) != 1:
             raise ConfigError(
-                f"world_models sees frames through its VAE, got observations {obs_spec}; use env.obs=pixels"
+                f"world_models reads frames or a state vector through V, got observations {obs_spec}; "
+                "use env.obs=pixels or env.obs=state"
             )
         self.cfg = cfg
-        self.vae: ConvVAE = AUTOENCODERS.build("conv_vae", cfg.vae, obs_spec=obs_spec)
-        z_dim = cfg.vae.latent_dim
+        if obs_spec.is_image:
+            self.vae: ConvVAE | MLPVAE = AUTOENCODERS.build("conv_vae", cfg.vae, obs_spec=obs_spec)
+        else:
+            self.vae = AUTOENCODERS.build("mlp_vae", cfg.vector_vae, obs_spec=obs_spec)
+        z_dim = self.vae.latent_dim
         self.mdrnn: MDNRNN = MEMORIES.build("mdn_rnn", cfg.mdrnn, z_dim=z_dim, action_dim=act_spec.dim)
         self.memoryless = MemorylessMDN(cfg.mdrnn, z_dim, act_spec.dim)
         self.controller = Controller(cfg.controller, z_dim + cfg.mdrnn.hidden, act_spec)
@@ -249,7 +257,7 @@ class WorldModelsAgent(Agent):
 
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, context: int) -> Dream:
-        """Frames `[T, H, W, C]`: the VAE's reconstructions of the first `context` real frames, then M's
+        """Observations `[T, ...]`: V's reconstructions of the first `context` real ones, then M's
         dream from there, the controller acting on M's latents sampled at the configured τ (the real
         actions after the context are not used: in the dream the controller chooses its own)."""
         z_real = self.vae(obs).mean  # [T, Z]
@@ -268,7 +276,8 @@ class WorldModelsAgent(Agent):
     # ------------------------------------------------------------------ learning steps
 
     def vae_update(self, frames: torch.Tensor) -> Metrics:
-        """One step on uint8 frames `[N, H, W, C]`: reconstruction + KL with the paper's tolerance."""
+        """One step on observations `[N, ...]` (uint8 frames or states): reconstruction + KL with the paper's
+        tolerance."""
         loss, metrics = self.vae.loss(frames)
         step(self.optimizers["vae"], loss, self.cfg.vae_train.grad_clip, "vae")
         return metrics

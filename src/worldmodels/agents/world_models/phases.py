@@ -51,7 +51,7 @@ from worldmodels.agents.world_models.data import (
     sample_windows,
     split_windows,
 )
-from worldmodels.agents.world_models.plots import plot_pipeline, reconstruction_grid
+from worldmodels.agents.world_models.plots import plot_pipeline, reconstructions
 from worldmodels.agents.world_models.rollouts import ControllerRollouts
 from worldmodels.data.episodes import episode_file, episode_seed, write_index
 from worldmodels.envs.record import record_episode, record_many
@@ -308,7 +308,7 @@ class FitVAE(_Counted):
         if self.count == self.spec.budget:
             self.done = True
         if self.done and self.trainer.rank == 0:
-            reconstruction_grid(self.agent, files, self.trainer.run_dir / "reconstructions.png")
+            reconstructions(self.agent, files, self.trainer.run_dir / "reconstructions.png")
         return Tick(
             count=self.count,
             advanced=0,  # shown batch by batch

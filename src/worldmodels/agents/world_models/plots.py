@@ -1,4 +1,5 @@
-"""Pictures of a World Models run: VAE reconstructions as a grid, and the pipeline's curves."""
+"""Pictures of a World Models run: V's reconstructions (frames as a grid, states as traces over an episode),
+and the pipeline's curves."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ from worldmodels.figures import plt, read_metrics
 
 
 @torch.no_grad()
-def reconstruction_grid(agent: WorldModelsAgent, files: list[Path], out: Path, columns: int = 8) -> Path:
-    """Frames from `columns` rollouts (top row) and V's reconstructions of them (bottom row), as a PNG."""
+def reconstructions(agent: WorldModelsAgent, files: list[Path], out: Path) -> Path:
+    """`out` (a PNG): V's reconstructions of collected rollouts, as a grid of frames or traces of states."""
+    return (_frame_grid if agent.obs_spec.is_image else _state_traces)(agent, files, out)
+
+
+def _reconstruct(agent: WorldModelsAgent, obs: np.ndarray) -> np.ndarray:
+    return agent.vae.decode(agent.vae(torch.as_tensor(obs, device=agent.device)).mean).mean.cpu().numpy()
+
+
+def _frame_grid(agent: WorldModelsAgent, files: list[Path], out: Path, columns: int = 8) -> Path:
+    """Frames from `columns` rollouts (top row) and V's reconstructions of them (bottom row)."""
     import imageio.v2 as imageio
 
     picks = np.linspace(0, len(files) - 1, min(columns, len(files))).round().astype(int)
@@ -23,13 +33,34 @@ def reconstruction_grid(agent: WorldModelsAgent, files: list[Path], out: Path, c
             obs = npz["obs"]
         frames.append(obs[len(obs) // 2])
     real = np.stack(frames)
-    recon = agent.vae.decode(agent.vae(torch.as_tensor(real, device=agent.device)).mean).mean
-    recon = recon.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    recon = np.clip(np.round(_reconstruct(agent, real)), 0, 255).astype(np.uint8)
     rows = [np.concatenate(list(row), 1) for row in (real, recon)]
     grid = np.concatenate([rows[0], np.full_like(rows[0][:2], 255), rows[1]], 0)
     if grid.shape[-1] == 1:
         grid = grid.repeat(3, -1)
     imageio.imwrite(out, np.kron(grid, np.ones((2, 2, 1), np.uint8)))
+    return out
+
+
+def _state_traces(agent: WorldModelsAgent, files: list[Path], out: Path, most: int = 8) -> Path:
+    """Each state dimension (up to `most`) over the longest rollout, real and as V reconstructs it."""
+    episodes = []
+    for path in files:
+        with np.load(path, allow_pickle=False) as npz:
+            episodes.append(npz["obs"])
+    real = max(episodes, key=len)
+    recon = _reconstruct(agent, real)
+    dims = min(most, real.shape[1])
+    fig, axes = plt.subplots(1, dims, figsize=(3 * dims, 2.6), dpi=100, squeeze=False)
+    for d, ax in enumerate(axes[0]):
+        ax.plot(real[:, d], label="real")
+        ax.plot(recon[:, d], ls="--", label="V")
+        ax.set(title=f"state[{d}]", xlabel="step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
     return out
 
 
@@ -46,7 +77,7 @@ def plot_pipeline(run_dir: Path, title: str) -> Path:
     ax = axes[0]
     for key, label in (("vae/loss", "loss"), ("vae/recon", "reconstruction"), ("vae/kl", "KL")):
         ax.plot(*series("vae/epoch", key), marker="o", ms=3, label=label)
-    ax.set(title="V: ConvVAE", xlabel="epoch", ylabel="per frame")
+    ax.set(title="V: VAE", xlabel="epoch", ylabel="per observation")
     ax = axes[1]
     for key, label, style in (
         ("mdrnn/nll", "MDN-RNN (train)", "-"),
