@@ -91,6 +91,10 @@ def test_a_suite_fills_its_cells_once_and_reruns_only_stale_ones(tiny_suite, tmp
     assert json.loads(stored.read_text())["fingerprint"] == tiny.fingerprint  # the next check is quick
     stored.write_text(json.dumps({**again, "fingerprint": "older source", "behaviour": "another"}))
     assert status(tiny, probe=True) == "stale"
+    # a cell that ran another command (the row now runs another preset) is stale without a probe
+    stored.write_text(json.dumps({**again, "fingerprint": "older", "train_command": "wm train other_preset"}))
+    tiny.key = None
+    assert status(tiny, probe=True) == "stale" and tiny.key is None  # not probed
     stored.write_text(json.dumps(again))
 
     preset = yaml.safe_load((tmp_path / "tiny.yaml").read_text())

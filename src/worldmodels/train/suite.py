@@ -247,17 +247,18 @@ def run_fingerprint(preset: str, overrides: list[str], extra: Any = None) -> str
 
 
 def status(cell: Cell, probe: bool = False) -> str:
-    """`fresh`, `stale` (its code changed since it ran) or `missing`. With `probe`, a cell whose source has
-    changed is fresh again when its probe run still gives the hash stored with it, or when the code of the
-    commit that stored that hash gives today's probe here (the environment moved, not the code); its new
-    fingerprints are then stored, so the next check is quick. Without `probe`, it counts as stale."""
+    """`fresh`, `stale` (its code or its command changed since it ran) or `missing`. With `probe`, a cell
+    whose source has changed, under the same command, is fresh again when its probe run still gives the hash
+    stored with it, or when the code of the commit that stored that hash gives today's probe here (the
+    environment moved, not the code); its new fingerprints are then stored, so the next check is quick.
+    Without `probe`, it counts as stale."""
     if not cell.path.exists():
         return "missing"
     stored = json.loads(cell.path.read_text())
     if stored.get("fingerprint") == cell.fingerprint:
         return "fresh"
-    if not (probe and stored.get("behaviour")):
-        return "stale"
+    if not (probe and stored.get("behaviour")) or stored.get("train_command", cell.command) != cell.command:
+        return "stale"  # a cell whose command changed (another preset, say) ran something else: no probe can keep it
     now = cell_behaviour(cell)
     if not same_behaviour(stored["behaviour"], now):
         then = probe_of_storing_code(cell, stored["behaviour"])
