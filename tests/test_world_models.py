@@ -2,6 +2,7 @@
 the controller, and the four phases end to end (resumable, each phase alone, `wm dream`)."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -133,14 +134,19 @@ def test_the_dream_rollout_respects_temperature():
     params = torch.zeros(64, agent.controller.num_params)
     returns, lengths = agent.dream_returns(params, z0, 1.15, 30, torch.Generator().manual_seed(0))
     assert returns.shape == lengths.shape == (64,) and lengths.min() >= 1 and lengths.max() <= 30
-    # learned termination: a dream ends where M gives termination a probability above one half
-    done_row = agent.mdrnn.head.linear
+    # learned termination: each reward counts by the chance the episode still runs, Π (1 − p(done)) before it
+    # (a constant p here: the expected length of a geometric end within 30 steps, a dream cut once that chance
+    # is below 1e-3), the reward head's bias the reward of every step
+    head = agent.mdrnn.head.linear
     with torch.no_grad():
-        done_row.weight[-1].zero_()
-        for bias, expected in ((5.0, 1.0), (-5.0, 30.0)):
-            done_row.bias[-1] = bias
-            _, lengths = agent.dream_returns(params, z0, 1.15, 30, torch.Generator().manual_seed(0))
-            assert (lengths == expected).all()
+        head.weight[-2:].zero_()
+        head.bias[-2] = 2.0
+        for p in (0.5, 0.1, 0.0):
+            head.bias[-1] = math.log(p / (1 - p)) if p else -30.0
+            returns, lengths = agent.dream_returns(params, z0, 1.15, 30, torch.Generator().manual_seed(0))
+            expected = sum((1 - p) ** t for t in range(30))
+            torch.testing.assert_close(lengths, torch.full((64,), expected), rtol=0, atol=2e-3)  # cut below 1e-3
+            torch.testing.assert_close(returns, 2.0 * lengths)
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])

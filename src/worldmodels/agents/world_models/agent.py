@@ -236,21 +236,23 @@ class WorldModelsAgent(Agent):
     def dream_returns(
         self, params: torch.Tensor, z0: torch.Tensor, temperature: float, horizon: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns and lengths `[N]` of rollouts inside M: row i starts from latent `z0[i]` and acts with
-        `params[i]`; next latents are sampled at `temperature`, rewards are M's predictions, and a row
-        stops where M gives termination a probability above one half (sampling it instead would end
-        dreams of tasks that never terminate at random, and reward controllers that provoke it)."""
+        """Expected returns and lengths `[N]` of rollouts inside M: row i starts from latent `z0[i]` and acts
+        with `params[i]`; next latents are sampled at `temperature`, rewards are M's predictions, each weighed
+        by the probability that the episode is still running, Π (1 − p(done)) over the steps before it (as
+        Dreamer weighs imagined rewards by the continue probability). A threshold on p(done) would let rare
+        terminations, which M gives a probability below one half even where they happen (CartPole's fall),
+        never end a dream; sampling them would reward a controller for M's noise."""
         n = z0.shape[0]
         z, state = z0, self.mdrnn.initial_state(n)
-        alive = torch.ones(n, dtype=torch.bool, device=z0.device)
+        running = torch.ones(n, device=z0.device)
         returns = torch.zeros(n, device=z0.device)
         lengths = torch.zeros(n, device=z0.device)
         for _ in range(horizon):
             pred, state = self.mdrnn(z, self._control_action(params, z, state), state)
-            returns += pred.reward * alive
-            lengths += alive.float()
-            alive &= pred.done_logit <= 0
-            if not alive.any():
+            returns += pred.reward * running
+            lengths += running
+            running = running * torch.sigmoid(-pred.done_logit)
+            if running.max() < 1e-3:  # every row as good as ended
                 break
             z = pred.sample(temperature, generator)
         return returns, lengths
