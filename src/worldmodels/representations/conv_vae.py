@@ -58,8 +58,15 @@ class ConvVAE(nn.Module):
     def loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The negative ELBO of a batch of frames `[N, H, W, C]`, averaged over frames, and its parts."""
         q = self(obs)
-        recon = self.decode(q.rsample()).loss(obs).mean()
-        prior = D.Independent(D.Normal(torch.zeros_like(q.mean), torch.ones_like(q.mean)), 1)
-        kl = D.kl_divergence(q, prior)  # [N]
-        loss = recon + kl.clamp(min=self.cfg.kl_tolerance * self.latent_dim).mean()
-        return loss, {"vae/loss": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.mean().detach()}
+        return tolerant_elbo(self.decode(q.rsample()).loss(obs).mean(), q, self.cfg.kl_tolerance)
+
+
+def tolerant_elbo(
+    recon: torch.Tensor, q: D.Independent, kl_tolerance: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The paper's V loss from the mean reconstruction term and the posterior q `[N, Z]`: recon + the mean of
+    KL(q ‖ N(0, I)) floored at `kl_tolerance` nats per latent dimension; and its parts as metrics."""
+    prior = D.Independent(D.Normal(torch.zeros_like(q.mean), torch.ones_like(q.mean)), 1)
+    kl = D.kl_divergence(q, prior)  # [N]
+    loss = recon + kl.clamp(min=kl_tolerance * q.mean.shape[-1]).mean()
+    return loss, {"vae/loss": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.mean().detach()}

@@ -20,6 +20,7 @@ from torch import nn
 from worldmodels.decoders.prediction import VectorPrediction
 from worldmodels.nn import MLPConfig, Normaliser
 from worldmodels.registry import AUTOENCODERS
+from worldmodels.representations.conv_vae import tolerant_elbo
 from worldmodels.schema import non_negative, positive
 from worldmodels.spaces import ObsSpec
 
@@ -70,8 +71,4 @@ class MLPVAE(nn.Module):
             self.moments.update(obs.float().reshape(-1, obs.shape[-1]))
         q = self(obs)
         error = (self.decoder(q.rsample()) - self._standardised(obs)) / self.cfg.recon_std
-        recon = (error**2).sum(-1).mean()
-        prior = D.Independent(D.Normal(torch.zeros_like(q.mean), torch.ones_like(q.mean)), 1)
-        kl = D.kl_divergence(q, prior)  # [N]
-        loss = recon + kl.clamp(min=self.cfg.kl_tolerance * self.latent_dim).mean()
-        return loss, {"vae/loss": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.mean().detach()}
+        return tolerant_elbo((error**2).sum(-1).mean(), q, self.cfg.kl_tolerance)

@@ -1,7 +1,8 @@
-"""World Models (Ha & Schmidhuber 2018): V compresses each frame to z, M (an MDN-RNN) predicts the next
-z as a mixture of Gaussians given the action and its memory h, and C acts on [z, h] alone:
+"""World Models (Ha & Schmidhuber 2018): V compresses each observation (a frame, or a state vector) to z, M (an
+MDN-RNN) predicts the next z as a mixture of Gaussians given the action and its memory h, and C acts on [z, h]
+alone:
 
-    V:  z_t ~ q(z | o_t)                                    (a VAE, trained on frames of random rollouts)
+    V:  z_t ~ q(z | o_t)                                    (a VAE, trained on observations of random rollouts)
     M:  P(z_{t+1} | a_t, z_t, h_t) = Σ_k π_k N(μ_k, σ_k)     (LSTM + mixture head, + reward and termination)
     C:  a_t = W_c [z_t, h_t] + b_c                          (found by CMA-ES, in the real env or in M's dream)
 
