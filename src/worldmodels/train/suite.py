@@ -117,6 +117,11 @@ class Cell:
     def command(self) -> str:
         return " ".join(["wm train", self.preset, *self.overrides])
 
+    @property
+    def train_command(self) -> str:
+        """The training command its result stores (none for the random policy's floor)."""
+        return self.command if self.row != RANDOM else ""
+
 
 def suites_dir(bench: Path) -> Path:
     return bench / "suites"
@@ -257,7 +262,7 @@ def status(cell: Cell, probe: bool = False) -> str:
     stored = json.loads(cell.path.read_text())
     if stored.get("fingerprint") == cell.fingerprint:
         return "fresh"
-    if not (probe and stored.get("behaviour")) or stored.get("train_command", cell.command) != cell.command:
+    if not (probe and stored.get("behaviour")) or stored.get("train_command", cell.train_command) != cell.train_command:
         return "stale"  # a cell whose command changed (another preset, say) ran something else: no probe can keep it
     now = cell_behaviour(cell)
     if not same_behaviour(stored["behaviour"], now):
@@ -465,7 +470,7 @@ def run_suite(
             "final": float(np.mean([r["final"] for r in runs])),
             "runs": runs,
             "command": f"wm bench --suite {name} {cell.task} --agents {cell.row}",
-            "train_command": cell.command if cell.row != RANDOM else "",
+            "train_command": cell.train_command,
             "fingerprint": cell.fingerprint,
             "behaviour": stored_behaviour(key) if key else None,
             "wall_s": round(time.perf_counter() - start, 1),
