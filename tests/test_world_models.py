@@ -17,6 +17,7 @@ from worldmodels.dynamics.mdn_rnn import MDNOutput
 from worldmodels.errors import CheckpointError, ConfigError
 from worldmodels.losses import gmm_nll
 from worldmodels.registry import AUTOENCODERS, MEMORIES
+from worldmodels.representations import MLPVAE
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
 from worldmodels.train.loop import build_agent
@@ -343,7 +344,7 @@ def test_states_run_the_pipeline_with_an_mlp_vae(tmp_path, capsys):
     assert summary["phases_done"] == ["collect", "vae", "mdrnn", "controller"] and "eval/return" in summary
     assert (run / "reconstructions.png").exists()
     trainer = Trainer(load_config("world_models", states), run, resume=True)
-    assert type(trainer.agent.vae).__name__ == "MLPVAE" and trainer.agent.vae.moments.count > 0
+    assert isinstance(trainer.agent.vae, MLPVAE) and trainer.agent.vae.moments.count > 0
     trainer.close()
     with pytest.raises(ConfigError, match="env.obs=pixels or env.obs=state"):
         Trainer(load_config("world_models", [*TINY, "env.obs=both"]), tmp_path / "both")
