@@ -8,6 +8,7 @@ import worldmodels.dynamics  # noqa: F401
 from worldmodels.dynamics.ensemble import by_member
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward
+from worldmodels.nn import Normaliser
 from worldmodels.registry import DYNAMICS
 
 S, A, E = 3, 2, 4
@@ -122,6 +123,17 @@ def test_normaliser_matches_batch_statistics():
     model.update_normalisers(x[200:], torch.zeros(300, A), x[200:] * 2)
     assert torch.allclose(model.inputs.mean[:S], x.mean(0), atol=1e-4)
     assert torch.allclose(model.targets.std, x.std(0, correction=0), atol=1e-3)
+
+
+def test_normalise_floors_the_spread_and_denormalise_inverts_it():
+    moments = Normaliser(2)
+    x = torch.stack([torch.linspace(-1, 1, 101), torch.full((101,), 5.0)], -1)  # spread 0.58 and 0
+    moments.update(x)
+    z = moments.normalise(x, min_std=0.1)
+    assert z[:, 0].std(correction=0) == pytest.approx(1.0, abs=1e-4)
+    assert torch.all(z[:, 1] == 0)  # a constant is 0, not 0 / 0
+    assert moments.normalise(torch.tensor([[0.0, 6.0]]), min_std=0.1)[0, 1] == pytest.approx(10.0)
+    assert torch.allclose(moments.denormalise(z, min_std=0.1), x, atol=1e-6)
 
 
 def test_ensemble_reward_head():

@@ -18,7 +18,7 @@ class VectorPrediction:
 
     @property
     def mean(self) -> torch.Tensor:
-        pred = self.pred if self.moments is None else self.pred * self._std() + self.moments.mean
+        pred = self.pred if self.moments is None else self.moments.denormalise(self.pred, self.min_std)
         return symexp(pred) if self.use_symlog else pred
 
     def loss(self, target: torch.Tensor) -> torch.Tensor:
@@ -28,11 +28,8 @@ class VectorPrediction:
         if self.moments is not None:
             if torch.is_grad_enabled():
                 self.moments.update(target.reshape(-1, target.shape[-1]))
-            target = (target - self.moments.mean) / self._std()
+            target = self.moments.normalise(target, self.min_std)
         return ((self.pred - target) ** 2).sum(-1)
-
-    def _std(self) -> torch.Tensor:
-        return self.moments.std.clamp(min=self.min_std)
 
 
 class ImagePrediction:

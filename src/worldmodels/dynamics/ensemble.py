@@ -119,7 +119,7 @@ class ProbabilisticEnsemble(nn.Module):
 
     def members_normalised(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's prediction of the normalised change: mean and log σ² `[E, N, S]` from `[E, N, S|A]`."""
-        x = (torch.cat([state, action], -1) - self.inputs.mean) / self.inputs.std
+        x = self.inputs.normalise(torch.cat([state, action], -1))
         out = self.net(x).float()  # bounds and sampling in float32, also under bf16 autocast
         if not self.cfg.probabilistic:
             return out, torch.zeros_like(out)
@@ -142,7 +142,7 @@ class ProbabilisticEnsemble(nn.Module):
 
     def loss(self, state: torch.Tensor, action: torch.Tensor, next_state: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Training loss from per-member batches `[E, N, S|A]` (each member its own bootstrap sample)."""
-        target = (next_state - state - self.targets.mean) / self.targets.std
+        target = self.targets.normalise(next_state - state)
         mean, logvar = self.members_normalised(state, action)
         mse = ((mean - target) ** 2).mean()
         if not self.cfg.probabilistic:

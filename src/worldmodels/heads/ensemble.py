@@ -33,8 +33,8 @@ class EnsembleReward(nn.Module):
 
     def members(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's reward `[E, N]` for inputs `[E, N, in_dim]`."""
-        out = self.net((x - self.inputs.mean) / self.inputs.std).float().squeeze(-1)
-        return self.targets.mean + self.targets.std * out
+        out = self.net(self.inputs.normalise(x)).float().squeeze(-1)
+        return self.targets.denormalise(out)
 
     def loss(self, x: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
         """Mean squared error in normalised reward units; x `[E, N, in_dim]`, reward `[E, N]`."""

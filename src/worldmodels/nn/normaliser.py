@@ -32,3 +32,11 @@ class Normaliser(nn.Module):
     @property
     def std(self) -> torch.Tensor:
         return self.var.sqrt().clamp(min=1e-6)
+
+    def normalise(self, x: torch.Tensor, min_std: float = 0.0) -> torch.Tensor:
+        """`x` in units of the running std (floored at `min_std`) about the running mean."""
+        return (x - self.mean) / self.std.clamp(min=min_std)
+
+    def denormalise(self, x: torch.Tensor, min_std: float = 0.0) -> torch.Tensor:
+        """The inverse of `normalise`: `x` in units of the std back in the data's own."""
+        return self.mean + self.std.clamp(min=min_std) * x

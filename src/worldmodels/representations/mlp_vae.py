@@ -53,7 +53,7 @@ class MLPVAE(nn.Module):
         self.decoder = cfg.mlp(cfg.latent_dim, dim)
 
     def _standardised(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs.float() - self.moments.mean) / self.moments.std.clamp(min=self.cfg.min_std)
+        return self.moments.normalise(obs.float(), self.cfg.min_std)
 
     def forward(self, obs: torch.Tensor) -> D.Independent:
         """q(z | state): a diagonal Normal over `[..., latent_dim]`."""
