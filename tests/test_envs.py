@@ -62,6 +62,24 @@ def test_discrete_and_tuple_observations_become_one_hot_vectors():
     assert obs.shape == (45,) and obs.sum() == 3 and blackjack.observation_space.contains(obs)
 
 
+def test_float64_box_bounds_become_float32_without_a_warning():
+    """MuJoCo's tasks give float64 bounds; gymnasium warns when a float32 Box is built from them."""
+    import warnings
+
+    import gymnasium as gym
+
+    from worldmodels.envs.wrappers import FloatObs
+
+    class Float64Env(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+        action_space = gym.spaces.Discrete(2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        space = FloatObs(Float64Env()).observation_space
+    assert space.dtype == np.float32 and space.low.dtype == np.float32 and np.isneginf(space.low).all()
+
+
 @needs["dmc"]
 def test_dmc_both_gives_a_dict_and_actions_are_normalised():
     env = make_env(EnvConfig(id="dmc:walker-walk", obs="both", size=(32, 32)))

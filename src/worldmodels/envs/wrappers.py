@@ -67,7 +67,8 @@ class FloatObs(gym.ObservationWrapper):
         super().__init__(env)
         self.source = env.observation_space
         flat = self.source if isinstance(self.source, gym.spaces.Box) else gym.spaces.flatten_space(self.source)
-        self.observation_space = gym.spaces.Box(flat.low, flat.high, flat.shape, np.float32)
+        low, high = (np.asarray(b, dtype=np.float32) for b in (flat.low, flat.high))  # MuJoCo's are float64
+        self.observation_space = gym.spaces.Box(low, high, flat.shape, np.float32)
 
     def observation(self, obs):
         if not isinstance(self.source, gym.spaces.Box):
