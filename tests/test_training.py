@@ -288,3 +288,52 @@ def test_stop_return_ends_the_run_at_the_first_good_evaluation(tiny, tmp_path):
     trainer.close()
     assert summary["step"] == 100  # the first evaluation already clears the bar
     assert latest_checkpoint(tmp_path / "r" / "checkpoints").name == "step_000000000100"
+
+
+def test_ctrl_c_stops_training_with_a_checkpoint_that_resumes_exactly(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, the env workers too) during `wm train`: the step under way
+    finishes, a checkpoint is written there, the command says how to continue, and the continued run ends
+    with the weights of a run that never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import TINY
+
+    overrides = [*TINY, "env.num_envs=2", "env.vectorization=async", "train.eval_every=0"]
+    overrides += ["train.checkpoint_every=1000000", "train.log_every=20"]
+    run = tmp_path / "stopped"
+    command = [sys.executable, "-m", "worldmodels.cli", "train", "latent_mlp", "--run-dir", str(run), *overrides]
+    child = subprocess.Popen(
+        [*command, "train.steps=1000000"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _updating(run / "metrics.jsonl"):
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 130, err
+    assert "SIGINT: stopping after this step with a checkpoint" in err
+    assert f"continue with: wm train --resume {run}" in err
+    (stopped_at,) = list_checkpoints(run / "checkpoints")  # the periodic ones are a million steps apart
+    step = int(stopped_at.name.removeprefix("step_"))
+    assert f"with a checkpoint at step {step:,}" in err and step >= 100
+
+    assert main(["train", "--resume", str(run), f"train.steps={step + 40}"]) == 0
+    assert (
+        main(["train", "latent_mlp", "--run-dir", str(tmp_path / "straight"), *overrides, f"train.steps={step + 40}"])
+        == 0
+    )
+    a = load_agent(run).agent.state_dict()
+    b = load_agent(tmp_path / "straight").agent.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _updating(metrics):
+    return metrics.exists() and "loss/world_model" in metrics.read_text()

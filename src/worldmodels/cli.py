@@ -6,14 +6,20 @@ Exit codes: 0 ok, 2 bad usage or config (one clear line, no traceback), 1 failur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from worldmodels import distributed
 from worldmodels.errors import ConfigError, WMError
+
+if TYPE_CHECKING:
+    from worldmodels.train import Trainer
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -40,6 +46,7 @@ def _train(args: argparse.Namespace) -> None:
     from worldmodels.api import default_run_dir
     from worldmodels.config import load_config, preset_id, read_preset
     from worldmodels.train import Trainer
+    from worldmodels.train.loop import Stopped
 
     overrides = list(args.overrides)
     if args.resume:
@@ -65,11 +72,13 @@ def _train(args: argparse.Namespace) -> None:
         return
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
     try:
-        summary = trainer.run()
-    except KeyboardInterrupt:
+        with _stop_on_signals(trainer):
+            summary = trainer.run()
+    except KeyboardInterrupt as stop:
         if trainer.rank == 0:
             ranks = f" --nproc {trainer.world}" if trainer.world > 1 else ""
-            print(f"\ninterrupted; continue with: wm train --resume {run_dir}{ranks}", file=sys.stderr)
+            saved = f" with a checkpoint at step {stop.step:,}" if isinstance(stop, Stopped) else ""
+            print(f"\ninterrupted{saved}; continue with: wm train --resume {run_dir}{ranks}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         trainer.close()
@@ -82,6 +91,32 @@ def _train(args: argparse.Namespace) -> None:
     print(f"curve        {run_dir / 'curve.png'}")
     print(f"metrics      {run_dir / 'metrics.jsonl'}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})")
     print(f"checkpoint   {run_dir / 'checkpoints'}  (continue: wm train --resume {run_dir}{ranks} train.steps=N)")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """The first SIGINT (Ctrl-C) or SIGTERM asks `trainer` to stop after its current step with a checkpoint;
+    a second stops at once, losing what came after the last checkpoint. Under torchrun every rank would have
+    to take part in that checkpoint, so there the signals keep their usual effect."""
+    if trainer.world > 1:
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint (again to stop at once)",
+            file=sys.stderr,
+        )
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _relaunch(args: argparse.Namespace, batch_size: int, overrides: list[str], run_dir: Path) -> None:

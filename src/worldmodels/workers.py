@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -12,9 +13,17 @@ from typing import Any
 import torch
 
 
+def ignore_interrupts() -> None:
+    """For a worker process: Ctrl-C in a terminal reaches every process of the group, but a worker is stopped
+    by the process that started it, which may first finish its step with the worker's help (`wm train`
+    checkpoints before it stops)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _start_worker(setup: Any, *args: Any) -> None:
-    """One torch thread; exit when the training process is gone, even if it was killed without a chance to
-    stop its workers (they would otherwise wait for work forever)."""
+    """One torch thread, deaf to Ctrl-C; exit when the training process is gone, even if it was killed
+    without a chance to stop its workers (they would otherwise wait for work forever)."""
+    ignore_interrupts()
     torch.set_num_threads(1)
     parent = os.getppid()
 

@@ -25,6 +25,7 @@ from worldmodels.envs.make import make_env
 from worldmodels.envs.spaces import act_spec_of, obs_spec_of
 from worldmodels.errors import ConfigError, EnvError, WMError
 from worldmodels.spaces import Obs, obs_map, obs_set
+from worldmodels.workers import ignore_interrupts
 
 
 def episode_seed(seed: int, env_index: int, episode: int) -> int:
@@ -66,6 +67,7 @@ class _Local:
 
 
 def _worker(make: Callable[[], gym.Env], conn) -> None:
+    ignore_interrupts()
     try:
         env = make()
     except Exception as err:  # reported to the parent on its first call

@@ -106,6 +106,14 @@ def resume_point(run_dir: Path, resume: bool) -> Path | None:
     return ckpt
 
 
+class Stopped(KeyboardInterrupt):
+    """`Trainer.run` stopped as asked (`Trainer.request_stop`), with a checkpoint at env step `step`."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
 class Trainer:
     """Owns one run directory: its config, agent, phases, logs and checkpoints. Under torchrun, one rank's
     part of the run (the process group is joined here)."""
@@ -120,6 +128,7 @@ class Trainer:
             torch.set_num_threads(t.threads)
         self.seed = distributed.rank_seed(t.seed, self.rank)  # this rank's environments, replay, exploration
         self.clock = Stopwatch()
+        self.stop_requested = False  # `request_stop`: checkpoint and stop after the current tick
         random.seed(self.seed)
         torch.manual_seed(t.seed)  # the agent's initial weights are the same on every rank
         self.offline = OfflineSource(t.offline, derive_seed(self.seed, 3)) if t.offline else None
@@ -293,8 +302,10 @@ class Trainer:
                         bar.write(f"eval return reached train.stop_return={stop:g}: stopping")
                     phase.stop()
                     break
-                if tick.checkpoint:
+                if tick.checkpoint or self.stop_requested:
                     self.save()
+                if self.stop_requested:
+                    raise Stopped(self.step)
             final = phase.flush() or {}
             if phase.final_eval and self.last_eval_step != self.step:
                 final |= self._evaluate(phase, phase.progress, bar)
@@ -305,6 +316,12 @@ class Trainer:
             bar.close()
             phase.end()
         return stopped
+
+    def request_stop(self) -> None:
+        """Stop after the tick under way, with a checkpoint there: `run` then raises `Stopped` (`wm train` asks
+        for this on SIGINT and SIGTERM). A checkpoint between ticks is one a periodic checkpoint could be, so
+        the run resumes from it exactly."""
+        self.stop_requested = True
 
     def _evaluate(self, phase: Phase, count: int, bar: tqdm) -> dict[str, float]:
         """The evaluator's metrics, seeded by the phase's counter: rank 0 evaluates and tells the others."""
