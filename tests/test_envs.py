@@ -90,6 +90,15 @@ def test_dmc_both_gives_a_dict_and_actions_are_normalised():
         make_env(EnvConfig(id="dmc:cartpole-swingx"))
 
 
+@needs["dmc"]
+def test_dmc_cheetah_loads_without_mujoco_s_settotalmass_warning(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        make_env(EnvConfig(id="dmc:cheetah-run")).close()
+    assert not [r for r in caplog.records if "settotalmass" in r.getMessage()]
+
+
 @needs["atari"]
 def test_atari_options_and_errors():
     env = make_env(EnvConfig(id="atari:pong", obs="pixels", grayscale=True, action_repeat=4))

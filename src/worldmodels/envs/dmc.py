@@ -6,6 +6,8 @@ marks a true terminal state.
 
 from __future__ import annotations
 
+import logging
+
 import gymnasium as gym
 import numpy as np
 
@@ -16,11 +18,20 @@ from worldmodels.errors import ConfigError, closest
 CAMERAS = {"quadruped": 2}
 
 
+def _not_settotalmass(record: logging.LogRecord) -> bool:
+    """dm_control's own cheetah model uses MuJoCo's deprecated `settotalmass`, which MuJoCo warns of (through
+    absl) at every load: in every evaluation, nothing a user can change."""
+    return "settotalmass" not in record.getMessage()
+
+
 def _suite():
     try:
         from dm_control import suite
     except ImportError as err:
         raise ConfigError(f"dm_control is not installed ({err}); install it with: pip install -e '.[dmc]'") from None
+    absl = logging.getLogger("absl")
+    if _not_settotalmass not in absl.filters:
+        absl.addFilter(_not_settotalmass)
     return suite
 
 
