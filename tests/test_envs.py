@@ -1,12 +1,16 @@
 """Every suite creates, resets and steps in state and pixel mode; optional suites skip with a reason."""
 
 import importlib.util
+import logging
+import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from worldmodels.config import EnvConfig, load_config
 from worldmodels.envs import EnvPool, make_env
+from worldmodels.envs.wrappers import FloatObs
 from worldmodels.errors import ConfigError
 
 HAS = {m: importlib.util.find_spec(m) is not None for m in ("dm_control", "ale_py", "Box2D", "minatar")}
@@ -64,11 +68,6 @@ def test_discrete_and_tuple_observations_become_one_hot_vectors():
 
 def test_float64_box_bounds_become_float32_without_a_warning():
     """MuJoCo's tasks give float64 bounds; gymnasium warns when a float32 Box is built from them."""
-    import warnings
-
-    import gymnasium as gym
-
-    from worldmodels.envs.wrappers import FloatObs
 
     class Float64Env(gym.Env):
         observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
@@ -92,8 +91,6 @@ def test_dmc_both_gives_a_dict_and_actions_are_normalised():
 
 @needs["dmc"]
 def test_dmc_cheetah_loads_without_mujoco_s_settotalmass_warning(caplog):
-    import logging
-
     with caplog.at_level(logging.WARNING):
         make_env(EnvConfig(id="dmc:cheetah-run")).close()
     assert not [r for r in caplog.records if "settotalmass" in r.getMessage()]

@@ -1,12 +1,18 @@
 """Smoke runs of the loop, exact resume, and checkpoints that refuse to load when tampered with."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TINY
 from worldmodels.api import load_agent, make_agent
 from worldmodels.cli import main
 from worldmodels.data.files import sha256
@@ -294,14 +300,6 @@ def test_ctrl_c_stops_training_with_a_checkpoint_that_resumes_exactly(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, the env workers too) during `wm train`: the step under way
     finishes, a checkpoint is written there, the command says how to continue, and the continued run ends
     with the weights of a run that never stopped."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import TINY
-
     overrides = [*TINY, "env.num_envs=2", "env.vectorization=async", "train.eval_every=0"]
     overrides += ["train.checkpoint_every=1000000", "train.log_every=20"]
     run = tmp_path / "stopped"
