@@ -29,3 +29,14 @@ def kl_split(
     dyn = D.kl_divergence(detach_dist(post), prior)
     rep = D.kl_divergence(post, detach_dist(prior))
     return dyn.clamp(min=free_bits), rep.clamp(min=free_bits), dyn.detach()
+
+
+def tolerant_elbo(
+    recon: torch.Tensor, q: D.Independent, kl_tolerance: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The paper's V loss from the mean reconstruction term and the posterior q `[N, Z]`: recon + the mean of
+    KL(q ‖ N(0, I)) floored at `kl_tolerance` nats per latent dimension; and its parts as metrics."""
+    prior = D.Independent(D.Normal(torch.zeros_like(q.mean), torch.ones_like(q.mean)), 1)
+    kl = D.kl_divergence(q, prior)  # [N]
+    loss = recon + kl.clamp(min=kl_tolerance * q.mean.shape[-1]).mean()
+    return loss, {"vae/loss": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.mean().detach()}

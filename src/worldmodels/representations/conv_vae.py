@@ -17,6 +17,7 @@ from torch import nn
 from worldmodels.decoders.cnn import CNNDecoder
 from worldmodels.decoders.prediction import ImagePrediction
 from worldmodels.encoders.cnn import CNNEncoder, ConvConfig
+from worldmodels.losses import tolerant_elbo
 from worldmodels.nn import Activation
 from worldmodels.registry import AUTOENCODERS
 from worldmodels.schema import non_negative, positive
@@ -59,14 +60,3 @@ class ConvVAE(nn.Module):
         """The negative ELBO of a batch of frames `[N, H, W, C]`, averaged over frames, and its parts."""
         q = self(obs)
         return tolerant_elbo(self.decode(q.rsample()).loss(obs).mean(), q, self.cfg.kl_tolerance)
-
-
-def tolerant_elbo(
-    recon: torch.Tensor, q: D.Independent, kl_tolerance: float
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The paper's V loss from the mean reconstruction term and the posterior q `[N, Z]`: recon + the mean of
-    KL(q ‖ N(0, I)) floored at `kl_tolerance` nats per latent dimension; and its parts as metrics."""
-    prior = D.Independent(D.Normal(torch.zeros_like(q.mean), torch.ones_like(q.mean)), 1)
-    kl = D.kl_divergence(q, prior)  # [N]
-    loss = recon + kl.clamp(min=kl_tolerance * q.mean.shape[-1]).mean()
-    return loss, {"vae/loss": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.mean().detach()}

@@ -18,9 +18,9 @@ from torch import distributions as D
 from torch import nn
 
 from worldmodels.decoders.prediction import VectorPrediction
+from worldmodels.losses import tolerant_elbo
 from worldmodels.nn import MLPConfig, Normaliser
 from worldmodels.registry import AUTOENCODERS
-from worldmodels.representations.conv_vae import tolerant_elbo
 from worldmodels.schema import non_negative, positive
 from worldmodels.spaces import ObsSpec
 
