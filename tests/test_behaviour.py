@@ -117,7 +117,9 @@ def test_replay_critic_trains_the_critic_on_the_replayed_windows(tmp_path, prese
     assert logged and all(math.isfinite(v) and v > 0 for v in logged)
 
 
-@pytest.mark.parametrize("preset, tiny", [("dreamerv3", TINY_DREAMER), ("latent_mlp", TINY), ("tdmpc2", TINY_TDMPC2)])
+@pytest.mark.parametrize(
+    "preset, tiny", [("dreamerv3", TINY_DREAMER), ("latent_mlp", TINY), ("tdmpc2", TINY_TDMPC2), ("pets", ())]
+)
 def test_terminal_windows_make_a_share_of_the_world_models_batches_end_at_terminations(preset, tiny):
     for share, ends in ((0.5, Ends(0.5)), (0.0, None)):  # 0: every window alike
         cfg = load_config(preset, [*tiny, f"agent.terminal_windows={share}"])

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 
 from worldmodels import contracts, distributed
-from worldmodels.agents.base import Acted, Agent, Dream, Metrics, step
+from worldmodels.agents.base import Acted, Agent, Dream, Metrics, WindowsConfig, step
 from worldmodels.dynamics.ensemble import by_member
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
@@ -59,7 +59,7 @@ class PETSAgent(Agent):
     probe_overrides = ("agent.planner.population=16", "agent.planner.elites=4", "agent.planner.iterations=1")
 
     @dataclass
-    class Config:
+    class Config(WindowsConfig):
         dynamics: Spec = component("dynamics", "ensemble", contract=contracts.EnsembleDynamics)
         """The probabilistic ensemble."""
         reward: Spec = component("reward", "ensemble", contract=contracts.EnsembleReward)
@@ -92,6 +92,7 @@ class PETSAgent(Agent):
         if len(obs_spec.shape) != 1:
             raise ConfigError(f"pets plans on state vectors; got observations of shape {obs_spec.shape}")
         self.cfg = cfg
+        self.terminal_windows = cfg.terminal_windows
         S, A = obs_spec.shape[0], act_spec.dim
         self.dynamics = DYNAMICS.build(cfg.dynamics.name, cfg.dynamics.cfg, latent_dim=S, action_dim=A)
         self.planner = PLANNERS.build(cfg.planner.name, cfg.planner.cfg, action_dim=A, discrete=act_spec.discrete)
