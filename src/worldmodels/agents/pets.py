@@ -71,7 +71,8 @@ class PETSAgent(Agent):
         terminate: the head learns 1); off: every plan runs to the horizon."""
         planner: Spec = component("planner", "cem")
         known_task: Literal["none", "pendulum", "cartpole_balance"] = "none"
-        """Plan with this task's known reward (and termination) instead of a learned reward."""
+        """Plan with this task's known reward (and termination) instead of a learned reward. Each is one env
+        step's: set `env.action_repeat: 1` with it (`pets` repeats actions on classic control; `pets_pendulum`)."""
         propagation: Literal["ts1", "tsinf", "expectation"] = "tsinf"
         """How particles move through the ensemble (see `dynamics/ensemble.py`); TS∞ is the PETS code's
         default (and mbrl-lib's `fixed_model`)."""

@@ -1,4 +1,5 @@
-"""KL terms of latent world models: dynamics/representation split with free bits (DreamerV3 eq. 5)."""
+"""KL terms of latent world models: the dynamics/representation split with free bits (DreamerV3 eq. 5), and
+World Models' VAE loss, whose KL is free below a tolerance."""
 
 from __future__ import annotations
 
