@@ -3,7 +3,8 @@
 Model: an ensemble of E Gaussian MLPs over the change of state, each member trained on its own bootstrap
 resample of every batch of transitions (s_t, a_{t+1}, s_{t+1}); the reward is learned by an ensemble
 head on (s, a, s'), or given by the task's known reward (and termination) function; whether the episode
-goes on, c(s'), by a continue head trained on replay's terminations (1 − is_terminal; never truncations).
+goes on, c(s'), by a continue head trained on replay's terminations (1 − is_terminal; never truncations),
+reading s' in units of its running spread as the ensemble reads its inputs.
 
 Acting: model-predictive control. Every step a planner (CEM, MPPI, iCEM, gradient) optimises the next H
 actions against the return predicted by K particles per candidate, propagated through the ensemble
@@ -31,6 +32,7 @@ from worldmodels.dynamics.ensemble import by_member
 from worldmodels.envs import continuous_cartpole
 from worldmodels.errors import ConfigError
 from worldmodels.heads.ensemble import EnsembleReward  # noqa: F401  (registers the "ensemble" reward)
+from worldmodels.nn.normaliser import Normaliser
 from worldmodels.nn.precision import Precision, precision
 from worldmodels.planners.protocol import Model, Plan, rollout_objective
 from worldmodels.registry import AGENTS, CONTINUES, DYNAMICS, PLANNERS, REWARDS, component
@@ -105,6 +107,7 @@ class PETSAgent(Agent):
         self.learns_continue = self.known is None and cfg.use_continue
         if self.learns_continue:
             self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=S)
+            self.cont_inputs = Normaliser(S)
             modules.append(self.cont)
         params = [p for m in modules for p in m.parameters()]
         self.optimizers = {"model": torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)}
@@ -138,7 +141,7 @@ class PETSAgent(Agent):
             return nxt, self.reward(x.flatten(0, 1)).mean.reshape(N, K).float()
 
         def cont(obs: torch.Tensor) -> torch.Tensor:
-            return (~done_fn(obs)).float() if done_fn is not None else self.cont(obs).mean
+            return (~done_fn(obs)).float() if done_fn is not None else self.continues(obs).mean
 
         has_cont = done_fn is not None or self.learns_continue
         return Model(step_fn, cont=cont if has_cont else None)
@@ -150,6 +153,14 @@ class PETSAgent(Agent):
         start = obs.float()[:, None].expand(N, K, -1).contiguous()
         x0, reuse = self.planner.warm_start(prev, N, obs.device, reset)
         return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
+
+    def continues(self, obs: torch.Tensor) -> torch.distributions.Bernoulli:
+        """The learned continue head on states `[..., S]`, read in units of their running spread: on raw
+        states a dimension of small range (CartPole's angle, ±0.21) and one of large range (its position, ±2.4)
+        weigh alike only after the head has learnt their scales, and a termination seen a few times (the
+        end of the track) stayed at P(continue) ≈ 0.86 where the common one (the pole) fell to 0.35
+        (benchmarks/NOTES.md, twenty-sixth sitting)."""
+        return self.cont(self.cont_inputs.normalise(obs))
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, is_first: torch.Tensor, state: Any, explore: bool) -> Acted:
@@ -194,7 +205,8 @@ class PETSAgent(Agent):
             loss = loss + reward_loss
             metrics["model/reward_mse"] = reward_loss.detach()
         if self.learns_continue:
-            cont_loss = -self.cont(s2).log_prob(alive).mean()
+            self.cont_inputs.update(s2)
+            cont_loss = -self.continues(s2).log_prob(alive).mean()
             loss = loss + cont_loss
             metrics["model/cont"] = cont_loss.detach()
         metrics.update(step(self.optimizers["model"], loss, self.cfg.grad_clip, "model"))
