@@ -144,6 +144,30 @@ def test_a_reward_ensemble_of_another_size_plans_with_its_members_mean():
     assert torch.allclose(reward, pets.reward(x).mean, atol=1e-5)
 
 
+def test_explore_bonus_adds_the_particles_spread_to_each_planned_reward_while_collecting():
+    """β times the particles' std per state dimension, in units of replay's state spread, averaged over the
+    dimensions; evaluation's plans (explore=False) are those of an agent without the bonus."""
+    torch.manual_seed(0)
+    pets = agent("agent.explore_bonus=2.0")
+    pets.update(batch_ending_where_x_is_positive())  # the normalisers hold replay's spread
+    obs, action = torch.randn(3, 4, 3), torch.rand(3, 1) * 2 - 1
+    torch.manual_seed(1)
+    nxt, plain = pets.model().step(obs, action)
+    torch.manual_seed(1)
+    same, bonused = pets.model(bonus=2.0).step(obs, action)
+    spread = (nxt.std(1) / pets.dynamics.inputs.std[:3]).mean(-1, keepdim=True)  # [N, 1]
+    assert torch.equal(nxt, same) and torch.allclose(bonused, plain + 2.0 * spread)
+
+    without = agent()
+    without.load_state_dict(pets.state_dict())
+    start, first = torch.randn(2, 3), torch.ones(2, dtype=torch.bool)
+    acts = []
+    for who, explore in ((pets, False), (without, False), (pets, True), (without, True)):
+        torch.manual_seed(2)
+        acts.append(who.act(start, first, None, explore=explore).action)
+    assert torch.equal(acts[0], acts[1]) and not torch.equal(acts[2], acts[3])
+
+
 @pytest.mark.parametrize("planner", ["{name: cem, elites: 4}", "{name: mppi}"])
 def test_discrete_actions_are_one_hot(planner):
     spec = planner[:-1] + ", population: 16, iterations: 2, horizon: 5}"

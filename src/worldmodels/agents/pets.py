@@ -13,6 +13,7 @@ actions against the return predicted by K particles per candidate, propagated th
     a_t = argmax_{a_{t:t+H}} 1/K Σ_k Σ_τ γ^τ C^k_τ r(s^k_τ, a_τ, s^k_{τ+1}),    s^k_{τ+1} ~ f_{e(k,τ)}(s^k_τ, a_τ)
 
 where C^k_τ = Π_{1≤i≤τ} c(s^k_i) is particle k's probability of still running (see `rollout_objective`).
+While collecting, `explore_bonus` β may add β times the particles' spread to each planned reward (optimism).
 
 Diagnostics: a fraction `holdout` of the episodes is kept out of training (flagged per step in replay);
 on those the agent logs the one-step and the multi-step (open-loop over the window) prediction error.
@@ -82,6 +83,13 @@ class PETSAgent(Agent):
         """Particles K per candidate sequence (a multiple of the ensemble size for ts1/tsinf)."""
         discount: float = unit(1.0)
         """γ of the planned return."""
+        explore_bonus: float = non_negative(0.0)
+        """β of optimism while collecting: each planned step's reward gains β times the spread of the
+        candidate's particles (their std per state dimension, in units of the running spread of replay's
+        states, averaged over dimensions), so the plans go where the ensemble has not seen; evaluation plans
+        without it. 0: none (the default). On MountainCar-v0 at β = 1 every seed's training episodes reached the
+        flag from the first planned ones, where none did without it, but evaluation did not follow: with no
+        value beyond its horizon the planner sees no flag from the valley (benchmarks/NOTES.md, 2026-12-07)."""
         lr: float = positive(1e-3)
         weight_decay: float = non_negative(5e-5)
         grad_clip: float = positive(100.0)
@@ -117,13 +125,20 @@ class PETSAgent(Agent):
     def record_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         return {"holdout": ((), "float32")}
 
-    def model(self) -> Model:
+    def model(self, bonus: float = 0.0) -> Model:
         """The planner's view of the learned model: state = particles `[N, K, S]`, rewards and continue
-        probabilities per particle `[N, K]`."""
+        probabilities per particle `[N, K]`; with `bonus` β, each reward gains β times the particles' spread."""
         mode = self.cfg.propagation
         reward_fn, done_fn = self.known or (None, None)
 
         def step_fn(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            nxt, reward = predict(obs, action)
+            if bonus > 0:
+                spread = nxt.std(1) / self.dynamics.inputs.std[: nxt.shape[-1]]  # [N, S]
+                reward = reward + bonus * spread.mean(-1, keepdim=True)
+            return nxt, reward
+
+        def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             N, K = obs.shape[:2]
             order = None if mode == "expectation" else self.dynamics.assignment(N, K, mode, obs.device)
             # only the network runs in bfloat16; its outputs, the rewards and the planner stay float32
@@ -146,13 +161,15 @@ class PETSAgent(Agent):
         has_cont = done_fn is not None or self.learns_continue
         return Model(step_fn, cont=cont if has_cont else None)
 
-    def plan(self, obs: torch.Tensor, prev: Plan | None, reset: torch.Tensor | None) -> Plan:
-        """Optimise the next H actions for observations `[N, S]`, warm-started from `prev`."""
+    def plan(self, obs: torch.Tensor, prev: Plan | None, reset: torch.Tensor | None, explore: bool = False) -> Plan:
+        """Optimise the next H actions for observations `[N, S]`, warm-started from `prev`; while `explore`,
+        towards the particles' spread as well (`explore_bonus`)."""
         N = obs.shape[0]
         K = 1 if self.cfg.propagation == "expectation" else self.cfg.particles
         start = obs.float()[:, None].expand(N, K, -1).contiguous()
         x0, reuse = self.planner.warm_start(prev, N, obs.device, reset)
-        return self.planner.optimize(rollout_objective(self.model(), start, self.cfg.discount), x0, reuse)
+        model = self.model(self.cfg.explore_bonus if explore and K > 1 else 0.0)
+        return self.planner.optimize(rollout_objective(model, start, self.cfg.discount), x0, reuse)
 
     def continues(self, obs: torch.Tensor) -> torch.distributions.Bernoulli:
         """The learned continue head on states `[..., S]`, read in units of their running spread: on raw
@@ -167,7 +184,7 @@ class PETSAgent(Agent):
         prev, holdout = state if state is not None else (None, None)
         new = torch.rand(len(obs), device=obs.device) < self.cfg.holdout
         holdout = new if holdout is None else torch.where(is_first, new, holdout)
-        plan = self.plan(obs, None if prev is None else Plan(**prev), is_first)
+        plan = self.plan(obs, None if prev is None else Plan(**prev), is_first, explore)
         # the acting state goes into checkpoints, which load tensors and plain containers only: a dict, not a Plan
         state = ({f.name: getattr(plan, f.name) for f in fields(plan)}, holdout)
         return Acted(plan.actions[:, 0], state, {"holdout": holdout.float().cpu().numpy()})
