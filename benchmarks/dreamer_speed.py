@@ -1,6 +1,7 @@
 """Seconds per DreamerV3 update (world model + actor + critic) at batch 16×64, for the official size1m
 and size12m models, on vector (CartPole-like, 4 dims) and 64×64×3 pixel inputs, and for size1m with
-the RSSM's steps compiled (`agent.compile=true`; the compile itself happens in the warm-up) or with
+the RSSM's steps, the two-hot losses and the frame encoder and decoder compiled (`agent.compile=true`; the
+compile itself happens in the warm-up), with that and every forward pass in bfloat16 together, or with
 imagined rollouts from 256 of the 1,024 posterior states (`agent.imagination_starts=256`), or with the pixel
 encoder's and decoder's convolutions in bfloat16 (`precision: bfloat16`, float32 weights and outputs), or
 with every forward pass of the update in bfloat16 (`agent.precision=bfloat16`).
@@ -29,19 +30,23 @@ from worldmodels.train.loop import build_agent
 
 BF16 = ("agent.encoder.image.precision=bfloat16", "agent.decoder.image.precision=bfloat16")
 ALL_BF16 = ("agent.precision=bfloat16",)  # every forward pass of the update under autocast
+COMPILE = ("agent.compile=true",)  # the RSSM's steps, the two-hot losses, the frame encoder and decoder
 DEPTH4 = ("agent.encoder.image.depth=4", "agent.decoder.image.depth=4")  # 4, 8, 16, 32 channels, as the peer's
 CASES = [  # preset, inputs, overrides, whether the peer's size1m-like update does the same work
     ("dreamerv3", "vector", (), True),
-    ("dreamerv3", "vector", ("agent.compile=true",), True),
+    ("dreamerv3", "vector", COMPILE, True),
     ("dreamerv3", "vector", ("agent.imagination_starts=256",), False),
     ("dreamerv3", "vector", ALL_BF16, True),
+    ("dreamerv3", "vector", (*COMPILE, *ALL_BF16), True),
     ("dreamerv3", "pixels", (), False),
-    ("dreamerv3", "pixels", ("agent.compile=true",), False),
+    ("dreamerv3", "pixels", COMPILE, False),
     ("dreamerv3", "pixels", ("agent.imagination_starts=256",), False),
     ("dreamerv3", "pixels", BF16, False),
     ("dreamerv3", "pixels", DEPTH4, True),
     ("dreamerv3", "pixels", (*DEPTH4, *BF16), True),
     ("dreamerv3", "pixels", (*DEPTH4, *ALL_BF16), True),
+    ("dreamerv3", "pixels", (*DEPTH4, *COMPILE), True),
+    ("dreamerv3", "pixels", (*DEPTH4, *COMPILE, *ALL_BF16), True),
     ("dreamerv3_size12m", "vector", (), False),
     ("dreamerv3_size12m", "pixels", (), False),
 ]

@@ -7,7 +7,10 @@ bfloat16 follows float32 within noise where its gap is no larger than the seed g
 precision differ by chance alone).
 
     python benchmarks/precision_curves.py --out result.json [--steps 10000] [--seeds 0,1] [--jobs 2]
-        [--runs bench_runs/precision_curves]
+        [--runs bench_runs/precision_curves] [--compile]
+
+`--compile`: the bfloat16 runs also compile (`agent.compile=true`: the RSSM's steps, the two-hot losses, the
+frame encoder and decoder), the setting `wm bench dreamer_speed` times at 2 × SheepRL; the float32 runs stay eager.
 
 Each run trains in `--runs/PRECISION-seedN` and resumes from its checkpoint when interrupted (as `wm bench`
 tasks do), so the study can span sittings. Writes the table to --out and the curves beside it (`NAME.png`).
@@ -46,10 +49,14 @@ CURVES = {
 }
 
 
-def run(precision: str, seed: int, steps: int, runs: Path) -> list[dict]:
-    """One run's metrics rows (trained, or resumed from its checkpoint, or read when already done)."""
+def run(precision: str, seed: int, steps: int, runs: Path, compiled: bool) -> list[dict]:
+    """One run's metrics rows (trained, or resumed from its checkpoint, or read when already done);
+    `compiled`: a bfloat16 run also compiles."""
     overrides = [*SETTING, f"agent.precision={precision}", f"train.steps={steps}", f"train.seed={seed}"]
     folder = runs / f"{precision}-seed{seed}"
+    if compiled and precision == "bfloat16":
+        overrides.append("agent.compile=true")
+        folder = runs / f"{precision}-compiled-seed{seed}"
     done = folder / "done"
     if not done.exists():
         train_run(PRESET, overrides, folder, f"{precision} seed {seed}", behaviour(PRESET, overrides))
@@ -100,13 +107,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", default="bench_runs/precision_curves")
+    parser.add_argument("--compile", action="store_true", help="the bfloat16 runs also compile")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = Path(args.runs)
     start = time.perf_counter()
     plans = list(itertools.product(PRECISIONS, seeds))
     with ThreadPoolExecutor(args.jobs) as pool:
-        metrics = dict(zip(plans, pool.map(lambda p: run(*p, args.steps, runs), plans)))
+        metrics = dict(zip(plans, pool.map(lambda p: run(*p, args.steps, runs, args.compile), plans)))
     rows = []
     for key, title in CURVES.items():
         curves = {plan: curve(m, key) for plan, m in metrics.items()}
@@ -121,7 +129,8 @@ def main() -> None:
     plot(metrics, out.with_suffix(".png"))
     result = {
         "description": f"{PRESET} on CartPole-v1 at train ratio 64, {args.steps} env steps, seeds {seeds}, "
-        "float32 and bfloat16 (agent.precision); per curve the mean over its log lines, "
+        f"float32 and bfloat16 (agent.precision{'; the bfloat16 runs compiled' if args.compile else ''}); "
+        "per curve the mean over its log lines, "
         "the mean |bfloat16 − float32| of a seed, and the mean |seed a − seed b| of a precision.",
         "columns": ["curve", "float32 mean", "bfloat16 mean", "precision gap", "seed gap"],
         "rows": rows,

@@ -11,7 +11,10 @@ from tests.conftest import assert_resumes_exactly
 from worldmodels.agents.base import frozen
 from worldmodels.agents.dreamer import KLConfig
 from worldmodels.config import load_config
+from worldmodels.decoders.cnn import CNNDecoder
+from worldmodels.decoders.prediction import squared_error
 from worldmodels.errors import ConfigError
+from worldmodels.losses.twohot import KERNELS
 from worldmodels.registry import RSSMS
 from worldmodels.spaces import ActSpec, ObsSpec
 from worldmodels.train import Trainer
@@ -66,6 +69,34 @@ def test_compiled_rssm_steps_match_the_eager_ones():
     assert torch.allclose(eager_grad[0], compiled_grad[0], atol=1e-5)
     agent = build_agent(load_config("dreamerv3", ["agent.compile=true"]), ObsSpec((4,), "float32"), ActSpec(True, 2))
     assert agent.rssm._kernels["img"] is not RSSMS.build("rssm", {}, embed_dim=E, action_dim=A)._kernels["img"]
+
+
+def test_a_compiled_update_on_frames_matches_the_eager_one():
+    """`compile: true` also compiles the two-hot losses and means and the frame encoder and decoder: one
+    update from the same weights on the same batch gives the same losses and the same weights."""
+    obs, act = ObsSpec((16, 16, 3), "uint8"), ActSpec(True, 2)
+    B, T = 2, 5
+    batch = {
+        "obs": torch.randint(0, 256, (B, T, 16, 16, 3), dtype=torch.uint8),
+        "action": torch.nn.functional.one_hot(torch.randint(2, (B, T)), 2).float(),
+        "reward": torch.randn(B, T),
+        "is_first": torch.zeros(B, T, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+    }
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        agent = build_agent(load_config("dreamerv3", [*TINY_DREAMER, f"agent.compile={compiled}"]), obs, act)
+        torch.manual_seed(1)
+        metrics = {**agent.update(batch), **agent.learn_behaviour(batch)}
+        runs.append((metrics, agent.state_dict()))
+    assert agent.reward.kernels is not KERNELS and agent.behaviour.critic.kernels is not KERNELS
+    assert next(m for m in agent.decoder.modules() if isinstance(m, CNNDecoder)).loss_kernel is not squared_error
+    (eager, eager_weights), (compiled, compiled_weights) = runs
+    for key in ("world_model/recon", "world_model/reward", "loss/critic", "loss/actor"):
+        assert torch.allclose(torch.as_tensor(eager[key]), torch.as_tensor(compiled[key]), rtol=1e-4, atol=1e-5), key
+    for key, weight in eager_weights.items():
+        assert torch.allclose(weight, compiled_weights[key], atol=1e-5), key
 
 
 def test_rssm_resets_at_episode_starts():

@@ -23,6 +23,7 @@ import torch
 from worldmodels.agents.base import Acted, Metrics, frozen
 from worldmodels.agents.behaviour import ActorCritic, BehaviourConfig, Replayed
 from worldmodels.agents.rssm_agent import KLConfig, RSSMAgent, WorldModelConfig
+from worldmodels.heads.scalar import compile_kernels
 from worldmodels.phases import Stream
 from worldmodels.registry import AGENTS
 from worldmodels.schema import non_negative
@@ -41,6 +42,8 @@ class DreamerAgent(RSSMAgent):
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActSpec):
         super().__init__(cfg, obs_spec, act_spec)
         self.behaviour = ActorCritic(cfg, self.rssm.feat_dim, act_spec, cfg.precision)
+        if cfg.compile:
+            compile_kernels(self.behaviour.critic, self.behaviour.slow_critic)
         self.optimizers = {"world_model": self.world_model_optimizer(), **self.behaviour.optimizers}
 
     @torch.no_grad()

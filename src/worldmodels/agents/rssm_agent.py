@@ -33,7 +33,10 @@ from torch.utils._pytree import tree_map
 
 from worldmodels.agents.base import Agent, Dream, Metrics, WindowsConfig, adam, step
 from worldmodels.agents.time_noise import NoiseState, TimeNoiseConfig, time_noise
+from worldmodels.decoders.cnn import CNNDecoder
+from worldmodels.encoders.cnn import CNNEncoder
 from worldmodels.errors import ConfigError
+from worldmodels.heads.scalar import compile_kernels
 from worldmodels.losses import kl_split
 from worldmodels.nn.precision import Precision, precision
 from worldmodels.phases import PhaseSpec, Stream
@@ -107,7 +110,8 @@ class WorldModelConfig(WindowsConfig, TimeNoiseConfig):
     time by `noise_colour`); for discrete actions the probability of a uniformly random action instead
     (PlaNet, DreamerV1: 0.3)."""
     compile: bool = False
-    """`torch.compile` the RSSM's observed and imagined steps (`wm bench dreamer_speed` measures the gain)."""
+    """`torch.compile` the RSSM's observed and imagined steps, the two-hot heads' losses and means, and the
+    convolution stacks of a frame encoder and decoder (`wm bench dreamer_speed` measures the gain)."""
     precision: Precision = "float32"
     """The arithmetic of the updates' forward passes (world model and, in Dreamer, actor and critic):
     bfloat16 runs matmuls and convolutions under autocast; weights, gradients, optimiser state,
@@ -137,8 +141,6 @@ class RSSMAgent(Agent):
             self.representation_learner = build_learner(learner, cfg.encoder, obs_spec, act_spec.dim)
             embed_dim, encoder = self.representation_learner.embed_dim, self.representation_learner
         self.rssm = RSSMS.build(cfg.rssm.name, cfg.rssm.cfg, embed_dim=embed_dim, action_dim=act_spec.dim)
-        if cfg.compile:
-            self.rssm.compile_steps()
         F = self.rssm.feat_dim
         if cfg.use_reconstruction:
             self.decoder = DECODERS.build(cfg.decoder.name, cfg.decoder.cfg, in_dim=F, obs_spec=obs_spec)
@@ -149,6 +151,12 @@ class RSSMAgent(Agent):
         self.cont = CONTINUES.build(cfg.cont.name, cfg.cont.cfg, in_dim=F)
         self.world_model: tuple[nn.Module, ...] = (encoder, self.rssm, self.reward, self.cont)
         self.world_model += tuple(m for m in (self.decoder, self.embedding_decoder) if m is not None)
+        if cfg.compile:
+            self.rssm.compile_steps()
+            compile_kernels(self.reward)
+            for frames in (m for part in self.world_model for m in part.modules()):
+                if isinstance(frames, (CNNEncoder, CNNDecoder)):  # each norm and activation fused
+                    frames.compile(dynamic=False)
 
     def world_model_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the world model's trainable parameters (not a representation learner's target network)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from worldmodels.decoders.prediction import ImagePrediction
+from worldmodels.decoders.prediction import ImagePrediction, squared_error
 from worldmodels.encoders.cnn import ChannelNorm, ConvConfig, conv_stages
 from worldmodels.errors import ConfigError
 from worldmodels.nn import activation
@@ -44,6 +44,12 @@ class CNNDecoder(nn.Module):
             dim = out
         self.net = nn.Sequential(*layers)
         self.precision = cfg.precision
+        self.loss_kernel = squared_error
+
+    def compile(self, *args, **kwargs) -> None:
+        """`torch.compile` the forward pass and the loss of its predictions (once per input shape)."""
+        super().compile(*args, **kwargs)
+        self.loss_kernel = torch.compile(squared_error, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> ImagePrediction:
         batch = x.shape[:-1]
@@ -51,4 +57,4 @@ class CNNDecoder(nn.Module):
         with precision(self.precision, h.device):
             frames = self.net(h)
         frames = frames.float().permute(0, 2, 3, 1)  # [N, H, W, C]
-        return ImagePrediction(frames.reshape(*batch, *frames.shape[1:]))
+        return ImagePrediction(frames.reshape(*batch, *frames.shape[1:]), self.loss_kernel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -32,11 +34,20 @@ class VectorPrediction:
         return ((self.pred - target) ** 2).sum(-1)
 
 
-class ImagePrediction:
-    """A frame `[..., H, W, C]` predicted as pixels / 255 − 0.5; loss is the summed squared error there."""
+def squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error of frames `pred` `[..., H, W, C]` (pixels / 255 − 0.5) against uint8 `target`, summed
+    over each frame: `[...]`. The same numbers and gradients as `((pred − target) ** 2)`, in 2–3 × less
+    time on 64 × 64 frames: one fused kernel each way, and the target scaled in place."""
+    target = target.to(torch.float32, copy=True).div_(255.0).sub_(0.5)
+    return F.mse_loss(pred, target, reduction="none").sum((-3, -2, -1))
 
-    def __init__(self, pred: torch.Tensor):
-        self.pred = pred
+
+class ImagePrediction:
+    """A frame `[..., H, W, C]` predicted as pixels / 255 − 0.5; loss is the summed squared error there
+    (by `loss_kernel`: `squared_error`, or a compiled copy of it)."""
+
+    def __init__(self, pred: torch.Tensor, loss_kernel: Callable = squared_error):
+        self.pred, self.loss_kernel = pred, loss_kernel
 
     @property
     def mean(self) -> torch.Tensor:
@@ -44,11 +55,8 @@ class ImagePrediction:
         return ((self.pred + 0.5) * 255.0).clamp(0, 255)
 
     def loss(self, target: torch.Tensor) -> torch.Tensor:
-        """Squared error summed over the frame: `[...]`. The same numbers and gradients as
-        `((pred − target) ** 2)`, in 2–3 × less time on 64 × 64 frames: one fused kernel each way, and the
-        target scaled in place."""
-        target = target.to(torch.float32, copy=True).div_(255.0).sub_(0.5)
-        return F.mse_loss(self.pred, target, reduction="none").sum((-3, -2, -1))
+        """Squared error summed over the frame: `[...]`."""
+        return self.loss_kernel(self.pred, target)
 
 
 class DictPrediction:

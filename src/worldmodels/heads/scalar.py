@@ -9,7 +9,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
-from worldmodels.losses.twohot import TwoHotSymlog, symlog_bins
+from worldmodels.losses.twohot import KERNELS, TwoHotSymlog, compiled_kernels, symlog_bins
 from worldmodels.nn import MLPConfig, SymlogMSE
 from worldmodels.registry import CONTINUES, REWARDS, VALUES
 from worldmodels.schema import param
@@ -54,9 +54,18 @@ class _TwoHot(nn.Module):
         super().__init__()
         self.net = cfg.mlp(in_dim, cfg.bins, out_scale=0.0)  # zero output: predicts 0 at first
         self.register_buffer("bins", symlog_bins(cfg.bins), persistent=False)
+        self.kernels = KERNELS
 
     def forward(self, x: torch.Tensor) -> TwoHotSymlog:
-        return TwoHotSymlog(self.net(x), self.bins)
+        return TwoHotSymlog(self.net(x), self.bins, self.kernels)
+
+
+def compile_kernels(*heads: nn.Module) -> None:
+    """Compute the mean and loss of each two-hot head among `heads` by compiled graphs (the other heads'
+    losses are a few elementwise ops on `[...]` and stay eager)."""
+    for head in heads:
+        if isinstance(head, _TwoHot):
+            head.kernels = compiled_kernels()
 
 
 @REWARDS.register("twohot")

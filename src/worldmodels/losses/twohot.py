@@ -30,17 +30,38 @@ def symlog_bins(num: int = 255, low: float = -20.0, high: float = 20.0) -> torch
     return torch.linspace(low, high, num)
 
 
-class TwoHotSymlog:
-    """A scalar predicted as logits `[..., K]` over symlog-spaced `bins`; same protocol as `SymlogMSE`."""
+def _expected(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """symexp of the expected bin of `logits` `[..., K]`, `[...]`."""
+    return symexp((F.softmax(logits, -1) * bins).sum(-1))
 
-    def __init__(self, logits: torch.Tensor, bins: torch.Tensor):
-        self.logits, self.bins = logits, bins
+
+def _cross_entropy(logits: torch.Tensor, bins: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of `logits` `[..., K]` against the two-hot encoding of symlog(`target`), `[...]`."""
+    return -(two_hot(symlog(target.detach()), bins) * F.log_softmax(logits, -1)).sum(-1)
+
+
+KERNELS = {"mean": _expected, "loss": _cross_entropy}
+"""The two functions of a prediction over all its bins, eager; `compiled_kernels()` gives them compiled."""
+
+
+def compiled_kernels() -> dict:
+    """`KERNELS` as `torch.compile`d graphs (once per shape): the softmax, the two-hot target and the sum
+    fused into one pass over the `[..., K]` logits instead of five, the same for their gradients."""
+    return {k: torch.compile(f, dynamic=False) for k, f in KERNELS.items()}
+
+
+class TwoHotSymlog:
+    """A scalar predicted as logits `[..., K]` over symlog-spaced `bins`; same protocol as `SymlogMSE`.
+    `kernels`: the functions that compute its mean and loss (`KERNELS`, or `compiled_kernels()`)."""
+
+    def __init__(self, logits: torch.Tensor, bins: torch.Tensor, kernels: dict = KERNELS):
+        self.logits, self.bins, self.kernels = logits, bins, kernels
 
     @property
     def mean(self) -> torch.Tensor:
         """symexp of the expected bin, `[...]`."""
-        return symexp((F.softmax(self.logits, -1) * self.bins).sum(-1))
+        return self.kernels["mean"](self.logits, self.bins)
 
     def loss(self, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against the two-hot encoding of symlog(target), `[...]`."""
-        return -(two_hot(symlog(target.detach()), self.bins) * F.log_softmax(self.logits, -1)).sum(-1)
+        return self.kernels["loss"](self.logits, self.bins, target)
