@@ -74,7 +74,7 @@ def gap(a: dict[int, float], b: dict[int, float]) -> float:
     return float(np.mean([abs(a[s] - b[s]) for s in steps])) if steps else float("nan")
 
 
-def plot(metrics: dict[tuple[str, int], list[dict]], path: Path) -> None:
+def plot(metrics: dict[tuple[str, int], list[dict]], path: Path, compiled: bool) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5), dpi=100)
     for ax, (key, title) in zip(axes.flat, CURVES.items()):
         for (precision, seed), rows in metrics.items():
@@ -88,7 +88,7 @@ def plot(metrics: dict[tuple[str, int], list[dict]], path: Path) -> None:
                     lw=1.1,
                     marker=".",
                     ms=3,
-                    label=f"{precision} {seed}",
+                    label=f"{precision}{' compiled' if compiled and precision == 'bfloat16' else ''} {seed}",
                 )
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
@@ -126,7 +126,7 @@ def main() -> None:
         rows.append([title, f"{means[0]:.3f}", f"{means[1]:.3f}", f"{precision_gap:.3f}", f"{seed_gap:.3f}"])
         print(rows[-1], flush=True)
     out = Path(args.out)
-    plot(metrics, out.with_suffix(".png"))
+    plot(metrics, out.with_suffix(".png"), args.compile)
     result = {
         "description": f"{PRESET} on CartPole-v1 at train ratio 64, {args.steps} env steps, seeds {seeds}, "
         f"float32 and bfloat16 (agent.precision{'; the bfloat16 runs compiled' if args.compile else ''}); "
