@@ -111,7 +111,7 @@ class WorldModelConfig(WindowsConfig, TimeNoiseConfig):
     (PlaNet, DreamerV1: 0.3)."""
     compile: bool = False
     """`torch.compile` the RSSM's observed and imagined steps, the two-hot heads' losses and means, and the
-    convolution stacks of a frame encoder and decoder (`wm bench dreamer_speed` measures the gain)."""
+    frame encoder and decoder (`cnn`) with the decoder's loss (`wm bench dreamer_speed` measures the gain)."""
     precision: Precision = "float32"
     """The arithmetic of the updates' forward passes (world model and, in Dreamer, actor and critic):
     bfloat16 runs matmuls and convolutions under autocast; weights, gradients, optimiser state,

@@ -46,7 +46,7 @@ KERNELS = {"mean": _expected, "loss": _cross_entropy}
 
 def compiled_kernels() -> dict:
     """`KERNELS` as `torch.compile`d graphs (once per shape): the softmax, the two-hot target and the sum
-    fused into one pass over the `[..., K]` logits instead of five, the same for their gradients."""
+    fused by the compiler instead of five eager passes over the `[..., K]` logits, and so their gradients."""
     return {k: torch.compile(f, dynamic=False) for k, f in KERNELS.items()}
 
 
