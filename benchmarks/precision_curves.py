@@ -10,7 +10,8 @@ precision differ by chance alone).
         [--runs bench_runs/precision_curves] [--compile]
 
 `--compile`: the bfloat16 runs also compile (`agent.compile=true`: the RSSM's steps, the two-hot losses, the
-frame encoder and decoder), the setting `wm bench dreamer_speed` times at 2 × SheepRL; the float32 runs stay eager.
+frame encoder and decoder), the setting `wm bench dreamer_speed` timed at 2.5 × SheepRL on vectors; the float32
+runs stay eager.
 
 Each run trains in `--runs/PRECISION-seedN` and resumes from its checkpoint when interrupted (as `wm bench`
 tasks do), so the study can span sittings. Writes the table to --out and the curves beside it (`NAME.png`).
@@ -49,14 +50,19 @@ CURVES = {
 }
 
 
+def arm(precision: str, compiled: bool) -> str:
+    """The name of a precision's runs: `bfloat16-compiled` where `--compile` compiles the bfloat16 runs."""
+    return f"{precision}-compiled" if compiled and precision == "bfloat16" else precision
+
+
 def run(precision: str, seed: int, steps: int, runs: Path, compiled: bool) -> list[dict]:
     """One run's metrics rows (trained, or resumed from its checkpoint, or read when already done);
     `compiled`: a bfloat16 run also compiles."""
     overrides = [*SETTING, f"agent.precision={precision}", f"train.steps={steps}", f"train.seed={seed}"]
-    folder = runs / f"{precision}-seed{seed}"
-    if compiled and precision == "bfloat16":
+    name = arm(precision, compiled)
+    if name != precision:
         overrides.append("agent.compile=true")
-        folder = runs / f"{precision}-compiled-seed{seed}"
+    folder = runs / f"{name}-seed{seed}"
     done = folder / "done"
     if not done.exists():
         train_run(PRESET, overrides, folder, f"{precision} seed {seed}", behaviour(PRESET, overrides))
@@ -88,7 +94,7 @@ def plot(metrics: dict[tuple[str, int], list[dict]], path: Path, compiled: bool)
                     lw=1.1,
                     marker=".",
                     ms=3,
-                    label=f"{precision}{' compiled' if compiled and precision == 'bfloat16' else ''} {seed}",
+                    label=f"{arm(precision, compiled)} {seed}",
                 )
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
